@@ -1,0 +1,137 @@
+"""The frozen Snapshot: everything one pass knows, as plain values that round-trip JSON."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field
+
+from autoscaler.model import Frozen
+
+SESSION_LABEL_PREFIX = "openanalytics.eu/"
+USER_LABEL = "openanalytics.eu/sp-user-id"
+PROXIED_APP_LABEL = "openanalytics.eu/sp-proxied-app"
+DELEGATE_LABEL = "openanalytics.eu/sp-delegate-proxy"
+
+
+class Node(Frozen):
+    id: str
+    hostname: str
+    role: Literal["manager", "worker"]
+    availability: Literal["active", "pause", "drain"]
+    state: str
+    """Swarm node state: ready, down, unknown, disconnected."""
+    addr: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+    nano_cpus: int = 0
+    memory_bytes: int = 0
+
+
+class Service(Frozen):
+    id: str
+    name: str
+    mode: Literal["replicated", "global", "other"]
+    replicas: int | None
+    """Desired replicas of a replicated service; None for global ones."""
+    running: int
+    version: int
+    labels: dict[str, str] = Field(default_factory=dict)
+    is_session: bool = False
+    """A ShinyProxy per-session service (container label sp-proxied-app): never scaled."""
+
+
+class Session(Frozen):
+    """One ShinyProxy proxy container: a Swarm service with ShinyProxy's container labels."""
+
+    service_id: str
+    service_name: str
+    proxy_id: str
+    spec_id: str
+    user_id: str | None
+    """None for a pre-initialised (delegate) container: a spare seat, nobody's session."""
+    node_id: str | None
+    state: str
+    """The newest task's state: running, pending, assigned, preparing, starting, ..."""
+    message: str = ""
+    created_at: datetime | None = None
+
+    @property
+    def is_user_session(self) -> bool:
+        return self.user_id is not None
+
+    @property
+    def is_live(self) -> bool:
+        return self.state == "running"
+
+    @property
+    def is_pending(self) -> bool:
+        return self.state in ("new", "pending", "assigned", "accepted", "preparing", "starting")
+
+
+class PendingTask(Frozen):
+    """A task the Swarm has not started, with the scheduler's reason."""
+
+    task_id: str
+    service_id: str
+    service_name: str
+    state: str
+    message: str
+    error: str = ""
+    since: datetime | None = None
+
+    @property
+    def lacks_resources(self) -> bool:
+        text = f"{self.message} {self.error}".lower()
+        return "insufficient resources" in text or "no suitable node" in text
+
+
+class SwarmState(Frozen):
+    nodes: tuple[Node, ...] = ()
+    services: tuple[Service, ...] = ()
+    sessions: tuple[Session, ...] = ()
+    pending_tasks: tuple[PendingTask, ...] = ()
+
+    def service(self, name: str) -> Service | None:
+        for s in self.services:
+            if s.name == name:
+                return s
+        return None
+
+
+class SignalValue(Frozen):
+    """A signal as read: a number, or no number and the reason why."""
+
+    name: str
+    source: str
+    value: float | None
+    observed_at: datetime | None = None
+    error: str | None = None
+    """Why there is no value: the backend is down, the answer was empty, ..."""
+
+
+class SourceStatus(Frozen):
+    name: str
+    ok: bool
+    error: str | None = None
+    seconds: float = 0.0
+
+
+class Snapshot(Frozen):
+    taken_at: datetime
+    swarm: SwarmState | None
+    """None when the Swarm could not be read: nothing is decided on a guess."""
+    signals: dict[str, SignalValue] = Field(default_factory=dict)
+    sources: dict[str, SourceStatus] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=1)
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Snapshot:
+        return cls.model_validate_json(text)
+
+    def digest(self) -> str:
+        """A short, stable fingerprint of the content (for the decision ledger)."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
