@@ -33,7 +33,7 @@ def format_duration(d: timedelta) -> str:
     secs = d.total_seconds()
     if secs < 1 and secs != 0:
         return f"{round(secs * 1000)}ms"
-    out, rest = "", int(round(secs))
+    out, rest = "", round(secs)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if rest >= size:
             out += f"{rest // size}{unit}"

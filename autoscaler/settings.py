@@ -28,7 +28,7 @@ class Settings(BaseSettings):
     docker_host: str | None = None
     """Docker Engine API of a manager; default: DOCKER_HOST or the local socket."""
     prometheus_url: str | None = None
-    """Base URL of Prometheus, e.g. http://prometheus:9090. Unset: prometheus signals are missing."""
+    """Base URL of Prometheus, e.g. http://prometheus:9090; unset: its signals are missing."""
     actuator: str | None = None
     """ShinyProxy management endpoints: comma-separated base URLs, or tasks.<service>:9090."""
     influxdb_url: str | None = None

@@ -260,7 +260,7 @@ class Schedule(Frozen):
         if self.min is None and self.max is None:
             raise ValueError("a schedule sets 'min', 'max' or both")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min ({self.min}) > max ({self.max})")
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
         return self
 
 
@@ -286,7 +286,7 @@ class ServicePolicy(Frozen):
     @model_validator(mode="after")
     def _consistent(self) -> ServicePolicy:
         if self.min > self.max:
-            raise ValueError(f"min ({self.min}) > max ({self.max})")
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
         if not self.target_tracking and not self.steps:
             raise ValueError("a service policy needs target_tracking or steps")
         if self.on_missing == "fallback" and self.fallback_replicas is None:

@@ -1,0 +1,239 @@
+"""The ``autoscaler`` command: run, check, plan (and the lab's commands)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from autoscaler.durations import parse_duration
+
+log = logging.getLogger("autoscaler")
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from autoscaler.settings import Settings
+
+    overrides: dict[str, Any] = {}
+    for key in (
+        "rules",
+        "interval",
+        "listen",
+        "docker_host",
+        "prometheus_url",
+        "actuator",
+        "influxdb_url",
+        "ledger",
+    ):
+        value = getattr(args, key, None)
+        if value is not None:
+            overrides[key] = value
+    if getattr(args, "dry_run", False):
+        overrides["dry_run"] = True
+    return Settings(**overrides)
+
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", type=Path, help="policy folder or file (default: rules/)")
+    p.add_argument("--docker-host", help="Docker API of a manager (default: DOCKER_HOST)")
+    p.add_argument("--prometheus-url", help="Prometheus base URL")
+    p.add_argument("--actuator", help="ShinyProxy actuator URLs or tasks.<service>:9090")
+    p.add_argument("--influxdb-url", help="InfluxDB 1.x base URL")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="autoscaler",
+        description="Autoscaler and monitoring sidecar for ShinyProxy on Docker Swarm.",
+    )
+    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the sidecar: scheduled and event-driven passes")
+    _add_backend_flags(run)
+    run.add_argument("--interval", type=parse_duration, help="time between passes (15s)")
+    run.add_argument("--listen", help="address of the HTTP endpoints (0.0.0.0:8080)")
+    run.add_argument("--ledger", type=Path, help="decision ledger file")
+    run.add_argument("--once", action="store_true", help="run one pass and exit")
+    run.add_argument("--dry-run", action="store_true", help="decide and log, change nothing")
+
+    check = sub.add_parser("check", help="validate policy files or folders")
+    check.add_argument("paths", nargs="*", type=Path, help="files or folders (default: rules/)")
+
+    plan = sub.add_parser("plan", help="print what a pass would do now, changing nothing")
+    _add_backend_flags(plan)
+    plan.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    plan.add_argument("--snapshot", type=Path, help="replay a saved snapshot instead of reading")
+    plan.add_argument("--save-snapshot", type=Path, help="also write the snapshot read to FILE")
+
+    try:
+        from autoscaler.lab.cli import add_lab_parser
+    except ImportError:  # the lab is optional in a minimal install
+        pass
+    else:
+        add_lab_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = (args.log_level or "INFO").upper()
+    logging.basicConfig(
+        level=getattr(logging, level, logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        if args.command == "check":
+            from autoscaler.rules.check import run_check
+
+            return run_check(args.paths or [Path("rules")], sys.stdout)
+        if args.command == "plan":
+            return cmd_plan(args)
+        if args.command == "run":
+            return cmd_run(args)
+        handler = getattr(args, "handler", None)
+        if handler is not None:
+            return int(handler(args))
+    except KeyboardInterrupt:
+        return 130
+    except (OSError, RuntimeError, ValueError) as e:
+        print(f"autoscaler: error: {e}", file=sys.stderr)
+        return 2
+    return 2
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from autoscaler.decide import plan as make_plan
+    from autoscaler.decide.plan_types import Memory
+    from autoscaler.render import print_plan_json, print_plan_table
+    from autoscaler.rules.loader import load_rules
+    from autoscaler.snapshot import Snapshot
+
+    settings = _settings(args)
+    loaded = load_rules(settings.rules)
+    if loaded.policies is None:
+        for p in loaded.problems:
+            print(p, file=sys.stderr)
+        return 1
+    if args.snapshot:
+        snapshot = Snapshot.from_json(args.snapshot.read_bytes())
+    else:
+        from autoscaler.sources.collect import collect
+        from autoscaler.wiring import build_backends, docker_client
+
+        snapshot = collect(
+            build_backends(settings, docker_client(settings)), loaded.policies.signals
+        )
+    if args.save_snapshot:
+        args.save_snapshot.write_text(snapshot.to_json(), encoding="utf-8")
+    result = make_plan(snapshot, loaded.policies, Memory()).model_copy(
+        update={"snapshot_digest": snapshot.digest()}
+    )
+    if args.json:
+        print_plan_json(result, snapshot, sys.stdout)
+    else:
+        print_plan_table(result, snapshot, sys.stdout)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from autoscaler.events import DockerEventWatcher
+    from autoscaler.ledger import Ledger
+    from autoscaler.loop import Reconciler, Runner
+    from autoscaler.metrics import SidecarMetrics
+    from autoscaler.render import plan_dict
+    from autoscaler.rules.reload import RulesStore
+    from autoscaler.server import HttpServer, ServerHooks
+    from autoscaler.settings import read_secret
+    from autoscaler.wiring import build_actuator, build_backends, docker_client
+
+    settings = _settings(args)
+    client = docker_client(settings)
+    metrics = SidecarMetrics()
+    ledger = (
+        Ledger(settings.ledger, settings.ledger_max_bytes, settings.ledger_backups)
+        if settings.ledger and str(settings.ledger)
+        else None
+    )
+    reconciler = Reconciler(
+        rules=RulesStore(settings.rules),
+        backends=build_backends(settings, client),
+        actuator=build_actuator(settings, client),
+        metrics=metrics,
+        ledger=ledger,
+        dry_run=settings.dry_run,
+    )
+    if args.once:
+        result = reconciler.run_pass("once")
+        if result.plan is not None:
+            from autoscaler.render import print_plan_table
+
+            assert result.snapshot is not None
+            print_plan_table(result.plan, result.snapshot, sys.stdout)
+        for r in result.results:
+            print(f"{'ok' if r.ok else 'FAILED'}: {r.message}")
+        if result.error:
+            print(f"pass failed: {result.error}", file=sys.stderr)
+        return 0 if result.ok else 1
+
+    started_at = datetime.now(UTC)
+    runner = Runner(reconciler, settings.interval, settings.max_backoff)
+    window = settings.interval * settings.healthz_intervals
+
+    def healthy() -> tuple[bool, dict[str, Any]]:
+        last = reconciler.last_success_at
+        return reconciler.healthy(window, started_at), {
+            "last_success": last.isoformat() if last else None,
+            "consecutive_failures": runner.failures,
+        }
+
+    def last_plan() -> dict[str, Any] | None:
+        last = reconciler.last
+        if last is None or last.plan is None:
+            return None
+        return plan_dict(last.plan, last.snapshot)
+
+    server = HttpServer(
+        settings.listen,
+        ServerHooks(
+            metrics=metrics,
+            healthy=healthy,
+            last_plan=last_plan,
+            trigger=runner.trigger,
+            webhook_token=read_secret(settings.webhook_token_file),
+            webhook_max_bytes=settings.webhook_max_bytes,
+        ),
+    )
+    watcher = DockerEventWatcher(client, runner.trigger)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        log.info("signal %d: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    server.start()
+    runner.start()
+    watcher.start()
+    log.info(
+        "running: rules %s, every %s, http %s%s",
+        settings.rules,
+        settings.interval,
+        settings.listen,
+        " (dry run)" if settings.dry_run else "",
+    )
+    stop.wait()
+    watcher.stop()
+    runner.stop()
+    server.stop()
+    if ledger is not None:
+        ledger.close()
+    log.info("stopped")
+    return 0

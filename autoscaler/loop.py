@@ -1,0 +1,213 @@
+"""The reconcile pass, and the scheduler and event triggers that run it.
+
+One pass: reload rules -> collect a Snapshot -> plan (pure) -> actuate -> metrics,
+ledger. Passes never overlap; triggers that arrive during a pass are coalesced into
+exactly one more pass after it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from autoscaler.actuate.base import ActionResult, Actuator
+from autoscaler.decide import plan as make_plan
+from autoscaler.decide.plan_types import Action, Memory, Plan
+from autoscaler.ledger import Ledger
+from autoscaler.metrics import SidecarMetrics
+from autoscaler.rules.reload import RulesStore
+from autoscaler.snapshot import Snapshot
+from autoscaler.sources.collect import Backends, collect
+
+log = logging.getLogger(__name__)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class PassResult:
+    trigger: str
+    ok: bool
+    seconds: float
+    snapshot: Snapshot | None = None
+    plan: Plan | None = None
+    results: list[ActionResult] = field(default_factory=list)
+    error: str | None = None
+
+
+class Reconciler:
+    """Runs passes one at a time and keeps the little state decide needs between them."""
+
+    def __init__(
+        self,
+        *,
+        rules: RulesStore,
+        backends: Backends,
+        actuator: Actuator,
+        metrics: SidecarMetrics,
+        ledger: Ledger | None = None,
+        dry_run: bool = False,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.rules = rules
+        self.backends = backends
+        self.actuator = actuator
+        self.metrics = metrics
+        self.ledger = ledger
+        self.dry_run = dry_run
+        self.clock = clock
+        self.memory = Memory()
+        self.last: PassResult | None = None
+        self.last_success_at: datetime | None = None
+        self._lock = threading.Lock()
+
+    def run_pass(self, trigger: str = "manual") -> PassResult:
+        with self._lock:
+            t0 = time.monotonic()
+            try:
+                result = self._pass(trigger, t0)
+            except Exception as e:  # a bug must not kill the loop; it is logged and counted
+                log.exception("pass failed")
+                result = PassResult(trigger, False, time.monotonic() - t0, error=repr(e))
+            self.metrics.passes.labels("ok" if result.ok else "error").inc()
+            self.metrics.pass_duration.observe(result.seconds)
+            if result.ok:
+                self.last_success_at = self.clock()
+                self.metrics.last_success.set(self.last_success_at.timestamp())
+            self.last = result
+            return result
+
+    def _pass(self, trigger: str, t0: float) -> PassResult:
+        outcome = self.rules.refresh()
+        if outcome != "unchanged":
+            self.metrics.rules_reloads.labels("error" if outcome == "invalid" else "ok").inc()
+        self.metrics.rules_valid.set(0 if self.rules.problems else 1)
+        policies = self.rules.policies
+
+        snapshot = collect(self.backends, policies.signals, now=self.clock)
+        self.metrics.observe_snapshot(snapshot)
+        plan = make_plan(snapshot, policies, self.memory).model_copy(
+            update={"snapshot_digest": snapshot.digest()}
+        )
+        self.memory = plan.memory
+        self.metrics.observe_plan(plan, {n: p.service or n for n, p in policies.services.items()})
+        results = [self._execute(a) for a in plan.actions]
+        self.metrics.observe_results(results)
+        if self.ledger is not None:
+            self.ledger.record(
+                trigger=trigger,
+                snapshot=snapshot,
+                plan=plan,
+                results=results,
+                rules_generation=self.rules.generation,
+                dry_run=self.dry_run,
+            )
+        for r in results:
+            level = logging.INFO if r.ok else logging.WARNING
+            log.log(level, "%s: %s", r.action.kind, r.message)
+        swarm = snapshot.sources.get("swarm")
+        error = None if snapshot.swarm is not None else f"swarm: {swarm.error if swarm else '?'}"
+        return PassResult(
+            trigger, error is None, time.monotonic() - t0, snapshot, plan, results, error
+        )
+
+    def _execute(self, action: Action) -> ActionResult:
+        try:
+            return self.actuator.execute(action)
+        except Exception as e:  # an actuator must report, not raise; guard anyway
+            log.exception("actuator raised")
+            return ActionResult(action=action, ok=False, message=f"error: {e!r}")
+
+    def healthy(self, window: timedelta, started_at: datetime) -> bool:
+        """True while a pass succeeded within ``window`` (or we started less than it ago)."""
+        ref = self.last_success_at or started_at
+        return self.clock() - ref <= window
+
+
+class Runner:
+    """APScheduler interval passes plus immediate, coalesced passes on events."""
+
+    def __init__(self, reconciler: Reconciler, interval: timedelta, max_backoff: timedelta) -> None:
+        self.reconciler = reconciler
+        self.interval = interval
+        self.max_backoff = max_backoff
+        self.failures = 0
+        self._pending: list[str] = []
+        self._pending_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC, executors={"default": ThreadPoolExecutor(4)}
+        )
+        self.passes_done = threading.Event()
+
+    def start(self) -> None:
+        self.scheduler.add_job(
+            self.trigger,
+            IntervalTrigger(seconds=self.interval.total_seconds()),
+            args=["schedule"],
+            id="interval",
+            next_run_time=datetime.now(UTC),
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self.scheduler.start()
+
+    def trigger(self, reason: str) -> None:
+        """Ask for a pass as soon as possible; many asks during one pass make one pass."""
+        with self._pending_lock:
+            self._pending.append(reason)
+        if not self.scheduler.running:
+            return
+        self.scheduler.add_job(
+            self._drain,
+            "date",
+            id="now",
+            replace_existing=True,
+            max_instances=3,
+            misfire_grace_time=None,
+        )
+
+    def _drain(self) -> None:
+        with self._drain_lock:
+            with self._pending_lock:
+                reasons, self._pending = self._pending, []
+            if not reasons:
+                return  # an earlier drain already ran a pass that started after these asks
+            result = self.reconciler.run_pass(",".join(dict.fromkeys(reasons)))
+            self._adjust_backoff(result.ok)
+            self.passes_done.set()
+
+    def _adjust_backoff(self, ok: bool) -> None:
+        before = self.failures
+        self.failures = 0 if ok else self.failures + 1
+        if before == self.failures:
+            return
+        delay = backoff_delay(self.interval, self.max_backoff, self.failures)
+        if self.failures:
+            log.warning("pass failed %d time(s) in a row; next in %s", self.failures, delay)
+        self.scheduler.reschedule_job(
+            "interval", trigger=IntervalTrigger(seconds=delay.total_seconds())
+        )
+
+    def stop(self) -> None:
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
+
+
+def backoff_delay(interval: timedelta, cap: timedelta, failures: int) -> timedelta:
+    """Interval doubled per consecutive failure, capped (never unbounded)."""
+    if failures <= 0:
+        return interval
+    delay: timedelta = min(interval * (2 ** min(failures, 30)), max(cap, interval))
+    return delay

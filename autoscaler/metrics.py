@@ -1,0 +1,125 @@
+"""The sidecar's own Prometheus metrics, on a registry it owns (never the global one)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from autoscaler.actuate.base import ActionResult
+from autoscaler.decide.plan_types import Plan
+from autoscaler.snapshot import Snapshot
+
+SOURCES = ("swarm", "prometheus", "actuator", "influx")
+
+
+class SidecarMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.passes = Counter(
+            "autoscaler_passes", "Reconcile passes by result.", ["result"], registry=r
+        )
+        self.pass_duration = Histogram(
+            "autoscaler_pass_duration_seconds",
+            "Wall time of one reconcile pass.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "autoscaler_last_success_timestamp_seconds",
+            "Unix time of the last successful pass.",
+            registry=r,
+        )
+        self.actions = Counter(
+            "autoscaler_actions", "Actions by kind and result.", ["kind", "result"], registry=r
+        )
+        self.source_up = Gauge(
+            "autoscaler_source_up",
+            "1 when the backend answered in the last pass.",
+            ["source"],
+            registry=r,
+        )
+        self.source_errors = Counter(
+            "autoscaler_source_errors", "Failed reads by backend.", ["source"], registry=r
+        )
+        self.signal_value = Gauge(
+            "autoscaler_signal_value", "Last value of each signal.", ["signal"], registry=r
+        )
+        self.signal_age = Gauge(
+            "autoscaler_signal_age_seconds",
+            "Age of each signal's value at decision time.",
+            ["signal"],
+            registry=r,
+        )
+        self.signal_missing = Gauge(
+            "autoscaler_signal_missing",
+            "1 when the signal is missing or errored.",
+            ["signal"],
+            registry=r,
+        )
+        self.desired = Gauge(
+            "autoscaler_service_desired_replicas",
+            "Replicas the policy wants.",
+            ["policy", "service"],
+            registry=r,
+        )
+        self.current = Gauge(
+            "autoscaler_service_current_replicas",
+            "Replicas the service has.",
+            ["policy", "service"],
+            registry=r,
+        )
+        self.decisions = Counter(
+            "autoscaler_decisions",
+            "Decisions by policy and outcome.",
+            ["policy", "outcome"],
+            registry=r,
+        )
+        self.rules_valid = Gauge(
+            "autoscaler_rules_valid",
+            "1 when the rules on disk are valid and in force.",
+            registry=r,
+        )
+        self.rules_reloads = Counter(
+            "autoscaler_rules_reloads", "Rule reloads by result.", ["result"], registry=r
+        )
+        self.webhook_requests = Counter(
+            "autoscaler_webhook_requests", "Webhook requests by result.", ["result"], registry=r
+        )
+        for s in SOURCES:
+            self.source_errors.labels(s)
+        for res in ("ok", "error"):
+            self.passes.labels(res)
+            self.rules_reloads.labels(res)
+
+    def observe_snapshot(self, snap: Snapshot) -> None:
+        for name, status in snap.sources.items():
+            if status.error == "not configured" or (
+                status.error and status.error.startswith("not configured")
+            ):
+                continue
+            self.source_up.labels(name).set(1 if status.ok else 0)
+            if not status.ok:
+                self.source_errors.labels(name).inc()
+        for name, sig in snap.signals.items():
+            missing = sig.value is None
+            self.signal_missing.labels(name).set(1 if missing else 0)
+            if sig.value is not None:
+                self.signal_value.labels(name).set(sig.value)
+            if sig.observed_at is not None:
+                age = (snap.taken_at - sig.observed_at).total_seconds()
+                self.signal_age.labels(name).set(max(0.0, age))
+
+    def observe_plan(self, plan: Plan, services: dict[str, str]) -> None:
+        """``services`` maps policy name -> Swarm service name."""
+        for d in plan.decisions:
+            self.decisions.labels(d.policy, d.outcome).inc()
+            svc = services.get(d.policy, d.subject)
+            if d.current is not None:
+                self.current.labels(d.policy, svc).set(d.current)
+            if d.desired is not None:
+                self.desired.labels(d.policy, svc).set(d.desired)
+
+    def observe_results(self, results: list[ActionResult]) -> None:
+        for res in results:
+            outcome = "dry_run" if res.dry_run else ("ok" if res.ok else "error")
+            self.actions.labels(res.action.kind, outcome).inc()

@@ -1,0 +1,138 @@
+"""HTTP endpoints: /metrics, /healthz, /plan and POST /webhook/alertmanager."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from autoscaler.metrics import SidecarMetrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerHooks:
+    """What the server needs from the rest of the sidecar, as plain callables."""
+
+    metrics: SidecarMetrics
+    healthy: Callable[[], tuple[bool, dict[str, Any]]]
+    last_plan: Callable[[], dict[str, Any] | None]
+    trigger: Callable[[str], None]
+    webhook_token: str | None
+    webhook_max_bytes: int = 1024 * 1024
+
+
+def validate_alertmanager_payload(body: bytes) -> tuple[dict[str, Any] | None, str]:
+    """Parse an Alertmanager webhook body; return (payload, "") or (None, why it is bad)."""
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"body is not JSON: {e}"
+    if not isinstance(data, dict):
+        return None, "body must be a JSON object"
+    alerts = data.get("alerts")
+    if not isinstance(alerts, list) or not all(isinstance(a, dict) for a in alerts):
+        return None, "'alerts' must be a list of objects"
+    if "status" in data and data["status"] not in ("firing", "resolved"):
+        return None, "'status' must be firing or resolved"
+    return data, ""
+
+
+def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "autoscaler"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            log.debug("http: " + format, *args)
+
+        def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, code: int, obj: Any) -> None:
+            self._send(code, json.dumps(obj).encode())
+
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(hooks.metrics.registry), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                ok, detail = hooks.healthy()
+                self._json(200 if ok else 503, {"status": "ok" if ok else "failing", **detail})
+            elif path == "/plan":
+                plan = hooks.last_plan()
+                if plan is None:
+                    self._json(404, {"error": "no pass has run yet"})
+                else:
+                    self._json(200, plan)
+            else:
+                self._json(404, {"error": "not found"})
+
+        def do_POST(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path != "/webhook/alertmanager":
+                self._json(404, {"error": "not found"})
+                return
+            code, msg = self._webhook()
+            hooks.metrics.webhook_requests.labels(str(code)).inc()
+            self._json(code, msg)
+
+        def _webhook(self) -> tuple[int, dict[str, Any]]:
+            if not self._authorised():
+                return 401, {"error": "missing or wrong bearer token"}
+            length_text = self.headers.get("Content-Length")
+            try:
+                length = int(length_text) if length_text is not None else -1
+            except ValueError:
+                length = -1
+            if length < 0:
+                return 400, {"error": "Content-Length required"}
+            if length > hooks.webhook_max_bytes:
+                self.close_connection = True  # the unread body must not be parsed as a request
+                return 400, {"error": f"body over {hooks.webhook_max_bytes} bytes"}
+            payload, why = validate_alertmanager_payload(self.rfile.read(length))
+            if payload is None:
+                return 400, {"error": why}
+            receiver = str(payload.get("receiver", ""))[:64]
+            hooks.trigger(f"alertmanager:{receiver}" if receiver else "alertmanager")
+            return 200, {"status": "accepted", "alerts": len(payload["alerts"])}
+
+        def _authorised(self) -> bool:
+            if not hooks.webhook_token:
+                return False
+            got = self.headers.get("Authorization", "")
+            want = f"Bearer {hooks.webhook_token}"
+            return hmac.compare_digest(got.encode(), want.encode())
+
+    return Handler
+
+
+class HttpServer:
+    def __init__(self, listen: str, hooks: ServerHooks) -> None:
+        host, _, port = listen.rpartition(":")
+        self.httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), make_handler(hooks))
+        self.httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self.httpd.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join(timeout=5)

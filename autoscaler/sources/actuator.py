@@ -1,0 +1,233 @@
+"""ShinyProxy's actuator across every replica: ``/actuator/prometheus`` and ``/actuator/health``.
+
+Endpoints are base URLs (``http://sp1:9090``) or DNS names (``tasks.shinyproxy[:9090]``)
+that are resolved to every replica's address at each read, so replicas that come and
+go are followed. One ``scrape_all()`` fetches each replica once; any number of signals
+are then read from that scrape. A replica that fails makes every value of the scrape an
+error: a partial sum would undercount.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import statistics
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+import requests
+from prometheus_client.metrics_core import Metric
+
+from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.exposition import ExpositionError, parse, select
+from autoscaler.sources.http_errors import describe_request_error, split_credentials
+from autoscaler.sources.reading import Reading
+
+SOURCE = "actuator"
+DEFAULT_PORT = 9090
+Resolver = Callable[[str, int], list[str]]
+
+_AGGREGATES: dict[str, Callable[[list[float]], float]] = {
+    "sum": lambda xs: float(sum(xs)),
+    "max": max,
+    "min": min,
+    "avg": statistics.fmean,
+}
+
+
+def resolve_all(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (for ``tasks.<service>``: one per running task)."""
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({str(info[4][0]) for info in infos})
+
+
+@dataclass(frozen=True)
+class _Replica:
+    url: str
+    """Base URL without credentials; names the replica in messages."""
+    auth: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class _DnsEndpoint:
+    host: str
+    port: int
+
+
+@dataclass(frozen=True)
+class ReplicaScrape:
+    url: str
+    fetched_at: datetime
+    families: list[Metric] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class ActuatorScrape:
+    """One fetch of every replica; read as many signals from it as needed."""
+
+    replicas: tuple[ReplicaScrape, ...]
+    error: str | None = None
+    """Set when the replicas themselves could not be found (DNS)."""
+
+    @property
+    def failed(self) -> dict[str, str]:
+        return {r.url: r.error for r in self.replicas if r.error is not None}
+
+    def value(self, metric: str, labels: Mapping[str, str], aggregate: str) -> Reading:
+        """Aggregate (sum, max, min, avg) every matching non-NaN sample of every replica."""
+        combine = _AGGREGATES.get(aggregate)
+        if combine is None:
+            raise ValueError(f"aggregate {aggregate!r}: expected one of {', '.join(_AGGREGATES)}")
+        if self.error is not None:
+            raise SourceError(SOURCE, self.error)
+        failed = self.failed
+        if failed:
+            which = "; ".join(f"replica {url}: {err}" for url, err in failed.items())
+            raise SourceError(
+                SOURCE,
+                f"{len(failed)} of {len(self.replicas)} replicas failed ({which}); "
+                "a partial result would undercount",
+            )
+        values = [v for r in self.replicas for v in select(r.families, metric, labels)]
+        if not values:
+            wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            raise NoData(
+                f"actuator: no value for {metric}{{{wanted}}} on {len(self.replicas)} replicas"
+            )
+        return Reading(
+            value=combine(values),
+            observed_at=min(r.fetched_at for r in self.replicas),
+        )
+
+
+class ActuatorClient:
+    """Reads ShinyProxy's management endpoints on every replica."""
+
+    def __init__(
+        self,
+        endpoints: str,
+        timeout: float,
+        session: requests.Session | None = None,
+        resolve: Resolver = resolve_all,
+    ) -> None:
+        self._endpoints = _parse_endpoints(endpoints)
+        self._timeout = timeout
+        self._session = session or requests.Session()
+        self._resolve = resolve
+
+    def replicas(self) -> list[str]:
+        """Base URLs of the replicas right now (resolves DNS names); SourceError if none."""
+        return [r.url for r in self._replicas()]
+
+    def scrape_all(self) -> ActuatorScrape:
+        """Fetch ``/actuator/prometheus`` once from every replica, in parallel."""
+        try:
+            replicas = self._replicas()
+        except SourceError as e:
+            return ActuatorScrape(replicas=(), error=e.message)
+        with ThreadPoolExecutor(max_workers=min(8, len(replicas))) as pool:
+            scrapes = tuple(pool.map(self._scrape_one, replicas))
+        return ActuatorScrape(replicas=scrapes)
+
+    def read(
+        self, metric: str, labels: Mapping[str, str] | None = None, aggregate: str = "sum"
+    ) -> Reading:
+        """One value now; for several signals call ``scrape_all()`` once and read from it."""
+        return self.scrape_all().value(metric, labels or {}, aggregate)
+
+    def health(self) -> dict[str, str]:
+        """Spring Boot health status per replica ("UP", "DOWN", or why it did not answer)."""
+        replicas = self._replicas()
+        with ThreadPoolExecutor(max_workers=min(8, len(replicas))) as pool:
+            statuses = list(pool.map(self._health_one, replicas))
+        return {r.url: status for r, status in zip(replicas, statuses, strict=True)}
+
+    def _replicas(self) -> list[_Replica]:
+        found: dict[str, _Replica] = {}
+        for ep in self._endpoints:
+            if isinstance(ep, _Replica):
+                found.setdefault(ep.url, ep)
+                continue
+            try:
+                addresses = self._resolve(ep.host, ep.port)
+            except OSError as e:
+                raise SourceError(
+                    SOURCE, f"cannot resolve {ep.host}: {describe_request_error(e, 0)}"
+                ) from None
+            if not addresses:
+                raise SourceError(SOURCE, f"{ep.host} resolved to no address")
+            for addr in addresses:
+                url = f"http://{_host_in_url(addr)}:{ep.port}"
+                found.setdefault(url, _Replica(url))
+        return list(found.values())
+
+    def _get(self, replica: _Replica, path: str, accept: str) -> requests.Response:
+        return self._session.get(
+            replica.url + path,
+            auth=replica.auth,
+            timeout=self._timeout,
+            headers={"Accept": accept},
+        )
+
+    def _scrape_one(self, replica: _Replica) -> ReplicaScrape:
+        try:
+            resp = self._get(replica, "/actuator/prometheus", "text/plain;version=0.0.4")
+        except requests.RequestException as e:
+            return _failed(replica, describe_request_error(e, self._timeout))
+        fetched_at = datetime.now(UTC)
+        if resp.status_code != 200:
+            return _failed(replica, f"HTTP {resp.status_code}")
+        try:
+            families = parse(resp.text)
+        except ExpositionError as e:
+            return _failed(replica, str(e))
+        return ReplicaScrape(url=replica.url, fetched_at=fetched_at, families=families)
+
+    def _health_one(self, replica: _Replica) -> str:
+        try:
+            resp = self._get(replica, "/actuator/health", "application/json")
+        except requests.RequestException as e:
+            return f"UNREACHABLE ({describe_request_error(e, self._timeout)})"
+        try:
+            status = resp.json().get("status")
+        except (ValueError, AttributeError):
+            status = None
+        return str(status) if isinstance(status, str) else f"UNKNOWN (HTTP {resp.status_code})"
+
+
+def _failed(replica: _Replica, error: str) -> ReplicaScrape:
+    return ReplicaScrape(url=replica.url, fetched_at=datetime.now(UTC), error=error)
+
+
+def _host_in_url(addr: str) -> str:
+    try:
+        return f"[{addr}]" if ipaddress.ip_address(addr).version == 6 else addr
+    except ValueError:
+        return addr
+
+
+def _parse_endpoints(spec: str) -> list[_Replica | _DnsEndpoint]:
+    entries = [e.strip() for e in spec.split(",") if e.strip()]
+    if not entries:
+        raise ValueError("actuator endpoints: empty (give base URLs or tasks.<service>:9090)")
+    return [_parse_endpoint(e) for e in entries]
+
+
+def _parse_endpoint(entry: str) -> _Replica | _DnsEndpoint:
+    if "://" in entry:
+        url, auth = split_credentials(entry.rstrip("/"))
+        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
+            raise ValueError(f"actuator endpoint {url!r}: expected http(s)://host:port")
+        return _Replica(url=url, auth=auth)
+    parts = urlsplit(f"//{entry}")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise ValueError(f"actuator endpoint {entry!r}: invalid port") from None
+    if not parts.hostname or parts.path:
+        raise ValueError(f"actuator endpoint {entry!r}: expected tasks.<service>[:port]")
+    return _DnsEndpoint(host=parts.hostname, port=port)

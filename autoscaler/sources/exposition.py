@@ -1,0 +1,46 @@
+"""Prometheus exposition text as ShinyProxy's actuator (Micrometer) writes it.
+
+Samples are matched by their exported name (``appStarts_total``,
+``startupTime_seconds_count``, ``absolute_users_active``), not by family name, so a
+rule names exactly the line it means. NaN samples (a gauge before its first refresh)
+are dropped: they are "no value", never zero.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+
+class ExpositionError(ValueError):
+    """The text is not valid exposition format."""
+
+
+def parse(text: str) -> list[Metric]:
+    """Parse exposition text into metric families; malformed text raises ExpositionError."""
+    try:
+        return list(text_string_to_metric_families(text))
+    except (ValueError, IndexError, KeyError) as e:
+        raise ExpositionError(f"invalid exposition text: {e}") from None
+
+
+def select(
+    text_or_families: str | Iterable[Metric], metric: str, labels: Mapping[str, str]
+) -> list[float]:
+    """Values of samples named ``metric`` whose labels include ``labels``; NaN dropped.
+
+    As in PromQL, a wanted empty value matches a sample without that label.
+    """
+    families = parse(text_or_families) if isinstance(text_or_families, str) else text_or_families
+    wanted = dict(labels)
+    return [
+        sample.value
+        for family in families
+        for sample in family.samples
+        if sample.name == metric
+        and not math.isnan(sample.value)
+        and all(sample.labels.get(k, "") == v for k, v in wanted.items())
+    ]

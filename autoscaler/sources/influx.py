@@ -1,0 +1,118 @@
+"""InfluxDB 1.x (ShinyProxy usage events): one InfluxQL query -> the newest row's value."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from influxdb import InfluxDBClient
+from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
+
+from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.http_errors import describe_request_error, redact_url
+from autoscaler.sources.reading import Reading
+
+SOURCE = "influx"
+
+
+class InfluxReader:
+    """Runs InfluxQL SELECTs. ``observed_at`` is the time of the query: the answer covers
+    the data up to now, whatever time column an aggregate reports."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        username: str | None,
+        password: str | None,
+        timeout: float,
+    ) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"InfluxDB URL {redact_url(url)!r}: expected http(s)://host:port")
+        self._url = redact_url(url)
+        self._database = database
+        self._password = password or parts.password
+        self._timeout = timeout
+        self._client = InfluxDBClient(
+            host=parts.hostname,
+            port=parts.port or (443 if parts.scheme == "https" else 8086),
+            username=username or parts.username,
+            password=self._password,
+            database=database,
+            ssl=parts.scheme == "https",
+            verify_ssl=parts.scheme == "https",
+            timeout=timeout,
+            retries=1,
+            path=parts.path.rstrip("/"),
+        )
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def query(
+        self, influxql: str, field: str | None = None, database: str | None = None
+    ) -> Reading:
+        """Value of ``field`` (default: first non-time column) in the newest row of the
+        first series; ``database`` overrides the reader's default."""
+        db = database or self._database
+        now = datetime.now(UTC)
+        try:
+            result = self._client.query(influxql, database=db, epoch="ms")
+        except requests.RequestException as e:
+            raise SourceError(SOURCE, describe_request_error(e, self._timeout)) from None
+        except InfluxDBServerError as e:
+            raise SourceError(SOURCE, self._scrub(f"server error: {_text(e.args)}")) from None
+        except InfluxDBClientError as e:
+            raise SourceError(SOURCE, self._scrub(_client_error(e, db))) from None
+        raw = result[0].raw if isinstance(result, list) else result.raw
+        return Reading(value=_newest_value(raw, field, influxql), observed_at=now)
+
+    def _scrub(self, message: str) -> str:
+        if self._password:
+            message = message.replace(self._password, "***")
+        return message
+
+
+def _text(args: tuple[Any, ...]) -> str:
+    first = args[0] if args else ""
+    text = first.decode("utf-8", "replace") if isinstance(first, bytes) else str(first)
+    return text.strip()[:300]
+
+
+def _client_error(e: InfluxDBClientError, db: str) -> str:
+    content = _text((e.content,))
+    if "database not found" in content:
+        return f"database not found: {db}"
+    if e.code in (401, 403):
+        return f"HTTP {e.code}: authorization failed"
+    prefix = f"HTTP {e.code}: " if e.code else ""
+    return f"query error: {prefix}{content}"
+
+
+def _newest_value(raw: dict[str, Any], field: str | None, influxql: str) -> float:
+    series = raw.get("series") or []
+    if not series or not series[0].get("values"):
+        raise NoData(f"influx: empty result for {influxql}")
+    columns: list[str] = series[0]["columns"]
+    name = field or next((c for c in columns if c != "time"), None)
+    if name is None or name not in columns:
+        raise SourceError(
+            SOURCE, f"column {name!r} not in the result (columns: {', '.join(columns)})"
+        )
+    rows: list[list[Any]] = series[0]["values"]
+    if "time" in columns:
+        t = columns.index("time")
+        rows = sorted(rows, key=lambda row: row[t] if row[t] is not None else -math.inf)
+    value = rows[-1][columns.index(name)]
+    if value is None:
+        raise NoData(f"influx: newest row has no value for {name!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise SourceError(SOURCE, f"column {name!r} is not a number: {str(value)[:50]!r}")
+    if not math.isfinite(value):
+        raise NoData(f"influx: newest value of {name!r} is {value}")
+    return float(value)

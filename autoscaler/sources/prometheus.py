@@ -1,0 +1,110 @@
+"""Prometheus HTTP API, instant queries only: one PromQL expression -> one number."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import requests
+
+from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.http_errors import describe_request_error, split_credentials
+from autoscaler.sources.reading import Reading
+
+SOURCE = "prometheus"
+
+
+class PrometheusClient:
+    """Reads single values from Prometheus. Credentials in the URL are sent, never shown."""
+
+    def __init__(
+        self, base_url: str, timeout: float, session: requests.Session | None = None
+    ) -> None:
+        url, auth = split_credentials(base_url.rstrip("/"))
+        self._base = url
+        self._auth = auth
+        self._timeout = timeout
+        self._session = session or requests.Session()
+
+    @property
+    def url(self) -> str:
+        """The base URL without credentials."""
+        return self._base
+
+    def query(self, promql: str) -> Reading:
+        """Evaluate ``promql`` now; it must give one sample (aggregate with sum(...) etc.)."""
+        try:
+            resp = self._session.get(
+                f"{self._base}/api/v1/query",
+                params={"query": promql},
+                auth=self._auth,
+                timeout=self._timeout,
+            )
+        except requests.RequestException as e:
+            raise SourceError(SOURCE, describe_request_error(e, self._timeout)) from None
+        body = _json_or_none(resp)
+        if resp.status_code in (400, 422):
+            raise SourceError(SOURCE, f"query rejected: {_error_text(body)}")
+        if resp.status_code != 200:
+            detail = f" ({_error_text(body)})" if body is not None else ""
+            raise SourceError(SOURCE, f"HTTP {resp.status_code}{detail}")
+        if body is None or body.get("status") != "success":
+            raise SourceError(SOURCE, "invalid answer (not a Prometheus API response)")
+        return _single_reading(body.get("data") or {}, promql)
+
+    def ready(self) -> bool:
+        """True when Prometheus answers /-/ready with 200."""
+        try:
+            resp = self._session.get(
+                f"{self._base}/-/ready", auth=self._auth, timeout=self._timeout
+            )
+        except requests.RequestException:
+            return False
+        return resp.status_code == 200
+
+
+def _json_or_none(resp: requests.Response) -> dict[str, Any] | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _error_text(body: dict[str, Any] | None) -> str:
+    if body is None:
+        return "no error detail"
+    kind = body.get("errorType")
+    text = str(body.get("error", "no error detail"))
+    return f"{kind}: {text}" if kind else text
+
+
+def _single_reading(data: dict[str, Any], promql: str) -> Reading:
+    kind = data.get("resultType")
+    result = data.get("result")
+    if kind == "scalar" and isinstance(result, list):
+        return _reading(result, promql)
+    if kind == "vector" and isinstance(result, list):
+        if not result:
+            raise NoData(f"prometheus: empty result for {promql}")
+        if len(result) > 1:
+            raise SourceError(
+                SOURCE,
+                f"query returned {len(result)} series, expected one: "
+                f"aggregate it, e.g. sum({promql})",
+            )
+        return _reading(result[0].get("value", []), promql)
+    if kind == "matrix":
+        raise SourceError(SOURCE, "query returned a range vector: use an instant expression")
+    raise SourceError(SOURCE, f"unsupported result type {kind!r}")
+
+
+def _reading(sample: list[Any], promql: str) -> Reading:
+    try:
+        ts, raw = float(sample[0]), float(sample[1])
+    except (IndexError, TypeError, ValueError):
+        raise SourceError(SOURCE, "invalid sample in answer") from None
+    if not math.isfinite(raw):
+        raise NoData(f"prometheus: {promql} is {sample[1]} (no value)")
+    return Reading(value=raw, observed_at=datetime.fromtimestamp(ts, UTC))

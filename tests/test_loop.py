@@ -1,0 +1,260 @@
+"""The reconcile pass and the runner, with fakes at our own interfaces (fast, no I/O)."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from autoscaler.actuate.base import ActionResult
+from autoscaler.decide.plan_types import Action
+from autoscaler.ledger import Ledger
+from autoscaler.loop import Reconciler, Runner, backoff_delay
+from autoscaler.metrics import SidecarMetrics
+from autoscaler.rules.reload import RulesStore
+from autoscaler.snapshot import Service, SwarmState
+from autoscaler.sources.collect import Backends
+from autoscaler.sources.errors import SourceError
+from autoscaler.sources.reading import Reading
+
+T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+
+RULES = """
+signals:
+  rps:
+    prometheus: {query: 'sum(rate(http_requests_total[1m]))'}
+services:
+  api:
+    min: 1
+    max: 10
+    target_tracking:
+      - {signal: rps, average_value: 10}
+"""
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+class FakeSwarm:
+    def __init__(self) -> None:
+        self.replicas = 2
+        self.down = False
+        self.reads = 0
+        self.delay = 0.0
+
+    def read(self) -> SwarmState:
+        self.reads += 1
+        time.sleep(self.delay)
+        if self.down:
+            raise SourceError("swarm", "Cannot connect to the Docker daemon")
+        return SwarmState(
+            services=(
+                Service(
+                    id="s1",
+                    name="api",
+                    mode="replicated",
+                    replicas=self.replicas,
+                    running=self.replicas,
+                    version=5,
+                ),
+            )
+        )
+
+
+class FakeProm:
+    def __init__(self, clock: Clock) -> None:
+        self.value: float | None = 20.0
+        self.clock = clock
+
+    def query(self, promql: str) -> Reading:
+        if self.value is None:
+            raise SourceError("prometheus", "connection refused")
+        return Reading(value=self.value, observed_at=self.clock())
+
+
+class RecordingActuator:
+    def __init__(self, swarm: FakeSwarm, fail: bool = False) -> None:
+        self.swarm, self.fail = swarm, fail
+        self.calls: list[Action] = []
+
+    def execute(self, action: Action) -> ActionResult:
+        self.calls.append(action)
+        if self.fail:
+            raise RuntimeError("boom")
+        self.swarm.replicas = action.desired
+        return ActionResult(action=action, ok=True, message=f"scaled to {action.desired}")
+
+
+def setup(
+    tmp_path: Path, fail: bool = False
+) -> tuple[Reconciler, FakeSwarm, FakeProm, RecordingActuator, Clock]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yml").write_text(RULES)
+    clock = Clock()
+    swarm, prom = FakeSwarm(), FakeProm(clock)
+    act = RecordingActuator(swarm, fail)
+    rec = Reconciler(
+        rules=RulesStore(rules),
+        backends=Backends(swarm=swarm, prometheus=prom),
+        actuator=act,
+        metrics=SidecarMetrics(),
+        ledger=Ledger(tmp_path / "ledger.jsonl"),
+        clock=clock,
+    )
+    return rec, swarm, prom, act, clock
+
+
+def metric(rec: Reconciler, name: str, labels: dict[str, str] | None = None) -> float | None:
+    return rec.metrics.registry.get_sample_value(name, labels or {})
+
+
+def test_pass_scales_records_and_measures(tmp_path: Path) -> None:
+    rec, swarm, prom, act, _ = setup(tmp_path)
+    prom.value = 40.0
+    r = rec.run_pass("test")
+    assert r.ok and [a.desired for a in act.calls] == [4]
+    assert swarm.replicas == 4
+    assert metric(rec, "autoscaler_passes_total", {"result": "ok"}) == 1
+    assert metric(rec, "autoscaler_actions_total", {"kind": "scale_service", "result": "ok"}) == 1
+    assert (
+        metric(rec, "autoscaler_service_desired_replicas", {"policy": "api", "service": "api"}) == 4
+    )
+    assert metric(rec, "autoscaler_signal_value", {"signal": "rps"}) == 40
+    line = json.loads((tmp_path / "ledger.jsonl").read_text().splitlines()[0])
+    assert line["trigger"] == "test" and line["actions"][0]["ok"] is True
+    assert line["snapshot"] == r.plan.snapshot_digest != ""  # type: ignore[union-attr]
+
+
+def test_prometheus_down_holds_and_is_reported(tmp_path: Path) -> None:
+    rec, _swarm, prom, act, _ = setup(tmp_path)
+    prom.value = None
+    r = rec.run_pass()
+    assert r.ok, "a signal backend down is not a failed pass"
+    assert act.calls == []
+    assert r.plan is not None and r.plan.decisions[0].outcome == "hold"
+    assert any("connection refused" in x for x in r.plan.decisions[0].reasons)
+    assert metric(rec, "autoscaler_source_up", {"source": "prometheus"}) == 0
+    assert metric(rec, "autoscaler_signal_missing", {"signal": "rps"}) == 1
+
+
+def test_swarm_down_fails_the_pass_and_acts_on_nothing(tmp_path: Path) -> None:
+    rec, swarm, _prom, act, _ = setup(tmp_path)
+    swarm.down = True
+    r = rec.run_pass()
+    assert not r.ok and "Docker daemon" in (r.error or "")
+    assert act.calls == []
+    assert metric(rec, "autoscaler_passes_total", {"result": "error"}) == 1
+
+
+def test_broken_rules_keep_last_good_policies(tmp_path: Path) -> None:
+    rec, _swarm, prom, _act, _ = setup(tmp_path)
+    rec.run_pass()
+    (tmp_path / "rules" / "a.yml").write_text(RULES.replace("max: 10", "max: ten"))
+    prom.value = 60.0
+    r = rec.run_pass()
+    assert metric(rec, "autoscaler_rules_valid") == 0
+    assert metric(rec, "autoscaler_rules_reloads_total", {"result": "error"}) == 1
+    assert r.plan is not None and [a.desired for a in r.plan.actions] == [6], (
+        "the last good policy still scales"
+    )
+
+
+def test_actuator_exception_is_a_failed_action_not_a_dead_loop(tmp_path: Path) -> None:
+    rec, _swarm, prom, _act, _ = setup(tmp_path, fail=True)
+    prom.value = 40.0
+    r = rec.run_pass()
+    assert r.ok and len(r.results) == 1 and not r.results[0].ok
+    assert (
+        metric(rec, "autoscaler_actions_total", {"kind": "scale_service", "result": "error"}) == 1
+    )
+
+
+def test_memory_carries_stabilisation_between_passes(tmp_path: Path) -> None:
+    rec, _swarm, prom, act, clock = setup(tmp_path)
+    prom.value = 20.0  # 2 replicas wanted = current
+    rec.run_pass()
+    prom.value = 5.0
+    clock.now = T0 + timedelta(seconds=60)
+    r = rec.run_pass()
+    assert act.calls == [] and r.plan is not None
+    assert any("stabilis" in x for x in r.plan.decisions[0].reasons)
+    clock.now = T0 + timedelta(minutes=6)
+    rec.run_pass()
+    assert [a.desired for a in act.calls] == [1]
+
+
+def test_healthy_window(tmp_path: Path) -> None:
+    rec, swarm, *_rest, clock = setup(tmp_path)
+    window = timedelta(minutes=1)
+    assert rec.healthy(window, started_at=T0)
+    clock.now = T0 + timedelta(minutes=2)
+    assert not rec.healthy(window, started_at=T0), "never succeeded since start"
+    rec.run_pass()
+    assert rec.healthy(window, started_at=T0)
+    swarm.down = True
+    clock.now = T0 + timedelta(minutes=4)
+    rec.run_pass()
+    assert not rec.healthy(window, started_at=T0)
+
+
+def test_backoff_is_capped() -> None:
+    i, cap = timedelta(seconds=15), timedelta(minutes=5)
+    assert [backoff_delay(i, cap, n).total_seconds() for n in range(7)] == [
+        15,
+        30,
+        60,
+        120,
+        240,
+        300,
+        300,
+    ]
+    assert backoff_delay(i, cap, 10_000) == cap
+
+
+def test_runner_coalesces_triggers_during_a_pass(tmp_path: Path) -> None:
+    rec, swarm, *_ = setup(tmp_path)
+    swarm.delay = 0.3
+    runner = Runner(rec, interval=timedelta(hours=1), max_backoff=timedelta(hours=1))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 5
+        while swarm.reads < 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.05)  # the scheduled first pass is now running
+        threads = [threading.Thread(target=runner.trigger, args=(f"ev{i}",)) for i in range(20)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(1.5)
+        assert swarm.reads == 2, "20 events during one pass make exactly one more pass"
+        assert rec.last is not None and rec.last.trigger.startswith("ev")
+    finally:
+        runner.stop()
+
+
+def test_runner_backs_off_while_passes_fail(tmp_path: Path) -> None:
+    rec, swarm, *_ = setup(tmp_path)
+    swarm.down = True
+    runner = Runner(rec, interval=timedelta(seconds=1), max_backoff=timedelta(seconds=4))
+    runner.start()
+    try:
+        time.sleep(0.5)
+        assert runner.failures == 1
+        job = runner.scheduler.get_job("interval")
+        assert job.trigger.interval == timedelta(seconds=2)
+        swarm.down = False
+        runner.trigger("test")
+        time.sleep(0.5)
+        assert runner.failures == 0
+        assert runner.scheduler.get_job("interval").trigger.interval == timedelta(seconds=1)
+    finally:
+        runner.stop()

@@ -1,0 +1,112 @@
+"""RulesStore: reload on change only, keep the last good policies through a broken edit."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from autoscaler.rules.reload import ReloadOutcome, RulesStore
+
+SPLIT = Path(__file__).parent / "data" / "rules" / "good_sets" / "split"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2024, 6, 3, 9, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    shutil.copytree(SPLIT, folder)
+    return folder
+
+
+def test_loads_then_reports_unchanged(rules: Path) -> None:
+    clock = Clock()
+    store = RulesStore(rules, clock=clock)
+    assert store.generation == 0
+    assert store.policies.services == {}
+    assert store.refresh() == ReloadOutcome.LOADED
+    assert store.refresh() == "unchanged"
+    assert (store.generation, store.loaded_at, store.problems) == (1, clock.now, [])
+    assert store.policies.services["api"].max == 4
+
+
+def test_same_bytes_rewritten_is_unchanged(rules: Path) -> None:
+    store = RulesStore(rules)
+    store.refresh()
+    services = rules / "20-services.yml"
+    services.write_bytes(services.read_bytes())
+    assert store.refresh() == ReloadOutcome.UNCHANGED
+    assert store.generation == 1
+
+
+def test_broken_edit_keeps_last_good_then_fix_is_picked_up(
+    rules: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = Clock()
+    store = RulesStore(rules, clock=clock)
+    store.refresh()
+    good, loaded_at = store.policies, store.loaded_at
+    services = rules / "20-services.yml"
+    services.write_text(services.read_text().replace("max: 4", "max: four"))
+    clock.now += timedelta(minutes=1)
+
+    with caplog.at_level(logging.ERROR, logger="autoscaler.rules.reload"):
+        assert store.refresh() == ReloadOutcome.INVALID
+    assert store.policies is good
+    assert (store.generation, store.loaded_at) == (1, loaded_at)
+    assert [str(p) for p in store.problems] == [
+        f"{services}:4: services.api.max: expected a whole number, got 'four'"
+    ]
+    assert [r.getMessage() for r in caplog.records] == [
+        f"rules invalid (keeping generation 1): {store.problems[0]}"
+    ]
+    assert store.refresh() == ReloadOutcome.UNCHANGED  # still broken: not reported again
+    assert store.problems != []
+
+    services.write_text(services.read_text().replace("max: four", "max: 6"))
+    clock.now += timedelta(minutes=1)
+    assert store.refresh() == ReloadOutcome.LOADED
+    assert (store.generation, store.loaded_at, store.problems) == (2, clock.now, [])
+    assert store.policies.services["api"].max == 6
+
+
+def test_new_and_removed_files_are_changes(rules: Path) -> None:
+    store = RulesStore(rules)
+    store.refresh()
+    extra = rules / "30-more.yml"
+    extra.write_text("signals:\n  users:\n    actuator: {metric: absolute_users_logged_in}\n")
+    assert store.refresh() == ReloadOutcome.LOADED
+    assert sorted(store.policies.signals) == ["rps", "users"]
+    extra.unlink()
+    assert store.refresh() == ReloadOutcome.LOADED
+    assert sorted(store.policies.signals) == ["rps"]
+    assert store.generation == 3
+
+
+def test_first_load_invalid_leaves_empty_policies(rules: Path) -> None:
+    (rules / "10-signals.yml").write_text("signals:\n  rps: [\n")
+    store = RulesStore(rules)
+    assert store.refresh() == ReloadOutcome.INVALID
+    assert (store.policies.signals, store.policies.services) == ({}, {})
+    assert (store.generation, store.loaded_at) == (0, None)
+    assert len(store.problems) == 1
+    assert store.problems[0].file == str(rules / "10-signals.yml")
+
+
+def test_folder_removed_keeps_policies(rules: Path) -> None:
+    store = RulesStore(rules)
+    store.refresh()
+    shutil.rmtree(rules)
+    assert store.refresh() == ReloadOutcome.INVALID
+    assert [str(p) for p in store.problems] == [f"{rules}: no such file or folder"]
+    assert "api" in store.policies.services

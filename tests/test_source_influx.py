@@ -1,0 +1,152 @@
+"""InfluxReader against a real influxd holding ShinyProxy's usage events.
+
+Events are written exactly as ShinyProxy's InfluxDBCollector does: one line per POST to
+/write?db=..., measurement ``event``, tags ``username`` (spaces escaped) and ``type``, a
+string field ``data``, and no timestamp (the server stamps it).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.influx import InfluxReader
+from tests.fixtures_backends import InfluxLab
+
+pytestmark = pytest.mark.real
+
+STARTS_LAST_5M = (
+    'SELECT count("data") FROM "event" WHERE "type" = \'ProxyStart\' AND time > now() - 5m'
+)
+
+
+def shinyproxy_line(user: str, event_type: str, data: str | None) -> str:
+    """The body ShinyProxy posts for one event (InfluxDBCollector.accept)."""
+    return (
+        f"event,username={user.replace(' ', chr(92) + ' ')},"
+        f'type={event_type.replace(" ", chr(92) + " ")} data="{data or ""}"'
+    )
+
+
+def post(lab: InfluxLab, body: str, db: str | None = None) -> int:
+    url = f"{lab.url}/write?db={db or lab.database}"
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}  # HttpURLConnection's
+    return requests.post(url, data=body.encode("utf-8"), headers=headers, timeout=5).status_code
+
+
+def reader(
+    lab: InfluxLab, username: str | None = None, password: str | None = None, timeout: float = 5.0
+) -> InfluxReader:
+    return InfluxReader(lab.url, lab.database, username, password, timeout)
+
+
+def test_line_format_matches_shinyproxy() -> None:
+    assert shinyproxy_line("alice", "ProxyStart", "euler") == (
+        'event,username=alice,type=ProxyStart data="euler"'
+    )
+    assert shinyproxy_line("alice smith", "Login", None) == (
+        'event,username=alice\\ smith,type=Login data=""'
+    )
+
+
+def test_count_of_proxy_starts_in_the_last_5_minutes(usagestats: InfluxLab) -> None:
+    events = [
+        ("alice", "Login", None),
+        ("alice", "ProxyStart", "euler"),
+        ("bob", "ProxyStart", "euler"),
+        ("alice smith", "ProxyStart", "06_tabsets"),
+        ("alice", "ProxyStop", "euler"),
+        ("bob", "Logout", None),
+    ]
+    for event in events:
+        assert post(usagestats, shinyproxy_line(*event)) == 204
+    before = datetime.now(UTC)
+    reading = reader(usagestats).query(STARTS_LAST_5M)
+    assert reading.value == 3.0
+    assert before - timedelta(seconds=1) <= reading.observed_at <= datetime.now(UTC)
+    spaced = "SELECT count(data) FROM event WHERE username = 'alice smith'"
+    assert reader(usagestats).query(spaced).value == 1.0
+    logins = "SELECT count(data) FROM event WHERE type = 'Login' AND time > now() - 5m"
+    assert reader(usagestats).query(logins).value == 1.0
+
+
+def test_group_by_time_gives_the_newest_bucket(usagestats: InfluxLab) -> None:
+    ten_minutes_ago_ns = time.time_ns() - 10 * 60 * 10**9
+    old = f"{shinyproxy_line('carol', 'ProxyStart', 'euler')} {ten_minutes_ago_ns}"
+    assert post(usagestats, old) == 204
+    # one request, so the server stamps the three with the same time (one bucket)
+    batch = "\n".join(shinyproxy_line(u, "ProxyStart", "euler") for u in ("ann", "ben", "cy"))
+    assert post(usagestats, batch) == 204
+    grouped = (
+        "SELECT count(data) FROM event WHERE type = 'ProxyStart' AND time > now() - 1h "
+        "GROUP BY time(1m) fill(none)"
+    )
+    assert reader(usagestats).query(grouped).value == 3.0
+    assert reader(usagestats).query(grouped + " ORDER BY time DESC").value == 3.0
+    assert reader(usagestats).query(STARTS_LAST_5M).value == 3.0
+
+
+def test_field_selects_the_column(usagestats: InfluxLab) -> None:
+    assert post(usagestats, shinyproxy_line("alice", "ProxyStart", "euler")) == 204
+    q = "SELECT count(data) AS starts FROM event WHERE type = 'ProxyStart'"
+    assert reader(usagestats).query(q, field="starts").value == 1.0
+    with pytest.raises(SourceError, match="column 'stops' not in the result"):
+        reader(usagestats).query(q, field="stops")
+
+
+def test_text_value_is_not_a_number(usagestats: InfluxLab) -> None:
+    assert post(usagestats, shinyproxy_line("alice", "ProxyStart", "euler")) == 204
+    with pytest.raises(SourceError, match="not a number"):
+        reader(usagestats).query("SELECT last(data) FROM event")
+
+
+def test_empty_result_is_no_data(usagestats: InfluxLab) -> None:
+    assert post(usagestats, shinyproxy_line("alice", "ProxyStart", "euler")) == 204
+    never_written = "SELECT count(data) FROM event WHERE type = 'ProxyStartFailed'"
+    with pytest.raises(NoData, match="empty result"):
+        reader(usagestats).query(never_written)
+
+
+def test_wrong_database_is_a_source_error(usagestats: InfluxLab) -> None:
+    with pytest.raises(SourceError, match="database not found: no_such_db") as e:
+        reader(usagestats).query(STARTS_LAST_5M, database="no_such_db")
+    assert e.value.source == "influx"
+    wrong_default = InfluxReader(usagestats.url, "other_db", None, None, timeout=5)
+    with pytest.raises(SourceError, match="database not found"):
+        wrong_default.query(STARTS_LAST_5M)
+
+
+def test_query_error_is_a_source_error(usagestats: InfluxLab) -> None:
+    with pytest.raises(SourceError, match="query error"):
+        reader(usagestats).query("SELECT count(data) FROM")
+
+
+def test_influxd_stopped_is_a_source_error_without_the_password(
+    fresh_influxd: InfluxLab,
+) -> None:
+    r = reader(fresh_influxd, username="stats", password="s3cret-pw", timeout=2.0)
+    assert post(fresh_influxd, shinyproxy_line("alice", "ProxyStart", "euler")) == 204
+    assert r.query(STARTS_LAST_5M).value == 1.0
+    fresh_influxd.backend.stop()
+    with pytest.raises(SourceError, match="connection refused") as e:
+        r.query(STARTS_LAST_5M)
+    assert e.value.source == "influx"
+    assert "s3cret-pw" not in str(e.value)
+
+
+def test_url_credentials_are_not_shown(usagestats: InfluxLab) -> None:
+    r = InfluxReader(
+        usagestats.url.replace("http://", "http://stats:s3cret-pw@"),
+        usagestats.database,
+        None,
+        None,
+        timeout=5,
+    )
+    assert "s3cret-pw" not in r.url
+    with pytest.raises(ValueError, match="expected http") as e:
+        InfluxReader("influx://stats:s3cret-pw@db:8086", "x", None, None, timeout=1)
+    assert "s3cret-pw" not in str(e.value)
