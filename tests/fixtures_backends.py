@@ -24,6 +24,7 @@ from autoscaler.lab.backends import (
     start_prometheus,
 )
 from autoscaler.lab.exposition_server import ExpositionServer
+from tests.realparts import missing_real_part
 
 EXPOSITION_DIR = Path(__file__).parent / "data" / "exposition"
 USAGESTATS_DB = "shinyproxy_usagestats"
@@ -32,7 +33,7 @@ SCRAPE_JOB = "shinyproxy"
 
 def need_binary(binary: str, package: str) -> None:
     if shutil.which(binary) is None:
-        pytest.skip(f"{binary} not installed (apt-get install {package})")
+        missing_real_part(f"{binary} not installed (apt-get install {package})")
 
 
 def exposition_text(version: str) -> str:

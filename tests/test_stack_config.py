@@ -1,0 +1,352 @@
+"""stack.yml: rendered by the real `docker stack config`, and checked for what a Swarm
+deployment needs (healthchecks, limits, update and rollback, placement, secrets, configs).
+
+The variables table of docs/deploy.md is the contract: every variable of stack.yml is in
+it, the stack renders with its examples, and every required one fails with its message.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+STACK = ROOT / "stack.yml"
+AWS_KEYS = ROOT / "stack.aws-keys.yml"
+DEPLOY_DOC = ROOT / "docs" / "deploy.md"
+PROMETHEUS_CONFIG = ROOT / "alerting" / "prometheus.yml"
+SHINYPROXY_CONFIG = ROOT / "shinyproxy" / "application.yml"
+
+VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def stack_variables() -> dict[str, dict[str, str | None]]:
+    """Every ${VAR} of stack.yml: its default (``:-``) and its error message (``:?``)."""
+    found: dict[str, dict[str, str | None]] = {}
+    text = STACK.read_text(encoding="utf-8").replace("$$", "")
+    for name, op, arg in VARIABLE.findall(text):
+        entry = found.setdefault(name, {"default": None, "message": None})
+        if op.endswith("-"):
+            entry["default"] = arg
+        elif op.endswith("?"):
+            entry["message"] = arg
+    return found
+
+
+def documented_variables() -> dict[str, dict[str, str]]:
+    """The rows of the variables table in docs/deploy.md."""
+    rows: dict[str, dict[str, str]] = {}
+    header: list[str] | None = None
+    for line in DEPLOY_DOC.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("|"):
+            header = None
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[:4] == ["variable", "required", "default", "example"]:
+            header = cells
+            continue
+        if header is None or set(line) <= set("|-: "):
+            continue
+        row = dict(zip(header, cells, strict=False))
+        rows[row["variable"].strip("`")] = {k: v.strip("`") for k, v in row.items()}
+    return rows
+
+
+def required_env() -> dict[str, str]:
+    return {
+        name: row["example"]
+        for name, row in documented_variables().items()
+        if row["required"] == "yes"
+    }
+
+
+def docker_stack_config(
+    tmp_path: Path, env: dict[str, str], *files: Path
+) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("docker")
+    if exe is None:
+        pytest.skip("docker CLI not installed (apt-get install docker.io)")
+    home = tmp_path / "docker-config"
+    home.mkdir(exist_ok=True)
+    clean = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DOCKER_CONFIG": str(home),
+        "HOME": str(tmp_path),
+        **env,
+    }
+    args = [exe, "stack", "config"]
+    for f in files or (STACK,):
+        args += ["-c", str(f)]
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=60, env=clean, cwd=ROOT, check=False
+    )
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    res = docker_stack_config(tmp_path_factory.mktemp("stack"), required_env())
+    assert res.returncode == 0, res.stderr
+    doc: dict[str, Any] = yaml.safe_load(res.stdout)
+    return doc
+
+
+def raw_stack() -> dict[str, Any]:
+    doc: dict[str, Any] = yaml.safe_load(STACK.read_text(encoding="utf-8"))
+    return doc
+
+
+# ---------------------------------------------------------------- variables and rendering
+
+
+def test_every_stack_variable_is_documented_and_nothing_else() -> None:
+    assert set(documented_variables()) == set(stack_variables())
+
+
+def test_documented_defaults_and_required_flags_match_the_stack() -> None:
+    docs = documented_variables()
+    for name, spec in stack_variables().items():
+        row = docs[name]
+        if spec["message"] is not None:
+            assert row["required"] == "yes", name
+            assert row["example"], f"{name}: a required variable needs an example"
+        else:
+            assert row["required"] == "no", name
+            assert row["default"] == spec["default"], name
+
+
+def test_stack_renders_with_the_documented_examples(rendered: dict[str, Any]) -> None:
+    env = required_env()
+    services = rendered["services"]
+    assert services["autoscaler"]["image"] == env["AUTOSCALER_IMAGE"]
+    assert services["shinyproxy"]["image"] == "openanalytics/shinyproxy:3.2.0"
+    assert services["shinyproxy"]["user"] == f"shinyproxy:{env['DOCKER_GID']}"
+    labels = services["shinyproxy"]["deploy"]["labels"]
+    assert labels["traefik.http.routers.shinyproxy.rule"] == f"Host(`{env['DOMAIN']}`)"
+    grafana = services["grafana"]["environment"]
+    assert grafana["GF_SERVER_ROOT_URL"] == f"https://{env['DOMAIN']}/grafana/"
+    assert all(
+        c["name"].endswith(f"_{env['CONFIG_VERSION']}") for c in rendered["configs"].values()
+    )
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in stack_variables().items() if s["message"]))
+def test_a_missing_required_variable_stops_the_deploy_with_its_message(
+    tmp_path: Path, name: str
+) -> None:
+    env = {k: v for k, v in required_env().items() if k != name}
+    res = docker_stack_config(tmp_path, env)
+    assert res.returncode != 0
+    message = stack_variables()[name]["message"] or ""
+    assert name in res.stderr and message in res.stderr
+
+
+def test_docker_stack_config_rejects_a_broken_stack(tmp_path: Path) -> None:
+    broken = tmp_path / "stack.yml"
+    text = STACK.read_text(encoding="utf-8")
+    assert "    healthcheck:\n" in text
+    broken.write_text(text.replace("    healthcheck:\n", "    health_check:\n", 1))
+    res = docker_stack_config(tmp_path, required_env(), broken)
+    assert res.returncode != 0
+    assert "health_check" in res.stderr
+
+
+def test_the_aws_keys_file_adds_a_secret_without_dropping_the_others(tmp_path: Path) -> None:
+    res = docker_stack_config(tmp_path, required_env(), STACK, AWS_KEYS)
+    assert res.returncode == 0, res.stderr
+    autoscaler = yaml.safe_load(res.stdout)["services"]["autoscaler"]
+    secrets = {s["source"] for s in autoscaler["secrets"]}
+    assert secrets == {
+        "aws_credentials",
+        "autoscaler_webhook_token",
+        "slack_webhook_url",
+        "smtp_password",
+    }
+    env = autoscaler["environment"]
+    assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/run/secrets/aws_credentials"
+    assert env["AUTOSCALER_PROMETHEUS_URL"] == "http://prometheus:9090"
+
+
+# ---------------------------------------------------------------- what each service needs
+
+
+def _services() -> dict[str, Any]:
+    services: dict[str, Any] = raw_stack()["services"]
+    return services
+
+
+@pytest.mark.parametrize("name", sorted(_services()))
+def test_service_has_healthcheck_limits_update_and_rollback(name: str) -> None:
+    svc = _services()[name]
+    assert svc["healthcheck"]["test"]
+    deploy = svc["deploy"]
+    for kind in ("limits", "reservations"):
+        assert {"cpus", "memory"} <= set(deploy["resources"][kind]), kind
+    assert deploy["update_config"]["failure_action"] == "rollback"
+    assert deploy["rollback_config"]["order"]
+    assert deploy["restart_policy"]["condition"] == "any"
+    assert svc["logging"]["options"]["max-size"]
+
+
+def _named_volumes(svc: dict[str, Any]) -> list[str]:
+    out = []
+    for v in svc.get("volumes", []):
+        source = v.split(":", 1)[0] if isinstance(v, str) else v.get("source", "")
+        if source and not source.startswith(("/", ".")):
+            out.append(source)
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(n for n, s in _services().items() if _named_volumes(s)))
+def test_a_service_with_a_volume_never_runs_two_tasks_on_it(name: str) -> None:
+    deploy = _services()[name]["deploy"]
+    assert deploy["update_config"]["order"] == "stop-first"
+    if deploy.get("mode") != "global":
+        # A local volume exists on one node only: the service must not move.
+        assert "node.labels.shiny.data == true" in deploy["placement"]["constraints"]
+        assert deploy["replicas"] == 1
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(
+        n
+        for n, s in _services().items()
+        if any("docker.sock" in str(v) for v in s.get("volumes", []))
+    ),
+)
+def test_a_service_with_the_docker_socket_runs_on_a_manager(name: str) -> None:
+    assert "node.role == manager" in _services()[name]["deploy"]["placement"]["constraints"]
+
+
+def test_one_autoscaler_at_a_time() -> None:
+    deploy = _services()["autoscaler"]["deploy"]
+    assert deploy["replicas"] == 1
+    assert deploy["update_config"]["order"] == "stop-first"
+
+
+def test_secrets_are_external_and_each_one_is_used() -> None:
+    stack = raw_stack()
+    declared = stack["secrets"]
+    assert all(spec == {"external": True} for spec in declared.values())
+    used = {
+        s if isinstance(s, str) else s["source"]
+        for svc in stack["services"].values()
+        for s in svc.get("secrets", [])
+    }
+    assert used == set(declared)
+
+
+def test_config_names_carry_the_config_version() -> None:
+    for name, spec in raw_stack()["configs"].items():
+        assert spec["name"].startswith("shiny_"), name
+        assert "${CONFIG_VERSION" in spec["name"], name
+
+
+def test_every_config_file_exists_and_is_mounted() -> None:
+    stack = raw_stack()
+    used = {c["source"] for svc in stack["services"].values() for c in svc.get("configs", [])}
+    assert used == set(stack["configs"])
+    for name, spec in stack["configs"].items():
+        assert (ROOT / spec["file"]).is_file(), f"{name}: {spec['file']}"
+
+
+def _mounted(service: str) -> dict[str, str]:
+    """target -> repository file of every config of a service."""
+    stack = raw_stack()
+    return {
+        c["target"]: str(Path(stack["configs"][c["source"]]["file"]))
+        for c in stack["services"][service]["configs"]
+    }
+
+
+def test_every_alert_rule_file_is_deployed() -> None:
+    mounted = _mounted("prometheus")
+    for f in sorted((ROOT / "alerting" / "rules").glob("*.yml")):
+        assert mounted.get(f"/etc/prometheus/rules/{f.name}") == f"alerting/rules/{f.name}"
+
+
+def test_every_dashboard_is_deployed() -> None:
+    mounted = _mounted("grafana")
+    for f in sorted((ROOT / "grafana" / "dashboards").glob("*.json")):
+        assert mounted.get(f"/etc/grafana/dashboards/{f.name}") == f"grafana/dashboards/{f.name}"
+
+
+def test_every_policy_file_is_deployed() -> None:
+    mounted = _mounted("autoscaler")
+    files = sorted((ROOT / "rules").glob("*.y*ml"))
+    assert files
+    for f in files:
+        target = f"/etc/autoscaler/rules/{f.name}"
+        assert mounted.get(target) == f"rules/{f.name}", f"add a config for rules/{f.name}"
+
+
+def test_autoscaler_environment_is_read_by_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import timedelta
+
+    from autoscaler.settings import Settings
+
+    env = _services()["autoscaler"]["environment"]
+    for key in [k for k in os.environ if k.startswith("AUTOSCALER_")]:
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(
+            key,
+            str(value)
+            .replace("${AUTOSCALER_DRY_RUN:-true}", "true")
+            .replace("${AUTOSCALER_LOG_LEVEL:-INFO}", "INFO"),
+        )
+    s = Settings()
+    assert s.rules == Path("/etc/autoscaler/rules")
+    assert s.interval == timedelta(seconds=15)
+    assert s.prometheus_url == "http://prometheus:9090"
+    assert s.actuator == "tasks.shinyproxy:9090"
+    assert s.influxdb_url == "http://influxdb:8086"
+    assert s.influxdb_database == "shinyproxy_usagestats"
+    assert s.webhook_token_file == Path("/run/secrets/autoscaler_webhook_token")
+    assert s.ledger == Path("/var/lib/autoscaler/decisions.jsonl")
+    assert s.dry_run is True
+    secrets = {f"/run/secrets/{n}" for n in _services()["autoscaler"]["secrets"]}
+    assert {v for k, v in env.items() if k.endswith("_FILE")} <= secrets
+
+
+# ---------------------------------------------------------------- the parts fit together
+
+
+def test_prometheus_discovers_services_of_this_stack_on_its_network() -> None:
+    stack = raw_stack()
+    config = PROMETHEUS_CONFIG.read_text(encoding="utf-8")
+    names = set(re.findall(r"tasks\.([a-z0-9-]+)", config))
+    assert names >= {"shinyproxy", "traefik", "autoscaler", "alertmanager"}
+    for name in names:
+        assert "monitoring" in stack["services"][name]["networks"], name
+    monitoring = stack["networks"]["monitoring"]["name"]
+    assert f"regex: {monitoring}\n" in config
+    assert "hostnet" in stack["services"]["node-exporter"]["networks"]
+    assert stack["networks"]["hostnet"] == {"external": True, "name": "host"}
+
+
+def test_shinyproxy_config_matches_the_stack() -> None:
+    app = yaml.safe_load(SHINYPROXY_CONFIG.read_text(encoding="utf-8"))
+    proxy = app["proxy"]
+    assert proxy["container-backend"] == "docker-swarm"
+    urls = {u["url"] for u in proxy["usage-stats"]}
+    assert urls == {"http://influxdb:8086/write?db=shinyproxy_usagestats", "micrometer"}
+    assert app["management"]["prometheus"]["metrics"]["export"]["enabled"] is True
+    apps_network = raw_stack()["networks"]["apps"]["name"]
+    assert proxy["specs"]
+    for spec in proxy["specs"]:
+        assert spec["container-network"] == apps_network, spec["id"]
+    influx_env = _services()["influxdb"]["environment"]
+    assert influx_env["INFLUXDB_DB"] == "shinyproxy_usagestats"
+    # The secret the example user's password comes from is mounted.
+    assert "shinyproxy_admin_password" in _services()["shinyproxy"]["secrets"]
