@@ -1,0 +1,195 @@
+"""``autoscaler lab demo``: a lab, the sidecar against it, a burst of sessions, then down.
+
+What a new user sees: the lab coming up, the sidecar reading every backend, sessions
+arriving, the autoscaler acting with its reasons, and everything removed at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from autoscaler.lab import lab as lab_mod
+from autoscaler.lab.load import LoadDriver, burst_plan
+from autoscaler.lab.ports import free_port
+from autoscaler.rules.schema import SwarmSource
+from autoscaler.sources.swarm import SwarmReader
+from autoscaler.sources.swarm_signals import swarm_signal
+
+DEMO_SERVICE = "demo-api"
+
+
+def demo_rules() -> Path:
+    """The demo's policies, shipped inside the package."""
+    return Path(str(resources.files("autoscaler.lab") / "demo_rules"))
+
+
+def lab_env(root: Path) -> dict[str, str]:
+    """The sidecar's settings for this lab, from DIR/lab.env (KEY=VALUE lines)."""
+    env: dict[str, str] = {}
+    for line in (root / "lab.env").read_text().splitlines():
+        key, sep, value = line.partition("=")
+        if sep and not line.lstrip().startswith("#"):
+            env[key.strip()] = value.strip().strip("'\"")
+    return env
+
+
+def run_demo(
+    root: Path,
+    workers: int = 2,
+    sessions: int = 10,
+    hold_s: float = 90.0,
+    ramp_s: float = 20.0,
+    settle_s: float = 45.0,
+    rules: Path | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the whole demo; everything it starts is stopped, also on failure or Ctrl-C."""
+    port = free_port()
+    out = root.with_name(root.name + "-output")  # kept after the lab's folder is removed
+    out.mkdir(parents=True, exist_ok=True)
+    ledger = out / "decisions.jsonl"
+    ledger.unlink(missing_ok=True)
+    opts = lab_mod.LabOptions(workers=workers, sidecar_target=f"127.0.0.1:{port}")
+    say(f"== starting a lab with {workers} workers in {root}")
+    running = lab_mod.up(root, opts, say=lambda m: say(f"   {m}"))
+    sidecar: subprocess.Popen[bytes] | None = None
+    try:
+        client = running.cluster.client() if running.cluster else None
+        assert client is not None
+        from docker.types import ServiceMode
+
+        client.services.create(
+            "local/busybox:1",
+            command=["sleep", "86400"],
+            name=DEMO_SERVICE,
+            mode=ServiceMode("replicated", 1),
+        )
+        env = {
+            **os.environ,
+            **lab_env(root),
+            "AUTOSCALER_RULES": str(rules or demo_rules()),
+            "AUTOSCALER_INTERVAL": "5s",
+            "AUTOSCALER_LISTEN": f"127.0.0.1:{port}",
+            "AUTOSCALER_LEDGER": str(ledger),
+        }
+        say(f"== starting the sidecar (rules {env['AUTOSCALER_RULES']}, http://127.0.0.1:{port})")
+        log = (out / "sidecar.log").open("wb")
+        sidecar = subprocess.Popen(
+            [sys.executable, "-m", "autoscaler", "run"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        _wait_http(f"http://127.0.0.1:{port}/healthz", 30)
+        say(f"== {sessions} users open the 'euler' app over {ramp_s:.0f}s, each for {hold_s:.0f}s")
+        driver = LoadDriver(running.endpoint("shinyproxy"), "euler", user_prefix="demo")
+        result: dict[str, Any] = {}
+        load = threading.Thread(
+            target=lambda: result.update(report=driver.run(burst_plan(sessions, hold_s, ramp_s))),
+            daemon=True,
+        )
+        t0 = time.monotonic()
+        load.start()
+        reader = SwarmReader(client)
+        actions = _ActionFeed(ledger)
+        while load.is_alive() or time.monotonic() - t0 < hold_s + ramp_s + settle_s:
+            say(_status_line(time.monotonic() - t0, reader))
+            for line in actions.new():
+                say(f"        {line}")
+            time.sleep(5)
+        load.join()
+        summary: dict[str, Any] = result["report"].summary()
+        say(
+            f"== load done: {summary['started']} started, {summary['failed']} failed, "
+            f"{summary['killed']} killed, {summary['completed']} completed"
+        )
+        say(
+            f"== every decision with its reasons: {ledger}; the sidecar's log: "
+            f"{out / 'sidecar.log'}"
+        )
+        return summary
+    finally:
+        if sidecar is not None and sidecar.poll() is None:
+            sidecar.terminate()
+            try:
+                sidecar.wait(15)
+            except subprocess.TimeoutExpired:
+                sidecar.kill()
+                sidecar.wait(5)
+        say("== stopping the lab")
+        running.down()
+        say("== done: nothing is left running")
+
+
+def _wait_http(url: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            requests.get(url, timeout=2)
+            return
+        except requests.RequestException:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f}s")
+
+
+class _ActionFeed:
+    """New actions in the sidecar's ledger since the last look, as one line each."""
+
+    def __init__(self, ledger: Path) -> None:
+        self.ledger, self.offset = ledger, 0
+
+    def new(self) -> list[str]:
+        if not self.ledger.exists():
+            return []
+        with self.ledger.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        complete = data[: data.rfind(b"\n") + 1]
+        self.offset += len(complete)
+        lines = []
+        for raw in complete.splitlines():
+            entry = json.loads(raw)
+            for a in entry.get("actions", []):
+                done = "done" if a.get("ok") else f"FAILED: {a.get('result')}"
+                what = (
+                    f"scale {a['service']} {a['current']} -> {a['desired']}"
+                    if a.get("kind") == "scale_service"
+                    else str(a.get("kind"))
+                )
+                lines.append(f"-> {what}: {a.get('reason', '')} [{done}]")
+        return lines
+
+
+def _status_line(t: float, reader: SwarmReader) -> str:
+    try:
+        state = reader.read()
+    except Exception as e:  # a status line must never end the demo
+        return f"t={t:5.0f}s swarm unreadable: {e}"
+
+    def count(**kw: Any) -> int:
+        return int(swarm_signal(state, SwarmSource.model_validate(kw)))
+
+    svc = state.service(DEMO_SERVICE)
+    workers = [n for n in state.nodes if n.role == "worker"]
+    by_avail = {
+        a: sum(1 for n in workers if n.availability == a and n.state == "ready")
+        for a in ("active", "pause", "drain")
+    }
+    line = (
+        f"t={t:5.0f}s workers ready {by_avail['active']} active/{by_avail['pause']} paused"
+        f"/{by_avail['drain']} drained | sessions live {count(metric='live_sessions')} "
+        f"pending {count(metric='pending_sessions')} | {DEMO_SERVICE} "
+        f"{svc.replicas if svc else '-'} replicas"
+    )
+    return line

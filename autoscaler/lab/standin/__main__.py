@@ -1,0 +1,3 @@
+from autoscaler.lab.standin.app import main
+
+raise SystemExit(main())
