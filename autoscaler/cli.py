@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_backend_flags(run)
     run.add_argument("--interval", type=parse_duration, help="time between passes (15s)")
     run.add_argument("--listen", help="address of the HTTP endpoints (0.0.0.0:8080)")
-    run.add_argument("--ledger", type=Path, help="decision ledger file")
+    run.add_argument("--ledger", help="decision ledger file (empty: no ledger)")
     run.add_argument("--once", action="store_true", help="run one pass and exit")
     run.add_argument("--dry-run", action="store_true", help="decide and log, change nothing")
 
@@ -77,6 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         add_lab_parser(sub)
+    try:
+        from autoscaler.sim.cli import add_simulate_parser
+    except ImportError:  # the simulator is optional in a minimal install
+        pass
+    else:
+        add_simulate_parser(sub)
+    from autoscaler.alerts.cli import add_alerts_parser
+
+    add_alerts_parser(sub)
     return parser
 
 
@@ -158,9 +167,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     metrics = SidecarMetrics()
     ledger = (
         Ledger(settings.ledger, settings.ledger_max_bytes, settings.ledger_backups)
-        if settings.ledger and str(settings.ledger)
+        if settings.ledger is not None
         else None
     )
+    from autoscaler.alerts.wiring import build_alerting
+
+    alerting = build_alerting(settings, metrics)
     reconciler = Reconciler(
         rules=RulesStore(settings.rules),
         backends=build_backends(settings, client),
@@ -168,6 +180,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics=metrics,
         ledger=ledger,
         dry_run=settings.dry_run,
+        alerting=alerting,
     )
     if args.once:
         result = reconciler.run_pass("once")
@@ -208,6 +221,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             trigger=runner.trigger,
             webhook_token=read_secret(settings.webhook_token_file),
             webhook_max_bytes=settings.webhook_max_bytes,
+            alerts=alerting,
+            api_token=read_secret(settings.api_token_file),
         ),
     )
     watcher = DockerEventWatcher(client, runner.trigger)
@@ -220,6 +235,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server.start()
+    alerting.start()
     runner.start()
     watcher.start()
     log.info(
@@ -232,6 +248,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     stop.wait()
     watcher.stop()
     runner.stop()
+    alerting.stop()
     server.stop()
     if ledger is not None:
         ledger.close()

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -26,6 +27,9 @@ from autoscaler.metrics import SidecarMetrics
 from autoscaler.rules.reload import RulesStore
 from autoscaler.snapshot import Snapshot
 from autoscaler.sources.collect import Backends, collect
+
+if TYPE_CHECKING:
+    from autoscaler.alerts.manager import Alerting
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +62,7 @@ class Reconciler:
         ledger: Ledger | None = None,
         dry_run: bool = False,
         clock: Callable[[], datetime] = _utcnow,
+        alerting: Alerting | None = None,
     ) -> None:
         self.rules = rules
         self.backends = backends
@@ -66,6 +71,7 @@ class Reconciler:
         self.ledger = ledger
         self.dry_run = dry_run
         self.clock = clock
+        self.alerting = alerting
         self.memory = Memory()
         self.last: PassResult | None = None
         self.last_success_at: datetime | None = None
@@ -85,6 +91,11 @@ class Reconciler:
                 self.last_success_at = self.clock()
                 self.metrics.last_success.set(self.last_success_at.timestamp())
             self.last = result
+            if self.alerting is not None:
+                try:
+                    self.alerting.after_pass(result, self.rules)
+                except Exception:  # alerting must never break a pass
+                    log.exception("alert evaluation failed")
             return result
 
     def _pass(self, trigger: str, t0: float) -> PassResult:

@@ -6,6 +6,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from autoscaler.actuate.base import ActionResult
 from autoscaler.decide.plan_types import Plan
+from autoscaler.pool_metrics import PoolMetrics
 from autoscaler.snapshot import Snapshot
 
 SOURCES = ("swarm", "prometheus", "actuator", "influx")
@@ -85,6 +86,19 @@ class SidecarMetrics:
         self.webhook_requests = Counter(
             "autoscaler_webhook_requests", "Webhook requests by result.", ["result"], registry=r
         )
+        self.notifications = Counter(
+            "autoscaler_notifications",
+            "Notification deliveries by receiver and result (failed ones are retried).",
+            ["receiver", "result"],
+            registry=r,
+        )
+        self.alerts = Gauge(
+            "autoscaler_alerts",
+            "Alerts by name and state (pending, firing, inactive = recently resolved).",
+            ["alertname", "state"],
+            registry=r,
+        )
+        self.pools = PoolMetrics(r)
         for s in SOURCES:
             self.source_errors.labels(s)
         for res in ("ok", "error"):
@@ -113,11 +127,14 @@ class SidecarMetrics:
         """``services`` maps policy name -> Swarm service name."""
         for d in plan.decisions:
             self.decisions.labels(d.policy, d.outcome).inc()
+            if d.subject.startswith("pool "):
+                continue  # pools have gauges of their own
             svc = services.get(d.policy, d.subject)
             if d.current is not None:
                 self.current.labels(d.policy, svc).set(d.current)
             if d.desired is not None:
                 self.desired.labels(d.policy, svc).set(d.desired)
+        self.pools.observe(plan)
 
     def observe_results(self, results: list[ActionResult]) -> None:
         for res in results:

@@ -9,13 +9,20 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from autoscaler.metrics import SidecarMetrics
 
 log = logging.getLogger(__name__)
+
+
+class AlertsApi(Protocol):
+    def list_alerts(self) -> list[dict[str, Any]]: ...
+    def list_silences(self) -> list[dict[str, Any]]: ...
+    def add_silence(self, body: dict[str, Any]) -> dict[str, Any]: ...
+    def expire_silence(self, silence_id: str) -> bool: ...
 
 
 @dataclass
@@ -28,6 +35,9 @@ class ServerHooks:
     trigger: Callable[[str], None]
     webhook_token: str | None
     webhook_max_bytes: int = 1024 * 1024
+    alerts: AlertsApi | None = None
+    api_token: str | None = None
+    """Required to create or expire silences when set."""
 
 
 def validate_alertmanager_payload(body: bytes) -> tuple[dict[str, Any] | None, str]:
@@ -70,6 +80,11 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
             elif path == "/healthz":
                 ok, detail = hooks.healthy()
                 self._json(200 if ok else 503, {"status": "ok" if ok else "failing", **detail})
+            elif path in ("/api/alerts", "/api/silences") and hooks.alerts is not None:
+                if path == "/api/alerts":
+                    self._json(200, {"alerts": hooks.alerts.list_alerts()})
+                else:
+                    self._json(200, {"silences": hooks.alerts.list_silences()})
             elif path == "/plan":
                 plan = hooks.last_plan()
                 if plan is None:
@@ -79,8 +94,50 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(404, {"error": "not found"})
 
+        def do_DELETE(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if hooks.alerts is None or not path.startswith("/api/silences/"):
+                self._json(404, {"error": "not found"})
+            elif not self._api_authorised():
+                self._json(401, {"error": "missing or wrong bearer token"})
+            elif hooks.alerts.expire_silence(path.removeprefix("/api/silences/")):
+                self._json(200, {"status": "expired"})
+            else:
+                self._json(404, {"error": "no such active silence"})
+
+        def _silence(self) -> None:
+            assert hooks.alerts is not None
+            if not self._api_authorised():
+                self._json(401, {"error": "missing or wrong bearer token"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = 0
+            if length <= 0 or length > hooks.webhook_max_bytes:
+                self.close_connection = True
+                limit = hooks.webhook_max_bytes
+                self._json(400, {"error": f"a JSON body of 1 to {limit} bytes is required"})
+                return
+            try:
+                body = json.loads(self.rfile.read(length))
+                if not isinstance(body, dict):
+                    raise ValueError("the body must be a JSON object")
+                self._json(200, hooks.alerts.add_silence(body))
+            except ValueError as e:  # JSONDecodeError is one too
+                self._json(400, {"error": str(e)})
+
+        def _api_authorised(self) -> bool:
+            if not hooks.api_token:
+                return True
+            got = self.headers.get("Authorization", "")
+            return hmac.compare_digest(got.encode(), f"Bearer {hooks.api_token}".encode())
+
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
+            if path == "/api/silences" and hooks.alerts is not None:
+                self._silence()
+                return
             if path != "/webhook/alertmanager":
                 self._json(404, {"error": "not found"})
                 return

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from autoscaler.durations import Duration
@@ -51,7 +52,40 @@ class Settings(BaseSettings):
     max_backoff: Duration = timedelta(minutes=5)
     """Cap of the delay between passes while passes keep failing."""
     webhook_max_bytes: int = 1024 * 1024
+    alerts_state_dir: Path | None = Path("state/alerts")
+    """Notification log and silences (keep it on a volume); empty keeps them in memory."""
+    api_token_file: Path | None = None
+    """Bearer token for creating and expiring silences over HTTP; unset: no token needed."""
+    external_url: str = ""
+    """This sidecar's URL as notifications should link to it."""
+    alerts_stall_after: Duration = timedelta(minutes=5)
+    """AutoscalerLoopStalled fires when no pass has succeeded for this long."""
+
+    @field_validator("alerts_state_dir", mode="before")
+    @classmethod
+    def _empty_keeps_in_memory(cls, v: object) -> object:
+        return None if v in ("", None) else v
+
     log_level: str = "INFO"
+
+    @field_validator("ledger", mode="before")
+    @classmethod
+    def _empty_disables(cls, v: object) -> object:
+        return None if v in ("", None) else v
+
+    cluster: str = "shiny"
+    """Name of this Swarm in the autoscaler:cluster tag of every machine a pool launches."""
+    aws_region: str | None = None
+    """Region of the ec2 pools; unset: the ec2 provider is off."""
+    aws_endpoint_url: str | None = None
+    """Override of the AWS endpoints (a private endpoint, or a test server)."""
+    aws_retry_mode: Literal["standard", "adaptive"] = "standard"
+    """botocore's retry mode; adaptive also rate-limits the client when throttled."""
+    aws_max_attempts: int = Field(default=5, ge=1, le=20)
+    ssm_kms_key_id: str | None = None
+    """KMS key of the join-token SecureString; unset: the account's aws/ssm key."""
+    lab_root: Path | None = None
+    """Folder of a running `autoscaler lab`: turns the local provider on."""
 
 
 def read_secret(path: Path | None) -> str | None:

@@ -100,6 +100,24 @@ class SwarmState(Frozen):
         return None
 
 
+class Instance(Frozen):
+    """A machine a node provider launched for a pool, as its provider lists it."""
+
+    id: str
+    pool: str
+    state: Literal["pending", "running", "stopping", "stopped", "shutting-down", "terminated"]
+    launched_at: datetime
+    instance_type: str = ""
+    private_dns: str = ""
+    """Host name the machine's engine reports to the Swarm (ip-10-0-1-5...)."""
+    private_ip: str = ""
+    tags: dict[str, str] = Field(default_factory=dict)
+
+    @property
+    def alive(self) -> bool:
+        return self.state in ("pending", "running")
+
+
 class SignalValue(Frozen):
     """A signal as read: a number, or no number and the reason why."""
 
@@ -124,6 +142,8 @@ class Snapshot(Frozen):
     """None when the Swarm could not be read: nothing is decided on a guess."""
     signals: dict[str, SignalValue] = Field(default_factory=dict)
     sources: dict[str, SourceStatus] = Field(default_factory=dict)
+    instances: tuple[Instance, ...] | None = None
+    """The pools' machines from the node provider; None when not read (no decisions on them)."""
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)

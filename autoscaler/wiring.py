@@ -14,14 +14,20 @@ from autoscaler.sources.influx import InfluxReader
 from autoscaler.sources.prometheus import PrometheusClient
 from autoscaler.sources.swarm import SwarmReader
 
+DOCKER_API_VERSION = "1.41"
+"""Engine 20.10 and later; pinned so that building the client never calls the engine
+(a manager that is down at start-up is then a failed pass, reported and retried)."""
+
 
 def docker_client(settings: Settings) -> Any:
     import docker
 
     timeout = max(5, int(settings.source_timeout.total_seconds()))
     if settings.docker_host:
-        return docker.DockerClient(base_url=settings.docker_host, timeout=timeout)
-    return docker.from_env(timeout=timeout)
+        return docker.DockerClient(
+            base_url=settings.docker_host, timeout=timeout, version=DOCKER_API_VERSION
+        )
+    return docker.from_env(timeout=timeout, version=DOCKER_API_VERSION)
 
 
 def build_backends(settings: Settings, client: Any) -> Backends:
@@ -32,6 +38,7 @@ def build_backends(settings: Settings, client: Any) -> Backends:
             PrometheusClient(settings.prometheus_url, timeout) if settings.prometheus_url else None
         ),
         actuator=ActuatorClient(settings.actuator, timeout) if settings.actuator else None,
+        instances=_instances(settings),
         influx=(
             InfluxReader(
                 settings.influxdb_url,
@@ -47,4 +54,31 @@ def build_backends(settings: Settings, client: Any) -> Backends:
 
 
 def build_actuator(settings: Settings, client: Any) -> Actuator:
-    return DryRunActuator() if settings.dry_run else SwarmActuator(client)
+    from autoscaler.actuate.dispatch import Dispatcher
+    from autoscaler.actuate.machines import MachineActuator
+    from autoscaler.actuate.nodes import NodeActuator
+    from autoscaler.actuate.nodes_dryrun import NodeDryRun
+    from autoscaler.providers.build import JoinPublisher, build_providers
+    from autoscaler.rules.reload import RulesStore
+
+    if settings.dry_run:
+        twin = NodeDryRun()
+        return Dispatcher(services=DryRunActuator(), nodes=twin, machines=twin, notify=twin)
+    rules = RulesStore(settings.rules)
+
+    def policies() -> Any:
+        rules.refresh()
+        return rules.policies
+
+    machines = MachineActuator(
+        build_providers(settings), policies, JoinPublisher(settings, client, policies)
+    )
+    return Dispatcher(services=SwarmActuator(client), nodes=NodeActuator(client), machines=machines)
+
+
+def _instances(settings: Settings) -> Any:
+    from autoscaler.providers.build import build_providers
+    from autoscaler.sources.ec2 import ProviderInstances
+
+    providers = build_providers(settings)
+    return ProviderInstances(providers) if providers else None

@@ -45,7 +45,7 @@ from bench.report import plot_samples, summary_ms, write_result
 
 TOKEN = "bench-token"
 SERVICE = "bench-api"
-EXPOSITION = (Path(__file__).parent.parent / "tests/data/exposition/shinyproxy-3.2.txt")
+EXPOSITION = Path(__file__).parent.parent / "tests/data/exposition/shinyproxy-3.2.txt"
 
 
 def rules_text() -> str:
@@ -53,20 +53,29 @@ def rules_text() -> str:
     sig: list[str] = []
     for i in range(8):
         sig.append(f"  prom{i}:\n    prometheus: {{query: 'sum(up) * {i + 1}'}}")
-    for i, m in enumerate(["absolute_users_active", "absolute_users_logged_in",
-                           "appStarts_total", "appStops_total", "startFailed_total"]):
+    for i, m in enumerate(
+        [
+            "absolute_users_active",
+            "absolute_users_logged_in",
+            "appStarts_total",
+            "appStops_total",
+            "startFailed_total",
+        ]
+    ):
         sig.append(f"  act{i}:\n    actuator: {{metric: {m}}}")
     sig.append("  load:\n    actuator: {metric: bench_load}")
     for i in range(3):
         sig.append(
-            f"  influx{i}:\n    influx: {{query: \"SELECT count(data) FROM event WHERE "
+            f'  influx{i}:\n    influx: {{query: "SELECT count(data) FROM event WHERE '
             f"type = 'ProxyStart' AND time > now() - {i + 5}m\"}}\n    on_empty: zero"
         )
     sig.append("  live:\n    swarm: {metric: live_sessions}")
     sig.append("  pending:\n    swarm: {metric: pending_sessions}")
     sig.append("  ready:\n    swarm: {metric: nodes, state: ready}")
     return (
-        "signals:\n" + "\n".join(sig) + f"""
+        "signals:\n"
+        + "\n".join(sig)
+        + f"""
 services:
   api:
     service: {SERVICE}
@@ -104,15 +113,26 @@ def main() -> None:
         cluster = SwarmCluster.start(root / "lab", workers=2)
         (root / "prom").mkdir()
         (root / "influx").mkdir()
-        prom = start_prometheus(root / "prom", [{
-            "job_name": "shinyproxy", "metrics_path": "/actuator/prometheus",
-            "static_configs": [{"targets": [f"127.0.0.1:{target.port}"]}],
-        }], scrape_interval="1s")
+        prom = start_prometheus(
+            root / "prom",
+            [
+                {
+                    "job_name": "shinyproxy",
+                    "metrics_path": "/actuator/prometheus",
+                    "static_configs": [{"targets": [f"127.0.0.1:{target.port}"]}],
+                }
+            ],
+            scrape_interval="1s",
+        )
         influx = start_influxd(root / "influx")
         influx.create_database("shinyproxy_usagestats")
         client = cluster.client()
-        client.services.create("local/busybox:1", command=["sleep", "3600"], name=SERVICE,
-                               mode=ServiceMode("replicated", 1))
+        client.services.create(
+            "local/busybox:1",
+            command=["sleep", "3600"],
+            name=SERVICE,
+            mode=ServiceMode("replicated", 1),
+        )
         rules = root / "rules"
         rules.mkdir()
         (rules / "bench.yml").write_text(rules_text())
@@ -138,8 +158,9 @@ def main() -> None:
 
 def bench_pass(backends: Backends, rules: Path, client: Any) -> None:
     actuator = TimedActuator(SwarmActuator(client))
-    rec = Reconciler(rules=RulesStore(rules), backends=backends, actuator=actuator,
-                     metrics=SidecarMetrics())
+    rec = Reconciler(
+        rules=RulesStore(rules), backends=backends, actuator=actuator, metrics=SidecarMetrics()
+    )
     rec.run_pass("warm-up")
     samples, missing = [], 0
     for _ in range(100):
@@ -149,31 +170,52 @@ def bench_pass(backends: Backends, rules: Path, client: Any) -> None:
         assert r.ok and r.snapshot is not None
         missing += sum(1 for v in r.snapshot.signals.values() if v.value is None)
     stats = summary_ms(samples)
-    write_result("pass", {
-        "params": {"signals": 20, "passes": 100, "swarm_nodes": 3,
-                   "backends": ["swarm", "prometheus", "actuator", "influx"]},
-        "goal": "median < 300 ms", "met": stats["median_ms"] < 300, "timing": stats,
-        "missing_signal_reads": missing,
-        "missing_in_last_pass": {k: v.error for k, v in r.snapshot.signals.items()
-                                 if v.value is None},
-    })
+    write_result(
+        "pass",
+        {
+            "params": {
+                "signals": 20,
+                "passes": 100,
+                "swarm_nodes": 3,
+                "backends": ["swarm", "prometheus", "actuator", "influx"],
+            },
+            "goal": "median < 300 ms",
+            "met": stats["median_ms"] < 300,
+            "timing": stats,
+            "missing_signal_reads": missing,
+            "missing_in_last_pass": {
+                k: v.error for k, v in r.snapshot.signals.items() if v.value is None
+            },
+        },
+    )
     plot_samples("pass", samples, 300, "whole pass, 20 signals, real local backends")
 
 
-def bench_webhook(backends: Backends, rules: Path, client: Any,
-                  target: ExpositionServer) -> None:
+def bench_webhook(backends: Backends, rules: Path, client: Any, target: ExpositionServer) -> None:
     actuator = TimedActuator(SwarmActuator(client))
-    rec = Reconciler(rules=RulesStore(rules), backends=backends, actuator=actuator,
-                     metrics=SidecarMetrics())
+    rec = Reconciler(
+        rules=RulesStore(rules), backends=backends, actuator=actuator, metrics=SidecarMetrics()
+    )
     runner = Runner(rec, interval=timedelta(hours=1), max_backoff=timedelta(hours=1))
-    hooks = ServerHooks(metrics=rec.metrics, healthy=lambda: (True, {}),
-                        last_plan=lambda: None, trigger=runner.trigger, webhook_token=TOKEN)
+    hooks = ServerHooks(
+        metrics=rec.metrics,
+        healthy=lambda: (True, {}),
+        last_plan=lambda: None,
+        trigger=runner.trigger,
+        webhook_token=TOKEN,
+    )
     server = HttpServer("127.0.0.1:0", hooks)
     server.start()
     runner.start()
     url = f"http://127.0.0.1:{server.port}/webhook/alertmanager"
-    body = json.dumps({"version": "4", "status": "firing", "receiver": "autoscaler",
-                       "alerts": [{"status": "firing", "labels": {"alertname": "Load"}}]})
+    body = json.dumps(
+        {
+            "version": "4",
+            "status": "firing",
+            "receiver": "autoscaler",
+            "alerts": [{"status": "firing", "labels": {"alertname": "Load"}}],
+        }
+    )
     session = requests.Session()
     samples: list[float] = []
     try:
@@ -183,8 +225,9 @@ def bench_webhook(backends: Backends, rules: Path, client: Any,
             time.sleep(0.6)  # let the previous scale's Docker events settle
             actuator.event.clear()
             t0 = time.perf_counter()
-            r = session.post(url, data=body, timeout=5,
-                             headers={"Authorization": f"Bearer {TOKEN}"})
+            r = session.post(
+                url, data=body, timeout=5, headers={"Authorization": f"Bearer {TOKEN}"}
+            )
             assert r.status_code == 200, r.text
             if not actuator.event.wait(5):
                 raise RuntimeError(f"no scale call after webhook {i}")
@@ -193,23 +236,45 @@ def bench_webhook(backends: Backends, rules: Path, client: Any,
         runner.stop()
         server.stop()
     stats = summary_ms(samples)
-    write_result("webhook", {
-        "params": {"webhooks": len(samples), "signals": 20, "actuator": "real swarm"},
-        "goal": "p99 < 250 ms", "met": stats["p99_ms"] < 250, "timing": stats,
-    })
+    write_result(
+        "webhook",
+        {
+            "params": {"webhooks": len(samples), "signals": 20, "actuator": "real swarm"},
+            "goal": "p99 < 250 ms",
+            "met": stats["p99_ms"] < 250,
+            "timing": stats,
+        },
+    )
     plot_samples("webhook", samples, 250, "Alertmanager webhook -> scale call issued")
 
 
-def bench_memory(cluster: SwarmCluster, prom_url: str, actuator_url: str, influx_url: str,
-                 rules: Path, root: Path) -> None:
+def bench_memory(
+    cluster: SwarmCluster,
+    prom_url: str,
+    actuator_url: str,
+    influx_url: str,
+    rules: Path,
+    root: Path,
+) -> None:
     port = free_port()
-    env = {**os.environ, "AUTOSCALER_RULES": str(rules), "AUTOSCALER_INTERVAL": "100ms",
-           "AUTOSCALER_DOCKER_HOST": cluster.manager_host, "AUTOSCALER_PROMETHEUS_URL": prom_url,
-           "AUTOSCALER_ACTUATOR": actuator_url, "AUTOSCALER_INFLUXDB_URL": influx_url,
-           "AUTOSCALER_LISTEN": f"127.0.0.1:{port}",
-           "AUTOSCALER_LEDGER": str(root / "ledger.jsonl"), "AUTOSCALER_DRY_RUN": "true"}
-    proc = subprocess.Popen([sys.executable, "-m", "autoscaler", "run"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {
+        **os.environ,
+        "AUTOSCALER_RULES": str(rules),
+        "AUTOSCALER_INTERVAL": "100ms",
+        "AUTOSCALER_DOCKER_HOST": cluster.manager_host,
+        "AUTOSCALER_PROMETHEUS_URL": prom_url,
+        "AUTOSCALER_ACTUATOR": actuator_url,
+        "AUTOSCALER_INFLUXDB_URL": influx_url,
+        "AUTOSCALER_LISTEN": f"127.0.0.1:{port}",
+        "AUTOSCALER_LEDGER": str(root / "ledger.jsonl"),
+        "AUTOSCALER_DRY_RUN": "true",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "autoscaler", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rss: list[tuple[int, float]] = []
     try:
         deadline = time.monotonic() + 600
@@ -222,12 +287,17 @@ def bench_memory(cluster: SwarmCluster, prom_url: str, actuator_url: str, influx
         proc.terminate()
         proc.wait(20)
     final = rss[-1][1]
-    write_result("memory", {
-        "params": {"passes": rss[-1][0], "interval": "100ms", "signals": 20},
-        "goal": "< 120 MB resident", "met": final < 120,
-        "rss_mb_final": final, "rss_mb_first": rss[0][1],
-        "rss_mb_by_passes": rss,
-    })
+    write_result(
+        "memory",
+        {
+            "params": {"passes": rss[-1][0], "interval": "100ms", "signals": 20},
+            "goal": "< 120 MB resident",
+            "met": final < 120,
+            "rss_mb_final": final,
+            "rss_mb_first": rss[0][1],
+            "rss_mb_by_passes": rss,
+        },
+    )
 
 
 def _passes(port: int) -> int:
@@ -235,8 +305,13 @@ def _passes(port: int) -> int:
         text = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
     except requests.RequestException:
         return 0
-    return int(sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith("autoscaler_passes_total{")))
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("autoscaler_passes_total{")
+        )
+    )
 
 
 def _rss_mb(pid: int) -> float:

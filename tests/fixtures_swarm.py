@@ -22,6 +22,7 @@ import docker
 import pytest
 
 from autoscaler.lab.engines import SwarmCluster
+from tests.realparts import missing_real_part
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ def swarm_lab_missing() -> str | None:
 def need_swarm_lab() -> None:
     reason = swarm_lab_missing()
     if reason:
-        pytest.skip(reason)
+        missing_real_part(reason)
 
 
 def lab_folder(prefix: str) -> Path:

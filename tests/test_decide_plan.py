@@ -607,3 +607,26 @@ def test_memory_that_windows_no_longer_need_is_dropped() -> None:
     s = snap(svc("api", 4, labels={"autoscaler.pause": "1"}))
     p = plan(s, rules(api=policy()), Memory(services={"api": old}))
     assert p.memory.services == {}
+
+
+def test_a_defect_in_one_policy_does_not_stop_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    import autoscaler.decide as decide_pkg
+
+    real = decide_pkg.decide_service
+
+    def flaky(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "api":
+            raise ZeroDivisionError("boom")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(decide_pkg, "decide_service", flaky)
+    s = snap(svc("api", 4), svc("web", 2), rps=120)
+    pols = rules(
+        web={**policy(), "target_tracking": [{"signal": "rps", "average_value": 60}]},
+        api=policy(),
+    )
+    p = plan(s, pols, Memory())
+    by = {d.policy: d for d in p.decisions}
+    assert by["api"].outcome == "error" and "ZeroDivisionError" in by["api"].reasons[0]
+    assert by["web"].outcome == "hold"
+    assert [a.service for a in p.actions] == []

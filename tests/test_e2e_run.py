@@ -70,11 +70,13 @@ def prometheus(tmp_path: Path, target: ExpositionServer) -> Iterator[PrometheusB
     (tmp_path / "prom").mkdir()
     backend = start_prometheus(
         tmp_path / "prom",
-        [{
-            "job_name": "api",
-            "metrics_path": "/actuator/prometheus",
-            "static_configs": [{"targets": [f"127.0.0.1:{target.port}"]}],
-        }],
+        [
+            {
+                "job_name": "api",
+                "metrics_path": "/actuator/prometheus",
+                "static_configs": [{"targets": [f"127.0.0.1:{target.port}"]}],
+            }
+        ],
         scrape_interval="1s",
     )
     try:
@@ -85,11 +87,15 @@ def prometheus(tmp_path: Path, target: ExpositionServer) -> Iterator[PrometheusB
 
 @pytest.fixture
 def sidecar(
-    tmp_path: Path, swarm_cluster: SwarmCluster, swarm_client: docker.DockerClient,
+    tmp_path: Path,
+    swarm_cluster: SwarmCluster,
+    swarm_client: docker.DockerClient,
     prometheus: PrometheusBackend,
 ) -> Iterator[dict[str, Any]]:
     swarm_client.services.create(
-        "local/busybox:1", command=["sleep", "3600"], name=SERVICE,
+        "local/busybox:1",
+        command=["sleep", "3600"],
+        name=SERVICE,
         mode=ServiceMode("replicated", 1),
     )
     rules = tmp_path / "rules"
@@ -107,14 +113,20 @@ def sidecar(
     }
     log = (tmp_path / "sidecar.log").open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "autoscaler", "run"], env=env, stdout=log,
+        [sys.executable, "-m", "autoscaler", "run"],
+        env=env,
+        stdout=log,
         stderr=subprocess.STDOUT,
     )
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until(lambda: _get(url + "/healthz"), 30, "sidecar answering /healthz")
-        yield {"proc": proc, "url": url, "ledger": tmp_path / "ledger.jsonl",
-               "log": tmp_path / "sidecar.log"}
+        yield {
+            "proc": proc,
+            "url": url,
+            "ledger": tmp_path / "ledger.jsonl",
+            "log": tmp_path / "sidecar.log",
+        }
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -130,8 +142,10 @@ def _get(url: str) -> requests.Response | None:
 
 
 def test_scales_up_down_and_holds_when_prometheus_stops(
-    swarm_client: docker.DockerClient, target: ExpositionServer,
-    prometheus: PrometheusBackend, sidecar: dict[str, Any],
+    swarm_client: docker.DockerClient,
+    target: ExpositionServer,
+    prometheus: PrometheusBackend,
+    sidecar: dict[str, Any],
 ) -> None:
     client, url = swarm_client, sidecar["url"]
     assert replicas(client) == 1

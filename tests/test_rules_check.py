@@ -23,9 +23,10 @@ def test_shipped_rules_pass() -> None:
     assert code == 0, lines
     result = load_rules(ROOT / "rules")
     assert result.policies is not None
-    n_signals, n_services = len(result.policies.signals), len(result.policies.services)
+    p = result.policies
     assert lines == [
-        f"OK: {len(result.files)} files, {n_signals} signals, {n_services} service policies"
+        f"OK: {len(result.files)} files, {len(p.signals)} signals, {len(p.services)} service "
+        f"policies, {len(p.pools)} pools, {len(p.alerts)} alerts"
     ]
 
 
@@ -65,8 +66,11 @@ def test_several_paths_are_one_set() -> None:
     split = DATA / "good_sets" / "split"
     assert _check(split / "20-services.yml")[0] == 1  # its signal is in the other file
     code, lines = _check(split / "10-signals.yml", split / "20-services.yml")
-    assert (code, lines) == (0, ["OK: 2 files, 1 signals, 1 service policies"])
+    assert (code, lines) == (0, ["OK: 2 files, 1 signals, 1 service policies, 0 pools, 0 alerts"])
 
 
 def test_empty_folder_is_ok(tmp_path: Path) -> None:
-    assert _check(tmp_path) == (0, ["OK: 0 files, 0 signals, 0 service policies"])
+    assert _check(tmp_path) == (
+        0,
+        ["OK: 0 files, 0 signals, 0 service policies, 0 pools, 0 alerts"],
+    )

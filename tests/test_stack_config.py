@@ -10,12 +10,16 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.realparts import missing_real_part
 
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "stack.yml"
@@ -129,6 +133,7 @@ def test_stack_renders_with_the_documented_examples(rendered: dict[str, Any]) ->
     services = rendered["services"]
     assert services["autoscaler"]["image"] == env["AUTOSCALER_IMAGE"]
     assert services["shinyproxy"]["image"] == "openanalytics/shinyproxy:3.2.0"
+    assert services["redis"]["image"] == "redis:7-alpine"
     assert services["shinyproxy"]["user"] == f"shinyproxy:{env['DOCKER_GID']}"
     labels = services["shinyproxy"]["deploy"]["labels"]
     assert labels["traefik.http.routers.shinyproxy.rule"] == f"Host(`{env['DOMAIN']}`)"
@@ -350,3 +355,126 @@ def test_shinyproxy_config_matches_the_stack() -> None:
     assert influx_env["INFLUXDB_DB"] == "shinyproxy_usagestats"
     # The secret the example user's password comes from is mounted.
     assert "shinyproxy_admin_password" in _services()["shinyproxy"]["secrets"]
+
+
+def test_shinyproxy_keeps_its_state_in_the_stacks_redis() -> None:
+    """Several ShinyProxy replicas (rules/services.yml allows up to 3) share apps, heartbeats
+    and logins only through Redis; the settings are ShinyProxy 3.x's (Spring Boot 3)."""
+    app = yaml.safe_load(SHINYPROXY_CONFIG.read_text(encoding="utf-8"))
+    proxy = app["proxy"]
+    assert proxy["store-mode"] == "Redis"
+    assert proxy["stop-proxies-on-shutdown"] is False
+    # ShinyProxy refuses app recovery together with store-mode Redis
+    assert not proxy.get("recover-running-proxies", False)
+    assert app["spring"]["session"]["store-type"] == "redis"
+    redis = app["spring"]["data"]["redis"]
+    services = _services()
+    assert redis["host"] in services
+    assert redis["port"] == 6379
+    # the password is the Docker secret both services mount (read through configtree)
+    secret = re.fullmatch(r"\$\{(\w+)\}", redis["password"])
+    assert secret, redis["password"]
+    assert secret.group(1) in services["shinyproxy"]["secrets"]
+    assert secret.group(1) in services[redis["host"]]["secrets"]
+    assert secret.group(1) in raw_stack()["secrets"]
+    shared = set(services["shinyproxy"]["networks"]) & set(services[redis["host"]]["networks"])
+    assert shared, "ShinyProxy cannot reach Redis"
+    # no app container (they join the apps network) and nothing public reaches Redis
+    assert set(services[redis["host"]]["networks"]).isdisjoint({"apps", "public"})
+    assert all(raw_stack()["networks"][n].get("internal") for n in shared)
+
+
+def test_redis_persists_on_its_volume_and_reads_its_password_from_the_secret() -> None:
+    redis = _services()["redis"]
+    assert _named_volumes(redis) == ["redis-data"]
+    assert redis["volumes"] == ["redis-data:/data"]
+    script = redis["command"][-1]
+    assert "/run/secrets/shinyproxy_redis_password" in script
+    assert "appendonly yes" in script
+    assert "/run/secrets/shinyproxy_redis_password" in " ".join(redis["healthcheck"]["test"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _redis_cli(port: int, *args: str, password: str | None = None) -> str:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    if password is not None:
+        env["REDISCLI_AUTH"] = password
+    res = subprocess.run(
+        ["redis-cli", "-p", str(port), *args],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        env=env,
+        check=False,
+    )
+    return res.stdout.strip()
+
+
+def test_the_stacks_redis_command_and_healthcheck_work_on_a_real_redis(
+    rendered: dict[str, Any], tmp_path: Path
+) -> None:
+    """The rendered command and healthcheck, run by a real redis-server with the secret's
+    path pointed at a file here: the password is required and never on a command line."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        missing_real_part("redis-server not installed (apt-get install redis-server)")
+    svc = rendered["services"]["redis"]
+    secret = tmp_path / "shinyproxy_redis_password"
+    password = "b3f0c2a9d81e"
+    secret.write_text(password)
+    port = _free_port()
+    script = svc["command"][-1].replace("/run/secrets/shinyproxy_redis_password", str(secret))
+    assert "exec redis-server -" in script
+    # listen on a private port and keep the data here; everything else is the stack's
+    script = script.replace(
+        "exec redis-server -",
+        f"exec redis-server - --port {port} --bind 127.0.0.1 --dir {tmp_path}",
+    )
+    health = (
+        svc["healthcheck"]["test"][1]
+        .replace("/run/secrets/shinyproxy_redis_password", str(secret))
+        .replace("redis-cli", f"redis-cli -p {port}")
+    )
+    log = (tmp_path / "redis.log").open("wb")
+    proc = subprocess.Popen(
+        [*svc["command"][:-1], script], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while _redis_cli(port, "ping") == "" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "NOAUTH" in _redis_cli(port, "ping")
+        assert "NOAUTH" in _redis_cli(port, "ping", password="wrong")
+        assert _redis_cli(port, "ping", password=password) == "PONG"
+        assert _redis_cli(port, "config", "get", "appendonly", password=password).split() == [
+            "appendonly",
+            "yes",
+        ]
+        assert _redis_cli(port, "config", "get", "maxmemory-policy", password=password).split() == [
+            "maxmemory-policy",
+            "noeviction",
+        ]
+        ok = subprocess.run(["sh", "-c", health], timeout=10, check=False)
+        assert ok.returncode == 0
+        secret.write_text("not-the-password")
+        refused = subprocess.run(["sh", "-c", health], timeout=10, check=False)
+        assert refused.returncode != 0
+        # exec: redis-server itself is the process (it gets the stop signal), and the
+        # password is not on its command line
+        cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
+        assert cmdline.startswith("redis-server") and password not in cmdline
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+        log.close()
+    assert proc.returncode == 0, (tmp_path / "redis.log").read_text()
+    assert list(tmp_path.glob("appendonly*")), "no append-only file written"

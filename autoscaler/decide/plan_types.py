@@ -18,8 +18,91 @@ class ScaleService(Frozen):
     reason: str
 
 
-Action = Annotated[ScaleService, Field(discriminator="kind")]
-"""Every action kind; later kinds (nodes, notifications) join this union."""
+class LaunchNodes(Frozen):
+    """Start ``count`` new machines for a pool (warm stopped ones first, then new ones)."""
+
+    kind: Literal["launch_nodes"] = "launch_nodes"
+    pool: str
+    provider: str
+    count: int
+    reason: str
+    token: str
+    """Idempotency key: a retried launch with the same token starts nothing more."""
+
+
+class NodeAction(Frozen):
+    node_id: str
+    hostname: str
+    pool: str
+    reason: str
+
+
+class PauseNode(NodeAction):
+    """Availability pause: sessions keep running, nothing new is placed."""
+
+    kind: Literal["pause_node"] = "pause_node"
+    at: datetime
+
+
+class ResumeNode(NodeAction):
+    kind: Literal["resume_node"] = "resume_node"
+
+
+class DrainNode(NodeAction):
+    """Availability drain; refused while a user session runs there unless ``end_sessions``."""
+
+    kind: Literal["drain_node"] = "drain_node"
+    at: datetime
+    end_sessions: bool = False
+
+
+class RemoveNode(NodeAction):
+    """Leave the Swarm: a drained node, or a down node whose machine is gone."""
+
+    kind: Literal["remove_node"] = "remove_node"
+
+
+class LabelNode(NodeAction):
+    """Set (and with an empty value, remove) ``autoscaler.*`` labels of a pool's node."""
+
+    kind: Literal["label_node"] = "label_node"
+    labels: dict[str, str]
+
+
+class TerminateInstance(Frozen):
+    kind: Literal["terminate_instance"] = "terminate_instance"
+    instance_id: str
+    pool: str
+    provider: str
+    reason: str
+
+
+class Notify(Frozen):
+    """An alert raised by a decision (a node that never joined, sessions about to end)."""
+
+    kind: Literal["notify"] = "notify"
+    alert: str
+    severity: Literal["info", "warning", "critical"] = "warning"
+    summary: str
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+NODE_ACTIONS = ("pause_node", "resume_node", "drain_node", "remove_node", "label_node")
+PROVIDER_ACTIONS = ("launch_nodes", "terminate_instance")
+
+Action = Annotated[
+    ScaleService
+    | LaunchNodes
+    | PauseNode
+    | ResumeNode
+    | DrainNode
+    | RemoveNode
+    | LabelNode
+    | TerminateInstance
+    | Notify,
+    Field(discriminator="kind"),
+]
+"""Every action kind."""
 
 
 class Decision(Frozen):
@@ -49,6 +132,14 @@ class ServiceMemory(Frozen):
     events: tuple[ScaleEvent, ...] = ()
 
 
+class PoolMemory(Frozen):
+    unneeded_since: datetime | None = None
+    """Since when the pool has had more nodes than it wants (scale-in waits unneeded_for)."""
+    launched_at: datetime | None = None
+    launched: int = 0
+    """The last launch, counted as on its way until its machines are listed."""
+
+
 class Memory(Frozen):
     """The only state decide keeps between passes: stabilisation and rate-limit history.
 
@@ -58,6 +149,22 @@ class Memory(Frozen):
     """
 
     services: dict[str, ServiceMemory] = Field(default_factory=dict)
+    pools: dict[str, PoolMemory] = Field(default_factory=dict)
+
+
+class PoolStatus(Frozen):
+    """A pool as one pass saw it: nodes per lifecycle state, seats, cost (for metrics)."""
+
+    pool: str
+    nodes: dict[str, int] = Field(default_factory=dict)
+    seats: dict[str, int] = Field(default_factory=dict)
+    """used, free, headroom, wanted."""
+    wanted_nodes: int = 0
+    cost_per_hour: float | None = None
+    live_sessions: int = 0
+    pending_sessions: int = 0
+    short_nodes: int = 0
+    """Nodes the seats call for beyond what max or the cost cap allow (0: not limited)."""
 
 
 class Plan(Frozen):
@@ -66,3 +173,4 @@ class Plan(Frozen):
     actions: tuple[Action, ...] = ()
     decisions: tuple[Decision, ...] = ()
     memory: Memory = Memory()
+    pools: tuple[PoolStatus, ...] = ()

@@ -120,10 +120,12 @@ def add_lab_parser(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=cmd_load)
 
-    p = with_dir(sub.add_parser(
-        "demo", help="a lab, the sidecar against it and a burst of sessions; then down"
-    ))
-    p.add_argument("--workers", type=int, default=2, help="worker engines (default 2)")
+    p = with_dir(
+        sub.add_parser(
+            "demo", help="a lab, the sidecar against it and a burst of sessions; then down"
+        )
+    )
+    p.add_argument("--workers", type=int, default=1, help="pool workers at start (1)")
     p.add_argument("--sessions", type=int, default=10, help="users in the burst (10)")
     p.add_argument("--duration", type=_seconds, default=90.0, help="each session (90s)")
     p.add_argument("--rules", type=Path, help="policies (default: the demo's own)")
@@ -229,8 +231,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _interrupt)
     summary = run_demo(
-        args.dir.absolute(), workers=args.workers, sessions=args.sessions,
-        hold_s=args.duration, rules=args.rules,
+        args.dir.absolute(),
+        workers=args.workers,
+        sessions=args.sessions,
+        hold_s=args.duration,
+        rules=args.rules,
     )
     return 0 if summary["killed"] == 0 else 1
 

@@ -27,6 +27,9 @@ from autoscaler.sources.swarm import SwarmReader
 from autoscaler.sources.swarm_signals import swarm_signal
 
 DEMO_SERVICE = "demo-api"
+DEMO_POOL = "workers"
+POOL_MIN = 1
+"""The demo pool's minimum (demo_rules/demo.yml): the demo ends once the pool is back."""
 
 
 def demo_rules() -> Path:
@@ -46,27 +49,32 @@ def lab_env(root: Path) -> dict[str, str]:
 
 def run_demo(
     root: Path,
-    workers: int = 2,
+    workers: int = POOL_MIN,
     sessions: int = 10,
     hold_s: float = 90.0,
     ramp_s: float = 20.0,
-    settle_s: float = 45.0,
+    settle_s: float = 180.0,
     rules: Path | None = None,
     say: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the whole demo; everything it starts is stopped, also on failure or Ctrl-C."""
+    """Run the whole demo; everything it starts is stopped, also on failure or Ctrl-C.
+
+    The lab's first ``workers`` workers form the pool; the demo waits, at most
+    ``settle_s`` after the load, for the pool to shrink back to its minimum.
+    """
     port = free_port()
     out = root.with_name(root.name + "-output")  # kept after the lab's folder is removed
     out.mkdir(parents=True, exist_ok=True)
     ledger = out / "decisions.jsonl"
     ledger.unlink(missing_ok=True)
-    opts = lab_mod.LabOptions(workers=workers, sidecar_target=f"127.0.0.1:{port}")
+    opts = lab_mod.LabOptions(workers=workers, sidecar_target=f"127.0.0.1:{port}", pool=DEMO_POOL)
     say(f"== starting a lab with {workers} workers in {root}")
     running = lab_mod.up(root, opts, say=lambda m: say(f"   {m}"))
     sidecar: subprocess.Popen[bytes] | None = None
     try:
-        client = running.cluster.client() if running.cluster else None
-        assert client is not None
+        cluster = running.cluster
+        assert cluster is not None, "lab.up returns a lab with its swarm"
+        client = cluster.client()
         from docker.types import ServiceMode
 
         client.services.create(
@@ -103,13 +111,20 @@ def run_demo(
         load.start()
         reader = SwarmReader(client)
         actions = _ActionFeed(ledger)
-        while load.is_alive() or time.monotonic() - t0 < hold_s + ramp_s + settle_s:
-            say(_status_line(time.monotonic() - t0, reader))
-            for line in actions.new():
-                say(f"        {line}")
+        settled_by = None
+        while True:
+            line, pool_nodes = _status(time.monotonic() - t0, reader)
+            say(line)
+            for action in actions.new():
+                say(f"        {action}")
+            if not load.is_alive():
+                settled_by = settled_by or time.monotonic() + settle_s
+                if pool_nodes == POOL_MIN or time.monotonic() > settled_by:
+                    break
             time.sleep(5)
         load.join()
         summary: dict[str, Any] = result["report"].summary()
+        summary["lab_suffix"] = cluster.suffix
         say(
             f"== load done: {summary['started']} started, {summary['failed']} failed, "
             f"{summary['killed']} killed, {summary['completed']} completed"
@@ -171,25 +186,26 @@ class _ActionFeed:
         return lines
 
 
-def _status_line(t: float, reader: SwarmReader) -> str:
+def _status(t: float, reader: SwarmReader) -> tuple[str, int | None]:
+    """One line about the cluster, and how many nodes the pool has (None: unknown)."""
     try:
         state = reader.read()
     except Exception as e:  # a status line must never end the demo
-        return f"t={t:5.0f}s swarm unreadable: {e}"
+        return f"t={t:5.0f}s swarm unreadable: {e}", None
 
     def count(**kw: Any) -> int:
         return int(swarm_signal(state, SwarmSource.model_validate(kw)))
 
     svc = state.service(DEMO_SERVICE)
-    workers = [n for n in state.nodes if n.role == "worker"]
+    workers = [n for n in state.nodes if n.labels.get("autoscaler.pool") == DEMO_POOL]
     by_avail = {
         a: sum(1 for n in workers if n.availability == a and n.state == "ready")
         for a in ("active", "pause", "drain")
     }
     line = (
-        f"t={t:5.0f}s workers ready {by_avail['active']} active/{by_avail['pause']} paused"
+        f"t={t:5.0f}s pool nodes {by_avail['active']} active/{by_avail['pause']} paused"
         f"/{by_avail['drain']} drained | sessions live {count(metric='live_sessions')} "
         f"pending {count(metric='pending_sessions')} | {DEMO_SERVICE} "
         f"{svc.replicas if svc else '-'} replicas"
     )
-    return line
+    return line, len(workers)

@@ -355,9 +355,13 @@ class SwarmCluster:
         while True:
             ready = {}
             for node in api.nodes():
-                seen[node["Description"]["Hostname"]] = node["Status"]["State"]
+                # a node that has just joined has no description yet
+                hostname = node.get("Description", {}).get("Hostname")
+                if hostname is None:
+                    continue
+                seen[hostname] = node["Status"]["State"]
                 if node["Status"]["State"] == "ready":
-                    ready[node["Description"]["Hostname"]] = node["ID"]
+                    ready[hostname] = node["ID"]
             if wanted <= ready.keys():
                 with self._lock:
                     for name in wanted:

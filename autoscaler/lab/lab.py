@@ -365,6 +365,8 @@ def _write_env(state: LabState) -> None:
         f"AUTOSCALER_ACTUATOR={ep['actuator']}",
         f"AUTOSCALER_INFLUXDB_URL={ep['influxdb']}",
         f"AUTOSCALER_INFLUXDB_DATABASE={USAGE_DB}",
+        # pools with `provider: local` boot and retire this lab's workers
+        f"AUTOSCALER_LAB_ROOT={state.root}",
     ]
     if "moto" in ep:
         lines += [

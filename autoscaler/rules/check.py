@@ -19,9 +19,11 @@ def run_check(paths: Sequence[Path], out: TextIO) -> int:
         for problem in result.problems:
             print(problem, file=out)
         return 1
+    pol = result.policies
     print(
-        f"OK: {len(result.files)} files, {len(result.policies.signals)} signals, "
-        f"{len(result.policies.services)} service policies",
+        f"OK: {len(result.files)} files, {len(pol.signals)} signals, "
+        f"{len(pol.services)} service policies, {len(pol.pools)} pools, "
+        f"{len(pol.alerts)} alerts",
         file=out,
     )
     return 0

@@ -30,7 +30,7 @@ MAX_NODES = 100_000
 
 Loc = tuple[str | int, ...]
 
-_NOUNS = {"signals": "signal", "services": "service policy"}
+_NOUNS = {"signals": "signal", "services": "service policy", "pools": "pool"}
 
 
 @dataclass(frozen=True)
@@ -191,12 +191,25 @@ def _parse(source: RuleSource) -> tuple[_Doc, list[Problem]]:
         message = f"the top level must be a mapping of sections ({sections}), got {_describe(data)}"
         return failed, [*problems, Problem(name, line, "", message)]
     data = {k: v for k, v in data.items() if not _ignored_section(k, v)}
+    for key, hint in _ALERTMANAGER_ONLY.items():
+        if key in data:
+            del data[key]
+            message = f"the Alertmanager section '{key}' is not supported: {hint}"
+            problems.append(Problem(name, _locate(root, (key,)), key, message))
     try:
         rules: RulesFile | None = RulesFile.model_validate(data)
     except ValidationError as e:
         rules = None
         problems += [_pydantic_problem(name, root, err) for err in e.errors()]
     return _Doc(name, root, data, rules), problems
+
+
+_ALERTMANAGER_ONLY = {
+    "global": "set smarthost, from, api_url_file ... on each receiver instead",
+    "templates": "use the title/text/html/headers templates of the receivers instead",
+    "mute_time_intervals": "rename the section to time_intervals",
+}
+"""Sections of an alertmanager.yml that rules/ does not read: named, never ignored."""
 
 
 def _ignored_section(key: Any, value: Any) -> bool:
@@ -468,6 +481,38 @@ def _cross_checks(docs: list[_Doc]) -> list[Problem]:
         problems += _undefined_signals(docs)
     problems += _same_swarm_service(docs)
     problems += _schedule_bounds(docs)
+    problems += _alerting(docs)
+    return problems
+
+
+def _alerting(docs: list[_Doc]) -> list[Problem]:
+    """Receivers and time intervals that routes name must exist; built-in names are taken."""
+    from autoscaler.alerts.builtin import BUILTIN_NAMES
+    from autoscaler.alerts.config import routing_problems
+
+    problems = []
+    owner: dict[str, _Doc] = {}
+    merged: dict[str, RulesFile] = {}
+    for doc in docs:
+        if doc.rules is None:
+            continue
+        for section in ("route", "receivers", "time_intervals"):
+            if section in doc.rules.model_fields_set:
+                owner[section], merged[section] = doc, doc.rules
+        for name in doc.rules.alerts:
+            if name in BUILTIN_NAMES:
+                message = f"'{name}' is a built-in alert: choose another name"
+                problems.append(_at(doc, ("alerts", name), message))
+    if any(d.rules is None for d in docs):
+        return problems  # a file that did not validate may define the missing names
+    route_doc = owner.get("route")
+    route = merged["route"].route if "route" in merged else None
+    receivers = merged["receivers"].receivers if "receivers" in merged else ()
+    intervals = merged["time_intervals"].time_intervals if "time_intervals" in merged else ()
+    for loc, message in routing_problems(None, route, receivers, intervals):
+        at = owner.get(str(loc[0])) or route_doc
+        if at is not None:
+            problems.append(_at(at, loc, message))
     return problems
 
 

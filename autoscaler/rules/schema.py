@@ -13,8 +13,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
+from autoscaler.alerts.config import (
+    AlertRule,
+    InhibitRuleConfig,
+    ReceiverConfig,
+    RouteConfig,
+)
+from autoscaler.alerts.timeintervals import TimeInterval
 from autoscaler.durations import Duration
 from autoscaler.model import Frozen
+from autoscaler.rules.pools import PoolPolicy
 
 # ---------------------------------------------------------------- signals
 
@@ -305,6 +313,13 @@ class Policies(Frozen):
 
     signals: dict[str, Signal] = Field(default_factory=dict)
     services: dict[str, ServicePolicy] = Field(default_factory=dict)
+    alerts: dict[str, AlertRule] = Field(default_factory=dict)
+    """Alert rules; routing below is in Alertmanager's own format (docs/alerting.md)."""
+    route: RouteConfig | None = None
+    receivers: tuple[ReceiverConfig, ...] = ()
+    inhibit_rules: tuple[InhibitRuleConfig, ...] = ()
+    time_intervals: tuple[TimeInterval, ...] = ()
+    pools: dict[str, PoolPolicy] = Field(default_factory=dict)
 
 
 class RulesFile(Frozen):
@@ -312,3 +327,10 @@ class RulesFile(Frozen):
 
     signals: dict[str, Signal] = Field(default_factory=dict)
     services: dict[str, ServicePolicy] = Field(default_factory=dict)
+    alerts: dict[str, AlertRule] = Field(default_factory=dict)
+    """Alert rules; routing below is in Alertmanager's own format (docs/alerting.md)."""
+    route: RouteConfig | None = None
+    receivers: tuple[ReceiverConfig, ...] = ()
+    inhibit_rules: tuple[InhibitRuleConfig, ...] = ()
+    time_intervals: tuple[TimeInterval, ...] = ()
+    pools: dict[str, PoolPolicy] = Field(default_factory=dict)

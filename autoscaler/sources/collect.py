@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from autoscaler.rules.schema import ActuatorSource, Signal
-from autoscaler.snapshot import SignalValue, Snapshot, SourceStatus, SwarmState
+from autoscaler.snapshot import Instance, SignalValue, Snapshot, SourceStatus, SwarmState
 from autoscaler.sources.errors import NoData, SourceError
 from autoscaler.sources.reading import Reading
 from autoscaler.sources.swarm_signals import swarm_signal
@@ -25,6 +25,10 @@ log = logging.getLogger(__name__)
 
 class SwarmSourceLike(Protocol):
     def read(self) -> SwarmState: ...
+
+
+class InstancesLike(Protocol):
+    def list_instances(self) -> tuple[Instance, ...]: ...
 
 
 class PrometheusLike(Protocol):
@@ -53,6 +57,8 @@ class Backends:
     prometheus: PrometheusLike | None = None
     actuator: ActuatorLike | None = None
     influx: InfluxLike | None = None
+    instances: InstancesLike | None = None
+    """The node providers' machines (pools); None: no pool provider configured."""
 
 
 def _utcnow() -> datetime:
@@ -93,6 +99,16 @@ def collect(
             timer.record("swarm", time.monotonic() - t0, e.message)
             log.warning("swarm unreadable: %s", e.message)
 
+    instances: tuple[Instance, ...] | None = None
+    if backends.instances is not None:
+        t0 = time.monotonic()
+        try:
+            instances = backends.instances.list_instances()
+            timer.record("instances", time.monotonic() - t0, None)
+        except SourceError as e:
+            timer.record("instances", time.monotonic() - t0, e.message)
+            log.warning("machines unreadable: %s", e.message)
+
     values: dict[str, SignalValue] = {}
     scrape: ActuatorScrapeLike | SourceError | None = None
     for name in sorted(signals):
@@ -122,7 +138,9 @@ def collect(
             values[name] = _missing(name, source, str(e).strip("'\""))
         if source != "swarm":
             timer.record(source, time.monotonic() - t0, error)
-    return Snapshot(taken_at=now(), swarm=swarm, signals=values, sources=timer.status)
+    return Snapshot(
+        taken_at=now(), swarm=swarm, signals=values, sources=timer.status, instances=instances
+    )
 
 
 def _missing(name: str, source: str, why: str) -> SignalValue:

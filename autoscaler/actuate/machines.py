@@ -1,0 +1,72 @@
+"""Provider actions: launch a pool's machines and terminate them, through its provider."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+
+from autoscaler.actuate.base import ActionResult
+from autoscaler.decide.plan_types import Action, LaunchNodes, TerminateInstance
+from autoscaler.providers.base import NodeProvider, ProviderError
+from autoscaler.rules.schema import Policies
+from autoscaler.sources.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+BeforeLaunch = Callable[[str, LaunchNodes], None]
+"""Called before each launch with the pool's provider name (publish the join token ...)."""
+
+
+class MachineActuator:
+    def __init__(
+        self,
+        providers: Mapping[str, NodeProvider],
+        policies: Callable[[], Policies],
+        before_launch: BeforeLaunch | None = None,
+    ) -> None:
+        self._providers = providers
+        self._policies = policies
+        self._before_launch = before_launch
+
+    def execute(self, action: Action) -> ActionResult:
+        if not isinstance(action, LaunchNodes | TerminateInstance):
+            return _fail(action, f"{action.kind} is not a provider action")
+        provider = self._providers.get(action.provider)
+        if provider is None:
+            configured = ", ".join(sorted(self._providers)) or "none"
+            return _fail(
+                action, f"provider {action.provider} not configured (configured: {configured})"
+            )
+        try:
+            if isinstance(action, LaunchNodes):
+                message = self._launch(provider, action)
+            else:
+                message = provider.terminate(action.instance_id, action.pool)
+        except (ProviderError, SourceError) as exc:
+            text = exc.message if isinstance(exc, SourceError) else str(exc)
+            log.error("%s for pool %s failed: %s", action.kind, action.pool, text)
+            return _fail(action, text)
+        log.info("%s", message)
+        return ActionResult(action=action, ok=True, message=message)
+
+    def _launch(self, provider: NodeProvider, action: LaunchNodes) -> str:
+        policy = self._policies().pools.get(action.pool)
+        if policy is None:
+            raise ProviderError(f"pool {action.pool} is not in the rules any more")
+        if self._before_launch is not None:
+            self._before_launch(action.provider, action)
+        ids = provider.launch(action.pool, policy, action.count, action.token)
+        message = f"launched {len(ids)} of {action.count} for pool {action.pool}: {', '.join(ids)}"
+        refill = getattr(provider, "fill_warm_pool", None)
+        if refill is not None:  # started warm machines are replaced, in the background of EC2
+            try:
+                warm = refill(action.pool, policy, f"{action.token}-warm")
+            except ProviderError as exc:
+                log.warning("warm pool of %s not refilled: %s", action.pool, exc)
+            else:
+                message += f"; {len(warm)} warm machine(s) on their way" if warm else ""
+        return message
+
+
+def _fail(action: Action, message: str) -> ActionResult:
+    return ActionResult(action=action, ok=False, message=message)

@@ -1,0 +1,220 @@
+"""Writes to Swarm nodes: pause, resume, drain, remove and label a pool's nodes.
+
+The plan was made from a snapshot; each write reads the node (and, before a drain or a
+removal, its tasks) again and refuses when the action no longer applies. Guarantees that
+hold whatever the plan says:
+
+- a node without the pool's ``autoscaler.pool`` label is never paused, drained or removed;
+  it is labelled only when it carries no pool label at all and is a worker;
+- a node holding a user session is never drained unless the action says ``end_sessions``
+  (the planner sets it only where the policy allows it, after an alert), and never
+  removed while one runs there;
+- drain follows pause: a node that is not paused is not drained.
+
+Lifecycle marks go into the same node update as the availability, so a node is never
+paused without its ``autoscaler.paused-at`` mark.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import docker
+import docker.errors
+import requests
+
+from autoscaler.actuate.base import ActionResult
+from autoscaler.decide.plan_types import (
+    Action,
+    DrainNode,
+    LabelNode,
+    NodeAction,
+    PauseNode,
+    RemoveNode,
+    ResumeNode,
+)
+from autoscaler.decide.pools import labels as L
+from autoscaler.snapshot import USER_LABEL
+
+log = logging.getLogger(__name__)
+
+OUT_OF_SEQUENCE = "update out of sequence"
+FINISHED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+_ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
+
+
+class Refused(Exception):
+    """The action no longer applies to the node as it is now."""
+
+
+class NodeActuator:
+    def __init__(self, client: docker.DockerClient) -> None:
+        self._api = client.api
+
+    def execute(self, action: Action) -> ActionResult:
+        if not isinstance(action, NodeAction):
+            return ActionResult(
+                action=action, ok=False, message=f"{action.kind} is not a node action"
+            )
+        try:
+            message = self._apply(action)
+        except Refused as exc:
+            log.warning("not doing %s on %s: %s", action.kind, action.hostname, exc)
+            return ActionResult(action=action, ok=False, message=str(exc))
+        except _ENGINE_ERRORS as exc:
+            text = _error_text(exc)
+            log.error("%s on %s failed: %s", action.kind, action.hostname, text)
+            return ActionResult(action=action, ok=False, message=f"engine error: {text}")
+        log.info("%s", message)
+        return ActionResult(action=action, ok=True, message=message)
+
+    def _apply(self, action: NodeAction) -> str:
+        if isinstance(action, RemoveNode):
+            return self._remove(action)
+        handlers: dict[type, Callable[[Any, Any], tuple[dict[str, Any], str]]] = {
+            PauseNode: self._pause,
+            ResumeNode: self._resume,
+            DrainNode: self._drain,
+            LabelNode: self._label,
+        }
+        handler = handlers.get(type(action))
+        if handler is None:
+            raise Refused(f"{type(action).__name__} is not handled here")
+        for attempt in (1, 2):
+            node = self._node(action)
+            spec, message = handler(action, node)
+            try:
+                self._update(node, spec)
+            except docker.errors.APIError as exc:
+                if attempt == 1 and OUT_OF_SEQUENCE in _error_text(exc):
+                    continue
+                raise
+            return message
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ---------------------------------------------------------------- one per action
+
+    def _pause(self, action: PauseNode, node: Any) -> tuple[dict[str, Any], str]:
+        self._owned(action, node)
+        if _availability(node) != "active":
+            raise Refused(f"{action.hostname} is {_availability(node)}, not active: not paused")
+        labels = {L.STATE: "paused", L.PAUSED_AT: L.stamp(action.at), L.NOTIFIED_AT: ""}
+        return _spec(node, "pause", labels), f"paused {action.hostname} ({action.reason})"
+
+    def _resume(self, action: ResumeNode, node: Any) -> tuple[dict[str, Any], str]:
+        self._owned(action, node)
+        if _availability(node) != "pause" or _labels(node).get(L.STATE) != "paused":
+            raise Refused(f"{action.hostname} is not paused by the autoscaler: not resumed")
+        labels = {L.STATE: "active", L.PAUSED_AT: "", L.NOTIFIED_AT: ""}
+        return _spec(node, "active", labels), f"resumed {action.hostname} ({action.reason})"
+
+    def _drain(self, action: DrainNode, node: Any) -> tuple[dict[str, Any], str]:
+        self._owned(action, node)
+        if _availability(node) != "pause":
+            raise Refused(f"{action.hostname} is {_availability(node)}: drain follows pause")
+        users = self.user_sessions(node["ID"])
+        if users and not action.end_sessions:
+            raise Refused(
+                f"{action.hostname} holds {users} user session(s): not drained "
+                "(draining would end them)"
+            )
+        labels = {L.STATE: "draining", L.DRAINING_AT: L.stamp(action.at)}
+        ended = f", ending {users} session(s)" if users else ""
+        return _spec(node, "drain", labels), f"drained {action.hostname}{ended} ({action.reason})"
+
+    def _label(self, action: LabelNode, node: Any) -> tuple[dict[str, Any], str]:
+        bad = [k for k in action.labels if not k.startswith("autoscaler.")]
+        if bad:
+            raise Refused(f"only autoscaler.* labels are set, not {', '.join(sorted(bad))}")
+        current = _labels(node).get(L.POOL)
+        if current is None:
+            if action.labels.get(L.POOL) != action.pool:
+                raise Refused(f"{action.hostname} is not in pool {action.pool}: not labelled")
+            if node["Spec"].get("Role") != "worker":
+                raise Refused(f"{action.hostname} is a manager: never joins a pool")
+        elif current != action.pool:
+            raise Refused(f"{action.hostname} belongs to pool {current}, not {action.pool}")
+        shown = ", ".join(f"{k}={v}" if v else f"-{k}" for k, v in sorted(action.labels.items()))
+        return _spec(node, None, action.labels), f"labelled {action.hostname}: {shown}"
+
+    def _remove(self, action: RemoveNode) -> str:
+        node = self._node(action)
+        self._owned(action, node)
+        down = node.get("Status", {}).get("State") == "down"
+        if not down and _availability(node) != "drain":
+            raise Refused(f"{action.hostname} is neither down nor drained: not removed")
+        users = 0 if down else self.user_sessions(node["ID"])
+        if users:
+            raise Refused(f"{action.hostname} still holds {users} user session(s): not removed")
+        try:
+            self._api.remove_node(node["ID"], force=True)
+        except docker.errors.NotFound:
+            return f"{action.hostname} already left the Swarm"
+        return f"removed {action.hostname} from the Swarm ({action.reason})"
+
+    # ---------------------------------------------------------------- reads
+
+    def user_sessions(self, node_id: str) -> int:
+        """ShinyProxy user sessions with a task on the node that has not finished."""
+        tasks = self._api.tasks(filters={"node": node_id})
+        return sum(1 for t in tasks if _is_user_session(t))
+
+    def _node(self, action: NodeAction) -> Any:
+        try:
+            node = self._api.inspect_node(action.node_id)
+        except docker.errors.NotFound as exc:
+            raise Refused(f"node {action.hostname} ({action.node_id}) not found") from exc
+        hostname = node.get("Description", {}).get("Hostname", "")
+        if hostname and hostname != action.hostname:
+            raise Refused(f"node {action.node_id} is {hostname}, not {action.hostname}")
+        return node
+
+    @staticmethod
+    def _owned(action: NodeAction, node: Any) -> None:
+        pool = _labels(node).get(L.POOL)
+        if pool != action.pool:
+            owner = f"pool {pool}" if pool else "no pool"
+            raise Refused(f"{action.hostname} has {owner}, not {action.pool}: never touched")
+
+    def _update(self, node: Any, spec: dict[str, Any]) -> None:
+        self._api.update_node(node["ID"], node["Version"]["Index"], spec)
+
+
+def _labels(node: Any) -> dict[str, str]:
+    return dict(node["Spec"].get("Labels") or {})
+
+
+def _availability(node: Any) -> str:
+    return str(node["Spec"].get("Availability", "active"))
+
+
+def _spec(node: Any, availability: str | None, labels: Mapping[str, str]) -> dict[str, Any]:
+    """The node's spec as read, with the availability and labels changed (empty = removed)."""
+    spec: dict[str, Any] = copy.deepcopy(node["Spec"])
+    merged = dict(spec.get("Labels") or {})
+    for key, value in labels.items():
+        if value:
+            merged[key] = value
+        else:
+            merged.pop(key, None)
+    spec["Labels"] = merged
+    if availability is not None:
+        spec["Availability"] = availability
+    return spec
+
+
+def _is_user_session(task: Mapping[str, Any]) -> bool:
+    labels = task.get("Spec", {}).get("ContainerSpec", {}).get("Labels") or {}
+    if USER_LABEL not in labels:
+        return False
+    state = task.get("Status", {}).get("State", "")
+    return task.get("DesiredState") == "running" and state not in FINISHED
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, docker.errors.APIError) and exc.explanation:
+        return str(exc.explanation)
+    return str(exc)

@@ -1,0 +1,1 @@
+"""Alerting: alert rules, Alertmanager-compatible routing, silences and delivery."""

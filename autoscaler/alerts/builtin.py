@@ -1,0 +1,254 @@
+"""The alerts every sidecar has: its own failures and capacity trouble, on by default.
+
+Each is a named definition with a condition over ``PassFacts`` that yields samples;
+they are evaluated, routed and delivered like any rule from ``rules/``. Conditions of
+node pools read ``PassFacts.conditions``, which pool code fills in; without pools they
+never fire. Every name has a runbook section in docs/alerting.md.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from autoscaler.actuate.base import ActionResult
+from autoscaler.alerts.evaluate import RuleSpec, Sample
+from autoscaler.decide.plan_types import Notify, Plan
+from autoscaler.snapshot import Snapshot
+
+RUNBOOK = "docs/alerting.md#{anchor}"
+
+
+@dataclass(frozen=True)
+class PassFacts:
+    now: datetime
+    snapshot: Snapshot | None = None
+    pass_ok: bool = True
+    pass_error: str | None = None
+    results: Sequence[ActionResult] = ()
+    rules_problems: Sequence[str] = ()
+    last_success_at: datetime | None = None
+    stall_after: timedelta = timedelta(minutes=5)
+    start_failures_increase: float | None = None
+    """Increase of ShinyProxy's startFailed_total over the last window; None when unknown."""
+    conditions: Mapping[str, Sequence[Sample]] = field(default_factory=dict)
+    """Samples reported by other parts (node pools) under a condition name."""
+
+
+Condition = Callable[[PassFacts], list[Sample]]
+
+
+@dataclass(frozen=True)
+class BuiltinAlert:
+    name: str
+    severity: str
+    summary: str
+    description: str
+    condition: Condition
+    for_: timedelta = timedelta(0)
+    keep_firing_for: timedelta = timedelta(0)
+    on_tick: bool = False
+    """Evaluated by the dispatcher's clock, not after a pass (it must fire when passes stop)."""
+
+    def spec(self) -> RuleSpec:
+        return RuleSpec(
+            name=self.name,
+            for_=self.for_,
+            keep_firing_for=self.keep_firing_for,
+            severity=self.severity,
+            labels={"source": "autoscaler"},
+            annotations={"summary": self.summary, "description": self.description},
+            runbook=RUNBOOK.format(anchor=self.name.lower()),
+        )
+
+
+def _failed_actions(f: PassFacts) -> list[Sample]:
+    out: dict[tuple[str, str], Sample] = {}
+    for r in f.results:
+        if r.ok or r.dry_run:
+            continue
+        subject = str(getattr(r.action, "service", "") or getattr(r.action, "pool", ""))
+        key = (r.action.kind, subject)
+        out[key] = Sample({"action": r.action.kind, "subject": subject}, 1, {"error": r.message})
+    return list(out.values())
+
+
+def _sources_down(f: PassFacts) -> list[Sample]:
+    if f.snapshot is None:
+        return []
+    return [
+        Sample({"backend": name}, 1, {"error": s.error or ""})
+        for name, s in sorted(f.snapshot.sources.items())
+        if not s.ok and not (s.error or "").startswith("not configured")
+    ]
+
+
+def _signals_stale(f: PassFacts) -> list[Sample]:
+    if f.snapshot is None:
+        return []
+    return [
+        Sample({"signal": name}, 1, {"error": s.error or "no value"})
+        for name, s in sorted(f.snapshot.signals.items())
+        # A backend left unconfigured is a choice, reported by `autoscaler plan`, not an alert.
+        if s.value is None and "not configured" not in (s.error or "")
+    ]
+
+
+def _rules_invalid(f: PassFacts) -> list[Sample]:
+    if not f.rules_problems:
+        return []
+    first = f.rules_problems[0]
+    more = f" (and {len(f.rules_problems) - 1} more)" if len(f.rules_problems) > 1 else ""
+    return [Sample({}, len(f.rules_problems), {"error": first + more})]
+
+
+def _stalled(f: PassFacts) -> list[Sample]:
+    if f.last_success_at is None:
+        return []
+    age = (f.now - f.last_success_at).total_seconds()
+    return [Sample({}, age)] if age > f.stall_after.total_seconds() else []
+
+
+def _start_failures(f: PassFacts) -> list[Sample]:
+    inc = f.start_failures_increase
+    return [Sample({}, inc)] if inc is not None and inc > 0 else []
+
+
+def _pending_sessions(f: PassFacts) -> list[Sample]:
+    if f.snapshot is None or f.snapshot.swarm is None:
+        return []
+    pending = [s for s in f.snapshot.swarm.sessions if s.is_pending and s.is_user_session]
+    return [Sample({}, len(pending))] if pending else []
+
+
+JOIN_TIMEOUT_ALERT = "PoolNodeJoinTimeout"
+ENDING_SESSIONS_ALERT = "PoolEndingSessions"
+
+
+def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
+    """The pool alerts' conditions, read off a pass's plan (pure).
+
+    A pool is short when its seats call for more nodes than max or the cost cap allow;
+    the planner raises Notify actions for machines that never joined and, before ending
+    any session, for nodes whose sessions a policy allows to end.
+    """
+    out: dict[str, list[Sample]] = {
+        "pool_at_max": [],
+        "node_did_not_join": [],
+        "sessions_ended_by_scale_in": [],
+    }
+    if plan is None:
+        return out
+    for status in plan.pools:
+        if status.short_nodes > 0:
+            out["pool_at_max"].append(Sample({"pool": status.pool}, status.short_nodes))
+    for action in plan.actions:
+        if not isinstance(action, Notify):
+            continue
+        labels = {k: v for k, v in action.labels.items() if v}
+        info = {"summary_detail": action.summary}
+        if action.alert == JOIN_TIMEOUT_ALERT:
+            out["node_did_not_join"].append(Sample(labels, 1, info))
+        elif action.alert == ENDING_SESSIONS_ALERT:
+            out["sessions_ended_by_scale_in"].append(Sample(labels, 1, info))
+    return out
+
+
+def _reported(name: str) -> Condition:
+    def condition(f: PassFacts) -> list[Sample]:
+        return list(f.conditions.get(name, ()))
+
+    return condition
+
+
+BUILTINS: tuple[BuiltinAlert, ...] = (
+    BuiltinAlert(
+        "AutoscalerScaleActionFailed",
+        "critical",
+        "A scaling action failed: {{ $labels.action }} {{ $labels.subject }}",
+        "The autoscaler decided to act but the action failed (Swarm or cloud error).",
+        _failed_actions,
+        keep_firing_for=timedelta(minutes=15),
+    ),
+    BuiltinAlert(
+        "AutoscalerPoolAtMax",
+        "warning",
+        "Pool {{ $labels.pool }} is at its maximum or cost cap while seats are short",
+        "Users wait for seats but the pool may not grow.",
+        _reported("pool_at_max"),
+        for_=timedelta(minutes=5),
+    ),
+    BuiltinAlert(
+        "AutoscalerNodeDidNotJoin",
+        "critical",
+        "A new node of pool {{ $labels.pool }} did not join the Swarm",
+        "An instance was launched but never became a ready Swarm node.",
+        _reported("node_did_not_join"),
+    ),
+    BuiltinAlert(
+        "AutoscalerSessionStartFailures",
+        "warning",
+        "ShinyProxy failed to start {{ $value }} app sessions in the last 10 minutes",
+        "startFailed_total of ShinyProxy's actuator is rising: users cannot start apps.",
+        _start_failures,
+    ),
+    BuiltinAlert(
+        "AutoscalerSessionTasksPending",
+        "warning",
+        "{{ $value }} app sessions are waiting to be placed",
+        "Session tasks stay pending: no node can take them (capacity, constraints, images).",
+        _pending_sessions,
+        for_=timedelta(minutes=5),
+    ),
+    BuiltinAlert(
+        "AutoscalerSourceDown",
+        "warning",
+        "Backend {{ $labels.backend }} does not answer",
+        "The autoscaler cannot read this backend; its signals are missing.",
+        _sources_down,
+        for_=timedelta(minutes=2),
+    ),
+    BuiltinAlert(
+        "AutoscalerSignalStale",
+        "warning",
+        "Signal {{ $labels.signal }} is missing or stale",
+        "Policies that read this signal hold their replicas.",
+        _signals_stale,
+        for_=timedelta(minutes=5),
+    ),
+    BuiltinAlert(
+        "AutoscalerRulesReloadFailed",
+        "warning",
+        "The rules on disk are invalid; the last valid set stays in force",
+        "Fix the files; `autoscaler check rules/` lists every problem.",
+        _rules_invalid,
+    ),
+    BuiltinAlert(
+        "AutoscalerSessionsEndedByScaleIn",
+        "warning",
+        "{{ $value }} user sessions ended when pool {{ $labels.pool }} scaled in",
+        "A policy allowed removing nodes that still held user sessions.",
+        _reported("sessions_ended_by_scale_in"),
+        keep_firing_for=timedelta(minutes=15),
+    ),
+    BuiltinAlert(
+        "AutoscalerLoopStalled",
+        "critical",
+        "No successful autoscaler pass for {{ $value | humanize }} seconds",
+        "The control loop is stuck or every pass fails: nothing is being scaled.",
+        _stalled,
+        on_tick=True,
+    ),
+)
+
+BUILTIN_NAMES = frozenset(b.name for b in BUILTINS)
+
+
+def counter_increase(history: Sequence[tuple[datetime, float]]) -> float:
+    """Increase of a counter over ``history`` (oldest first), across resets."""
+    total = 0.0
+    for (_, a), (_, b) in itertools.pairwise(history):
+        total += b - a if b >= a else b
+    return total

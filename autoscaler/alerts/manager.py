@@ -1,0 +1,330 @@
+"""The alerting part of the sidecar: evaluates rules after each pass, routes and delivers.
+
+``after_pass`` is the one call the control loop makes; ``tick`` runs the dispatcher's
+timers (and the stall check, which must work when passes stop) on its own thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import operator
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from autoscaler.alerts.builtin import BUILTINS, PassFacts, counter_increase, pool_conditions
+from autoscaler.alerts.config import AlertRule, ReceiverConfig
+from autoscaler.alerts.dispatch import CompiledConfig, Dispatcher, InhibitRule, Integration
+from autoscaler.alerts.evaluate import ActiveAlert, RuleSpec, Sample, evaluate
+from autoscaler.alerts.notify_log import NotifyLog
+from autoscaler.alerts.receivers.alertmanager import AlertmanagerIntegration
+from autoscaler.alerts.receivers.email import EmailIntegration
+from autoscaler.alerts.receivers.http import RateLimiter
+from autoscaler.alerts.receivers.slack import SlackIntegration
+from autoscaler.alerts.receivers.webhook import WebhookIntegration
+from autoscaler.alerts.routing import Route
+from autoscaler.alerts.silences import Silences
+from autoscaler.rules.schema import Policies
+from autoscaler.sources.errors import SourceError
+
+if TYPE_CHECKING:
+    from autoscaler.loop import PassResult
+    from autoscaler.metrics import SidecarMetrics
+    from autoscaler.rules.reload import RulesStore
+
+log = logging.getLogger(__name__)
+
+START_FAILED_METRIC = "startFailed_total"
+START_FAILED_WINDOW = timedelta(minutes=10)
+
+_OPS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def rule_spec(name: str, rule: AlertRule) -> RuleSpec:
+    return RuleSpec(
+        name=name,
+        for_=rule.for_,
+        keep_firing_for=rule.keep_firing_for,
+        severity=rule.severity,
+        labels=rule.labels,
+        annotations=rule.annotations,
+        runbook=rule.runbook,
+    )
+
+
+def integrations_for(receiver: ReceiverConfig, limiter: RateLimiter) -> list[Integration]:
+    out: list[Integration] = []
+    out += [SlackIntegration(c, limiter) for c in receiver.slack_configs]
+    out += [EmailIntegration(c) for c in receiver.email_configs]
+    out += [WebhookIntegration(c) for c in receiver.webhook_configs]
+    out += [AlertmanagerIntegration(c) for c in receiver.alertmanager_configs]
+    return out
+
+
+def compile_config(
+    policies: Policies,
+    build: Callable[[ReceiverConfig], list[Integration]],
+) -> CompiledConfig | None:
+    if policies.route is None:
+        return None
+    return CompiledConfig(
+        route=Route.build(policies.route),
+        receivers={r.name: build(r) for r in policies.receivers},
+        inhibit_rules=[
+            InhibitRule(r.source(), r.target(), r.equal) for r in policies.inhibit_rules
+        ],
+        time_intervals={t.name: t for t in policies.time_intervals},
+    )
+
+
+class Alerting:
+    def __init__(
+        self,
+        *,
+        metrics: SidecarMetrics | None = None,
+        state_dir: Path | None = None,
+        prometheus: Any = None,
+        clock: Callable[[], datetime] = _utcnow,
+        external_url: str = "",
+        stall_after: timedelta = timedelta(minutes=5),
+        build_integrations: Callable[[ReceiverConfig], list[Integration]] | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.prometheus = prometheus
+        self.clock = clock
+        self.stall_after = stall_after
+        self.limiter = RateLimiter()
+        self._build = build_integrations or (lambda r: integrations_for(r, self.limiter))
+        self.nflog = NotifyLog(state_dir / "notifications.json" if state_dir else None)
+        self.silences = Silences(state_dir / "silences.json" if state_dir else None)
+        self.dispatcher = Dispatcher(
+            None, self.nflog, self.silences, external_url=external_url, on_result=self._count
+        )
+        self._rules: dict[str, AlertRule] = {}
+        self._policies = Policies()
+        self._states: dict[str, dict[str, ActiveAlert]] = {}
+        self._generation: int | None = None
+        self._last_success_at: datetime = clock()
+        self._start_failed: list[tuple[datetime, float]] = []
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ configuration
+
+    def configure(self, policies: Policies) -> None:
+        """Use these rules and this routing (called on every new rules generation)."""
+        with self._lock:
+            self._policies = policies
+            self._rules = {n: r for n, r in policies.alerts.items() if r.enabled}
+            for name in list(self._states):
+                if name not in self._rules and name not in {b.name for b in BUILTINS}:
+                    del self._states[name]
+            config = compile_config(policies, self._build)
+        self.dispatcher.set_config(config, self.clock())
+
+    # ------------------------------------------------------------ the hook
+
+    def after_pass(self, result: PassResult, rules: RulesStore | None = None) -> None:
+        now = self.clock()
+        if rules is not None and rules.generation != self._generation:
+            self._generation = rules.generation
+            self.configure(rules.policies)
+        with self._lock:
+            if result.ok:
+                self._last_success_at = now
+            facts = PassFacts(
+                now=now,
+                snapshot=result.snapshot,
+                pass_ok=result.ok,
+                pass_error=result.error,
+                results=tuple(result.results),
+                rules_problems=tuple(str(p) for p in (rules.problems if rules else [])),
+                last_success_at=self._last_success_at,
+                stall_after=self.stall_after,
+                start_failures_increase=self._start_failures(result, now),
+                conditions=pool_conditions(result.plan),
+            )
+            for b in BUILTINS:
+                if not b.on_tick:
+                    self._eval(b.spec(), b.condition(facts), now)
+            for name, rule in self._rules.items():
+                samples = self._samples(rule, result)
+                if samples is not None:
+                    self._eval(rule_spec(name, rule), samples, now)
+        self._push(now)
+
+    def _start_failures(self, result: PassResult, now: datetime) -> float | None:
+        """Reads startFailed_total from a signal over that actuator metric, if one exists."""
+        snap = result.snapshot
+        if snap is None:
+            return None
+        names = [
+            n
+            for n, s in self._policies.signals.items()
+            if s.actuator is not None and s.actuator.metric == START_FAILED_METRIC
+        ]
+        values = [snap.signals[n].value for n in names if n in snap.signals]
+        value = next((v for v in values if v is not None), None)
+        if value is None:
+            return None
+        self._start_failed.append((now, value))
+        self._start_failed = [
+            (t, v) for t, v in self._start_failed if now - t <= START_FAILED_WINDOW
+        ]
+        return counter_increase(self._start_failed)
+
+    def _samples(self, rule: AlertRule, result: PassResult) -> list[Sample] | None:
+        """None when the condition could not be evaluated (the alerts stay as they are)."""
+        if rule.expr is not None:
+            if self.prometheus is None:
+                return None
+            try:
+                rows = self.prometheus.query_vector(rule.expr)
+            except SourceError as e:
+                log.warning("alert expression not evaluated: %s", e)
+                return None
+            return [Sample(labels, value) for labels, value in rows]
+        snap = result.snapshot
+        if snap is None or rule.signal is None or rule.op is None or rule.value is None:
+            return []
+        sig = snap.signals.get(rule.signal)
+        if sig is None or sig.value is None:
+            return []  # a missing signal never fires; AutoscalerSignalStale reports it
+        return [Sample({}, sig.value)] if _OPS[rule.op](sig.value, rule.value) else []
+
+    def _eval(self, spec: RuleSpec, samples: Sequence[Sample], now: datetime) -> None:
+        self._states[spec.name] = evaluate(spec, samples, self._states.get(spec.name, {}), now)
+
+    def _push(self, now: datetime) -> None:
+        with self._lock:
+            states = [a for rule in self._states.values() for a in rule.values()]
+        alerts = [x for a in states if (x := a.to_alert()) is not None]
+        self.dispatcher.put(alerts, now)
+        if self.metrics is not None:
+            counts: dict[tuple[str, str], int] = {}
+            for a in states:
+                key = (a.labels["alertname"], a.state)
+                counts[key] = counts.get(key, 0) + 1
+            self.metrics.alerts.clear()
+            for (name, state), n in counts.items():
+                self.metrics.alerts.labels(name, state).set(n)
+
+    def _count(self, receiver: str, kind: str, ok: bool) -> None:
+        if self.metrics is not None:
+            self.metrics.notifications.labels(receiver, "ok" if ok else "error").inc()
+
+    # ------------------------------------------------------------ timers
+
+    def tick(self, now: datetime | None = None) -> None:
+        now = now or self.clock()
+        with self._lock:
+            facts = PassFacts(
+                now=now, last_success_at=self._last_success_at, stall_after=self.stall_after
+            )
+            for b in BUILTINS:
+                if b.on_tick:
+                    self._eval(b.spec(), b.condition(facts), now)
+        self._push(now)
+        self.dispatcher.tick(now)
+
+    def start(self, every: float = 1.0) -> None:
+        def run() -> None:
+            while not self._stop.wait(every):
+                try:
+                    self.tick()
+                except Exception:  # the timer thread must survive a bug in one tick
+                    log.exception("alerting tick failed")
+
+        self._last_success_at = self.clock()
+        self._thread = threading.Thread(target=run, name="alerting", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+
+    # ------------------------------------------------------------ HTTP API
+
+    def list_alerts(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        with self._lock:
+            states = [a for rule in self._states.values() for a in rule.values()]
+        out = []
+        for a in sorted(states, key=lambda a: sorted(a.labels.items())):
+            silenced_by, inhibited = self.dispatcher.muted_by(a.labels, now)
+            out.append(
+                {
+                    "labels": a.labels,
+                    "annotations": a.annotations,
+                    "state": "resolved" if a.state == "inactive" else a.state,
+                    "value": a.value,
+                    "active_at": a.active_at.isoformat(),
+                    "fired_at": a.fired_at.isoformat() if a.fired_at else None,
+                    "resolved_at": a.resolved_at.isoformat() if a.resolved_at else None,
+                    "silenced_by": silenced_by,
+                    "silenced": bool(silenced_by),
+                    "inhibited": inhibited,
+                }
+            )
+        return out
+
+    def list_silences(self) -> list[dict[str, Any]]:
+        now = self.clock()
+        return [s.to_json(now) for s in self.silences.all()]
+
+    def add_silence(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        """From the HTTP API: matchers, duration_seconds or ends_at, created_by, comment."""
+        now = self.clock()
+        matchers = body.get("matchers")
+        if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
+            raise ValueError("'matchers' must be a list of strings such as 'alertname=X'")
+        starts = _time(body.get("starts_at")) or now
+        if body.get("ends_at") is not None:
+            ends = _time(body["ends_at"])
+        elif isinstance(body.get("duration_seconds"), int | float):
+            ends = starts + timedelta(seconds=float(body["duration_seconds"]))
+        else:
+            raise ValueError("give 'ends_at' (ISO time) or 'duration_seconds'")
+        assert ends is not None
+        s = self.silences.add(
+            matchers,
+            starts,
+            ends,
+            str(body.get("created_by") or ""),
+            str(body.get("comment") or ""),
+        )
+        log.info("silence %s created by %s: %s", s.id, s.created_by, " ".join(s.matchers))
+        return s.to_json(now)
+
+    def expire_silence(self, silence_id: str) -> bool:
+        ok = self.silences.expire(silence_id, self.clock())
+        if ok:
+            log.info("silence %s expired", silence_id)
+        return ok
+
+
+def _time(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("times are ISO 8601 text, e.g. 2026-01-31T18:00:00Z")
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"bad time {value!r}: use ISO 8601, e.g. 2026-01-31T18:00:00Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)

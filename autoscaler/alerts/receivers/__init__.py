@@ -1,0 +1,1 @@
+"""Where notifications go: Slack, email, a generic webhook, an Alertmanager."""

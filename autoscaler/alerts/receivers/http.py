@@ -1,0 +1,126 @@
+"""POST JSON with the retry rules every HTTP receiver shares.
+
+HTTP 429 waits for ``Retry-After``; 5xx and connection failures are retried with a
+capped exponential backoff; other 4xx fail at once (retrying cannot fix them). Errors
+name the receiver and the status, never the URL: webhook URLs are secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+
+from autoscaler.alerts.dispatch import DeliveryError
+from autoscaler.sources.http_errors import describe_request_error
+
+MAX_RETRY_AFTER = 120.0
+_URLLIB3_LOGGER = "urllib3.connectionpool"
+
+
+class _Redact(logging.Filter):
+    """urllib3 logs request paths at DEBUG; a webhook's path is its secret."""
+
+    def __init__(self) -> None:
+        super().__init__("redact-secrets")
+        self.secrets: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            text = record.getMessage()
+            if any(s in text for s in self.secrets):
+                for s in self.secrets:
+                    text = text.replace(s, "<secret>")
+                record.msg, record.args = text, ()
+        return True
+
+
+def keep_out_of_logs(url: str) -> None:
+    """Redact this URL's path (and query) wherever urllib3 would log it."""
+    logger = logging.getLogger(_URLLIB3_LOGGER)
+    redact = next((f for f in logger.filters if isinstance(f, _Redact)), None)
+    if redact is None:
+        redact = _Redact()
+        logger.addFilter(redact)
+    rest = url.split("://", 1)[-1]
+    path = rest[rest.find("/") :] if "/" in rest else ""
+    if len(path) > 1:
+        redact.secrets.add(path)
+
+
+class RateLimiter:
+    """At most one request per ``interval`` seconds per key (e.g. per webhook)."""
+
+    def __init__(
+        self,
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def wait(self, key: str) -> None:
+        with self._lock:
+            now = self._clock()
+            start = max(now, self._last.get(key, -1e18) + self.interval)
+            self._last[key] = start
+        if start > now:
+            self._sleep(start - now)
+
+
+def retry_after(value: str | None, fallback: float) -> float:
+    if value is None:
+        return fallback
+    try:
+        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+    except ValueError:
+        return fallback
+
+
+def post_json(
+    url: str,
+    payload: Any,
+    *,
+    what: str,
+    session: requests.Session,
+    timeout: float = 10.0,
+    attempts: int = 5,
+    backoff: float = 1.0,
+    max_backoff: float = 30.0,
+    sleep: Callable[[float], None] = time.sleep,
+    before_each: Callable[[], None] | None = None,
+    ok: Callable[[requests.Response], bool] | None = None,
+) -> requests.Response:
+    last = "no attempt"
+    delay = backoff
+    for attempt in range(1, attempts + 1):
+        if before_each is not None:
+            before_each()
+        try:
+            resp = session.post(url, json=payload, timeout=timeout)
+        except requests.RequestException as e:
+            last = describe_request_error(e, timeout)
+        else:
+            if 200 <= resp.status_code < 300 and (ok is None or ok(resp)):
+                return resp
+            last = f"HTTP {resp.status_code}"
+            if resp.status_code == 429:
+                if attempt < attempts:
+                    sleep(retry_after(resp.headers.get("Retry-After"), delay))
+                    delay = min(delay * 2, max_backoff)
+                continue
+            if 400 <= resp.status_code < 500:
+                detail = resp.text.strip().splitlines()[0][:80] if resp.text.strip() else ""
+                raise DeliveryError(f"{what}: HTTP {resp.status_code} {detail}".rstrip())
+        if attempt < attempts:
+            sleep(delay)
+            delay = min(delay * 2, max_backoff)
+    raise DeliveryError(f"{what}: gave up after {attempts} attempts ({last})")

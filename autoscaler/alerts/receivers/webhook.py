@@ -1,0 +1,56 @@
+"""A generic webhook: Alertmanager's webhook JSON (version 4), POSTed to a URL."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+
+import requests
+
+from autoscaler.alerts.config import WebhookConfig
+from autoscaler.alerts.dispatch import DeliveryError
+from autoscaler.alerts.model import Notification
+from autoscaler.alerts.receivers.http import keep_out_of_logs, post_json
+from autoscaler.settings import read_secret
+
+
+class WebhookIntegration:
+    kind = "webhook"
+
+    def __init__(
+        self,
+        cfg: WebhookConfig,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = 5,
+    ) -> None:
+        self.cfg = cfg
+        self.send_resolved = cfg.send_resolved
+        self.session = session or requests.Session()
+        self.sleep = sleep
+        self.attempts = attempts
+
+    def send(self, notification: Notification) -> None:
+        try:
+            url = self.cfg.url or read_secret(self.cfg.url_file)
+        except RuntimeError as e:
+            raise DeliveryError(f"webhook: {e}") from None
+        if not url:
+            raise DeliveryError("webhook: no URL")
+        keep_out_of_logs(url)
+        alerts = notification.alerts
+        truncated = 0
+        if self.cfg.max_alerts and len(alerts) > self.cfg.max_alerts:
+            truncated = len(alerts) - self.cfg.max_alerts
+            alerts = alerts[: self.cfg.max_alerts]
+        body = dataclasses.replace(notification, alerts=alerts)
+        post_json(
+            url,
+            body.to_webhook_json(truncated),
+            what="webhook",
+            session=self.session,
+            attempts=self.attempts,
+            sleep=self.sleep,
+        )

@@ -1,0 +1,118 @@
+"""Silences: matcher sets with a start, an end, an author and a comment; kept on disk."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autoscaler.alerts.atomic import write_atomic
+from autoscaler.alerts.matchers import matches_all, parse_matchers
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    matchers: tuple[str, ...]
+    starts_at: datetime
+    ends_at: datetime
+    created_by: str
+    comment: str
+
+    def state(self, now: datetime) -> str:
+        if now < self.starts_at:
+            return "pending"
+        return "active" if now < self.ends_at else "expired"
+
+    def mutes(self, labels: Mapping[str, str], now: datetime) -> bool:
+        if self.state(now) != "active":
+            return False
+        ms = [m for text in self.matchers for m in parse_matchers(text)]
+        return matches_all(ms, labels)
+
+    def to_json(self, now: datetime) -> dict[str, Any]:
+        d = asdict(self)
+        d["matchers"] = list(self.matchers)
+        d["starts_at"] = self.starts_at.isoformat()
+        d["ends_at"] = self.ends_at.isoformat()
+        d["state"] = self.state(now)
+        return d
+
+
+class Silences:
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path
+        self._items: dict[str, Silence] = {}
+        self._lock = threading.Lock()
+        if path is not None and path.exists():
+            try:
+                for d in json.loads(path.read_text(encoding="utf-8")):
+                    s = Silence(
+                        d["id"],
+                        tuple(d["matchers"]),
+                        datetime.fromisoformat(d["starts_at"]),
+                        datetime.fromisoformat(d["ends_at"]),
+                        d["created_by"],
+                        d["comment"],
+                    )
+                    self._items[s.id] = s
+            except (OSError, ValueError, KeyError, TypeError) as e:
+                log.error("silences file %s unreadable (%s): no silences loaded", path, e)
+
+    def add(
+        self,
+        matchers: Sequence[str],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        comment: str,
+    ) -> Silence:
+        if not matchers:
+            raise ValueError("a silence needs at least one matcher")
+        parsed = [m for text in matchers for m in parse_matchers(text)]
+        if not parsed:
+            raise ValueError("a silence needs at least one matcher")
+        if all(m.matches({}) for m in parsed):
+            raise ValueError("these matchers match every alert: name at least one label value")
+        if ends_at <= starts_at:
+            raise ValueError("a silence must end after it starts")
+        if not created_by.strip() or not comment.strip():
+            raise ValueError("a silence needs an author (created_by) and a comment")
+        s = Silence(uuid.uuid4().hex[:12], tuple(matchers), starts_at, ends_at, created_by, comment)
+        with self._lock:
+            self._items[s.id] = s
+            self._save()
+        return s
+
+    def expire(self, silence_id: str, now: datetime) -> bool:
+        with self._lock:
+            s = self._items.get(silence_id)
+            if s is None or s.state(now) == "expired":
+                return False
+            start = min(s.starts_at, now)
+            self._items[silence_id] = Silence(s.id, s.matchers, start, now, s.created_by, s.comment)
+            self._save()
+            return True
+
+    def all(self) -> list[Silence]:
+        with self._lock:
+            return sorted(self._items.values(), key=lambda s: s.starts_at)
+
+    def muting(self, labels: Mapping[str, str], now: datetime) -> list[str]:
+        return [s.id for s in self.all() if s.mutes(labels, now)]
+
+    def _save(self) -> None:
+        if self.path is None:
+            return
+        rows = [s.to_json(s.starts_at) for s in self._items.values()]
+        for r in rows:
+            r.pop("state")
+        write_atomic(self.path, json.dumps(rows, indent=1))

@@ -1,0 +1,129 @@
+"""The small part of Go's template language that alert texts use.
+
+``{{ $value }}``, ``{{ $labels.instance }}`` in alert annotations; ``{{ .Status }}``,
+``{{ .CommonLabels.alertname }}``, ``{{ len .Alerts.Firing }}`` in notification texts;
+pipes ``| humanize``, ``| printf "%.2f"``, ``| toUpper``, ``| toLower``, ``| title``, ``| len``.
+Anything else is refused when the rules are loaded, never rendered half-way.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+_ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
+_PRINTF = re.compile(r'^printf\s+"([^"]*)"$')
+_PIPES = ("humanize", "toUpper", "toLower", "title", "len")
+
+ALERT_FIELDS = ("$value", ".Value", "$labels.*", ".Labels.*")
+NOTIFICATION_FIELDS = (
+    ".Status",
+    ".Receiver",
+    ".ExternalURL",
+    ".GroupKey",
+    ".CommonLabels.*",
+    ".GroupLabels.*",
+    ".CommonAnnotations.*",
+    ".Alerts",
+    ".Alerts.Firing",
+    ".Alerts.Resolved",
+)
+
+Resolver = Callable[[str], Any]
+
+
+def check_template(text: str, fields: Iterable[str]) -> str:
+    """Return ``text`` when every action in it is supported; else ValueError naming it."""
+    allowed = tuple(fields)
+    if text.count("{{") != len(_ACTION.findall(text)):
+        raise ValueError(f"unclosed '{{{{' in template {text!r}")
+    for action in _ACTION.findall(text):
+        path, pipes = _parse(action)
+        if not any(_fits(path, f) for f in allowed):
+            raise ValueError(
+                f"template field {path!r} is not supported here (use {', '.join(allowed)})"
+            )
+        for p in pipes:
+            if p not in _PIPES and not _PRINTF.match(p):
+                raise ValueError(f"template function {p!r} is not supported")
+    return text
+
+
+def render(text: str, resolve: Resolver) -> str:
+    """Fill in a template checked by ``check_template``; missing values render empty."""
+
+    def one(m: re.Match[str]) -> str:
+        path, pipes = _parse(m.group(1))
+        value = resolve(path)
+        for p in pipes:
+            value = _apply(p, value)
+        return _text(value)
+
+    return _ACTION.sub(one, text)
+
+
+def _parse(action: str) -> tuple[str, list[str]]:
+    parts = [p.strip() for p in action.split("|")]
+    head, pipes = parts[0], parts[1:]
+    if head.startswith("len "):
+        head, pipes = head[4:].strip(), ["len", *pipes]
+    return head, pipes
+
+
+def _fits(path: str, allowed: str) -> bool:
+    if allowed.endswith(".*"):
+        prefix = allowed[:-1]
+        return path.startswith(prefix) and len(path) > len(prefix)
+    return path == allowed
+
+
+def _apply(pipe: str, value: Any) -> Any:
+    if pipe == "len":
+        return len(value) if isinstance(value, list | tuple | dict | str) else 0
+    if pipe == "humanize":
+        return humanize(value)
+    if pipe == "toUpper":
+        return _text(value).upper()
+    if pipe == "toLower":
+        return _text(value).lower()
+    if pipe == "title":
+        return _text(value).title()
+    m = _PRINTF.match(pipe)
+    if m:
+        try:
+            return m.group(1) % value
+        except (TypeError, ValueError):
+            return _text(value)
+    return value
+
+
+def humanize(value: Any) -> str:
+    """Prometheus' ``humanize``: 1234567 -> 1.235M."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return _text(value)
+    v = float(value)
+    if v == 0 or math.isnan(v) or math.isinf(v):
+        return f"{v:.4g}"
+    if abs(v) >= 1:
+        for prefix in ("", "k", "M", "G", "T", "P", "E"):
+            if abs(v) < 1000:
+                return f"{v:.4g}{prefix}"
+            v /= 1000
+        return f"{v:.4g}Z"
+    for prefix in ("", "m", "u", "n", "p", "f", "a"):
+        if abs(v) >= 1:
+            return f"{v:.4g}{prefix}"
+        v *= 1000
+    return f"{v:.4g}z"
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:g}" if value == value else "NaN"
+    if isinstance(value, list | tuple):
+        return str(len(value))
+    return str(value)

@@ -1,0 +1,216 @@
+"""Every machine and node of one pool, each in exactly one lifecycle state.
+
+Pure. The state is read from the Snapshot alone (node labels, availability, readiness,
+the provider's instances), so a restarted sidecar sees what the last one left.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from autoscaler.decide.pools import labels as L
+from autoscaler.decide.text import utc
+from autoscaler.rules.pools import PoolPolicy
+from autoscaler.snapshot import Instance, Node, Session, Snapshot
+
+State = Literal[
+    "launching",  # a machine, no node in the Swarm yet
+    "joining",  # a node in the Swarm, not Ready or not labelled yet
+    "active",
+    "paused",
+    "draining",
+    "removed",  # out of the Swarm, its machine shutting down: termination is repeated
+    "terminated",  # a down node whose machine is gone: to remove from the Swarm
+    "join_timeout",  # never became a Ready node within join_timeout
+    "down",  # a down node whose machine still runs
+    "held",  # paused or drained by someone else: left alone
+]
+STATES: tuple[State, ...] = (
+    "launching",
+    "joining",
+    "active",
+    "paused",
+    "draining",
+    "removed",
+    "terminated",
+    "join_timeout",
+    "down",
+    "held",
+)
+
+
+@dataclass(frozen=True)
+class Member:
+    state: State
+    node: Node | None = None
+    instance: Instance | None = None
+    seats: int = 0
+    used: int = 0
+    """Session containers (user sessions and spare pre-initialised ones) on the node."""
+    user_sessions: int = 0
+    """User sessions on the node, in any state short of finished."""
+    needs_label: bool = False
+    """A Ready node of ours that does not carry the pool's labels yet."""
+
+    @property
+    def name(self) -> str:
+        if self.node is not None:
+            return self.node.hostname
+        return self.instance.id if self.instance is not None else "?"
+
+    @property
+    def instance_id(self) -> str | None:
+        if self.instance is not None:
+            return self.instance.id
+        if self.node is not None:
+            return self.node.labels.get(L.INSTANCE) or None
+        return None
+
+
+@dataclass(frozen=True)
+class Inventory:
+    pool: str
+    members: tuple[Member, ...]
+    pending: int
+    """Session containers of the pool's apps that wait for a node."""
+    instances_known: bool
+    warm: int = 0
+    """Stopped machines of the pool (a warm pool)."""
+
+    def having(self, *states: State) -> list[Member]:
+        return [m for m in self.members if m.state in states]
+
+    def count(self, *states: State) -> int:
+        return len(self.having(*states))
+
+
+def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Inventory:
+    swarm = snapshot.swarm
+    nodes = swarm.nodes if swarm is not None else ()
+    sessions = swarm.sessions if swarm is not None else ()
+    instances = tuple(i for i in snapshot.instances or () if i.pool == name)
+    alive = [i for i in instances if i.alive]
+    mine = [n for n in nodes if n.labels.get(L.POOL) == name]
+    newcomers = [n for n in nodes if L.POOL not in n.labels and n.role == "worker"]
+    app_sessions = [s for s in sessions if not policy.apps or s.spec_id in policy.apps]
+
+    members: list[Member] = []
+    matched: set[str] = set()
+    for node in mine:
+        inst = _instance_of(node, alive) or _by_label(node, instances)
+        if inst is not None:
+            matched.add(inst.id)
+        members.append(_classify(node, inst, policy, snapshot, sessions))
+    for node in newcomers:
+        inst = _instance_of(node, [i for i in alive if i.id not in matched])
+        if inst is None:
+            continue  # not ours: never touched
+        matched.add(inst.id)
+        members.append(_newcomer(node, inst, policy, snapshot, sessions))
+    for inst in instances:
+        if inst.state == "shutting-down" and inst.id not in matched:
+            members.append(Member("removed", instance=inst))
+    for inst in alive:
+        if inst.id in matched:
+            continue
+        age = utc(snapshot.taken_at) - utc(inst.launched_at)
+        state: State = "join_timeout" if age >= policy.join_timeout else "launching"
+        members.append(Member(state, instance=inst))
+    pending = sum(1 for s in app_sessions if s.node_id is None and s.is_pending)
+    warm = sum(1 for i in instances if i.state == "stopped")
+    return Inventory(name, tuple(members), pending, snapshot.instances is not None, warm)
+
+
+def _instance_of(node: Node, instances: list[Instance]) -> Instance | None:
+    """The machine behind a node: by the instance-id label, else by host name or address."""
+    wanted = node.labels.get(L.INSTANCE)
+    for inst in instances:
+        if wanted and inst.id == wanted:
+            return inst
+    if wanted:
+        return None
+    host = node.hostname.split(".")[0]
+    for inst in instances:
+        dns = inst.private_dns.split(".")[0]
+        if (dns and dns == host) or (inst.private_ip and inst.private_ip == node.addr):
+            return inst
+    return None
+
+
+def _by_label(node: Node, instances: tuple[Instance, ...]) -> Instance | None:
+    wanted = node.labels.get(L.INSTANCE)
+    return next((i for i in instances if wanted and i.id == wanted), None)
+
+
+def _load(node: Node, sessions: tuple[Session, ...]) -> tuple[int, int]:
+    here = [s for s in sessions if s.node_id == node.id and (s.is_live or s.is_pending)]
+    return len(here), sum(1 for s in here if s.is_user_session)
+
+
+def node_seats(node: Node, policy: PoolPolicy) -> int:
+    """Seats of a Ready node: from its resources when the policy sizes a seat, else the set
+    number (also when the node reports no resources)."""
+    seat = policy.seat
+    if seat is None:
+        return policy.seats_per_node
+    fits: list[int] = []
+    if seat.cpus is not None and node.nano_cpus > 0:
+        fits.append(int(node.nano_cpus / 1e9 / seat.cpus))
+    if seat.memory_mb is not None and node.memory_bytes > 0:
+        fits.append(int(node.memory_bytes / (seat.memory_mb * 1024 * 1024)))
+    return min(fits) if fits else policy.seats_per_node
+
+
+def _classify(
+    node: Node,
+    inst: Instance | None,
+    policy: PoolPolicy,
+    snapshot: Snapshot,
+    sessions: tuple[Session, ...],
+) -> Member:
+    used, users = _load(node, sessions)
+    label = node.labels.get(L.STATE, "")
+
+    def member(state: State, needs_label: bool = False) -> Member:
+        seats = node_seats(node, policy) if state in ("active", "paused") else 0
+        return Member(state, node, inst, seats, used, users, needs_label)
+
+    if node.state == "down":
+        gone = snapshot.instances is not None and (inst is None or not inst.alive)
+        return member("terminated" if gone else "down")
+    if node.state != "ready":
+        return member(_joining_or_timeout(inst, policy, snapshot))
+    if node.availability == "active":
+        return member("active", needs_label=label != "active" or _missing_instance(node, inst))
+    if node.availability == "pause":
+        return member("paused" if label == "paused" else "held")
+    return member("draining" if label == "draining" else "held")
+
+
+def _missing_instance(node: Node, inst: Instance | None) -> bool:
+    return inst is not None and node.labels.get(L.INSTANCE) != inst.id
+
+
+def _joining_or_timeout(inst: Instance | None, policy: PoolPolicy, snapshot: Snapshot) -> State:
+    if inst is None:
+        return "joining"
+    age = utc(snapshot.taken_at) - utc(inst.launched_at)
+    return "join_timeout" if age >= policy.join_timeout else "joining"
+
+
+def _newcomer(
+    node: Node,
+    inst: Instance,
+    policy: PoolPolicy,
+    snapshot: Snapshot,
+    sessions: tuple[Session, ...],
+) -> Member:
+    """A node our machine brought into the Swarm, not labelled yet: capacity once Ready."""
+    used, users = _load(node, sessions)
+    if node.state == "ready" and node.availability == "active":
+        return Member("active", node, inst, node_seats(node, policy), used, users, True)
+    if node.state == "ready":
+        return Member("held", node, inst, 0, used, users)
+    state = _joining_or_timeout(inst, policy, snapshot)
+    return Member(state, node, inst, 0, used, users, needs_label=True)

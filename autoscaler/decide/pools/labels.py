@@ -1,0 +1,35 @@
+"""Where a pool node's lifecycle lives: Swarm node labels and provider tags."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+POOL = "autoscaler.pool"
+STATE = "autoscaler.state"
+INSTANCE = "autoscaler.instance-id"
+PAUSED_AT = "autoscaler.paused-at"
+DRAINING_AT = "autoscaler.draining-at"
+NOTIFIED_AT = "autoscaler.notified-at"
+"""When the alert that sessions will be ended was raised (allow_ending_sessions only)."""
+
+TAG_POOL = "autoscaler:pool"
+TAG_CLUSTER = "autoscaler:cluster"
+TAG_LAUNCHED_AT = "autoscaler:launched-at"
+TAG_TOKEN = "autoscaler:launch-token"
+
+
+def stamp(t: datetime) -> str:
+    """A label value for a time: ISO 8601 in UTC, to the second."""
+    aware = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
+    return aware.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_stamp(text: str | None) -> datetime | None:
+    """A time written by ``stamp``; None for a missing or unreadable value."""
+    if not text:
+        return None
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)

@@ -1,0 +1,351 @@
+"""One pool at one snapshot -> actions, a Decision with every reason, and the next memory.
+
+Pure. Order: the lifecycle of each node first (label newcomers, end timed-out joins, move
+paused nodes on when their sessions have ended, remove drained and vanished nodes), then
+sizing: resume paused nodes before launching anything; pause the emptiest active nodes only
+after a surplus has lasted ``unneeded_for``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from autoscaler.decide.plan_types import (
+    Action,
+    Decision,
+    DrainNode,
+    LabelNode,
+    LaunchNodes,
+    Notify,
+    PauseNode,
+    PoolMemory,
+    PoolStatus,
+    RemoveNode,
+    ResumeNode,
+    TerminateInstance,
+)
+from autoscaler.decide.pools import labels as L
+from autoscaler.decide.pools.inventory import STATES, Inventory, Member, take_inventory
+from autoscaler.decide.pools.sizing import Sizing, cost_cap_text, size
+from autoscaler.decide.signals import read_signal
+from autoscaler.decide.text import clock, span, utc
+from autoscaler.rules.pools import PoolPolicy
+from autoscaler.rules.schema import Signal
+from autoscaler.snapshot import Snapshot
+
+LAUNCH_SETTLE = timedelta(minutes=2)
+"""A launch counts as on its way this long even when the provider does not list it yet."""
+LAUNCH_SKEW = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class PoolOutcome:
+    decision: Decision
+    actions: tuple[Action, ...] = ()
+    memory: PoolMemory | None = None
+    status: PoolStatus | None = None
+
+
+@dataclass
+class _Pass:
+    name: str
+    policy: PoolPolicy
+    now: datetime
+    actions: list[Action] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)
+
+    def node(self, m: Member) -> dict[str, str]:
+        assert m.node is not None
+        return {"node_id": m.node.id, "hostname": m.node.hostname, "pool": self.name}
+
+    def terminate(self, m: Member, reason: str) -> None:
+        if m.instance is not None:
+            self.actions.append(
+                TerminateInstance(
+                    instance_id=m.instance.id,
+                    pool=self.name,
+                    provider=self.policy.provider,
+                    reason=reason,
+                )
+            )
+
+
+def decide_pool(
+    name: str,
+    policy: PoolPolicy,
+    snapshot: Snapshot,
+    signals: Mapping[str, Signal],
+    memory: PoolMemory | None,
+) -> PoolOutcome:
+    """Decide one pool. Pure: the result depends only on the arguments."""
+    subject = f"pool {name}"
+    if not policy.enabled:
+        decision = Decision(
+            policy=name, subject=subject, outcome="disabled", reasons=("pool disabled",)
+        )
+        return PoolOutcome(decision, memory=memory)
+    if snapshot.swarm is None:
+        reason = "Swarm unreadable: nothing decided for the pool"
+        decision = Decision(policy=name, subject=subject, outcome="error", reasons=(reason,))
+        return PoolOutcome(decision, memory=memory)
+    now = snapshot.taken_at
+    inv = take_inventory(name, policy, snapshot)
+    arrivals = (
+        read_signal(policy.headroom.signal, snapshot, signals) if policy.headroom.signal else None
+    )
+    sizing = size(policy, inv, arrivals, now)
+    p = _Pass(name, policy, now)
+    p.reasons += sizing.reasons
+    if not inv.instances_known:
+        p.reasons.append("machines unknown (provider not read): no launch, no termination")
+    resumed = _scale(p, inv, sizing, memory)
+    _lifecycle(p, inv, resumed)
+    next_memory = _next_memory(p, inv, sizing, memory)
+    outcome = "scale" if p.actions else "hold"
+    decision = Decision(
+        policy=name,
+        subject=subject,
+        outcome=outcome,
+        current=_have(inv),
+        desired=sizing.wanted_nodes,
+        reasons=tuple(p.reasons),
+    )
+    return PoolOutcome(decision, tuple(p.actions), next_memory, _status(name, policy, inv, sizing))
+
+
+# ---------------------------------------------------------------- sizing moves
+
+
+def _have(inv: Inventory) -> int:
+    """Nodes that are or will soon be capacity: active, joining, launching."""
+    return inv.count("active", "joining", "launching")
+
+
+def _unlisted(inv: Inventory, memory: PoolMemory | None, now: datetime) -> int:
+    """Machines of the last launch the provider does not list yet (its lists may lag)."""
+    if memory is None or memory.launched_at is None:
+        return 0
+    if utc(now) - utc(memory.launched_at) >= LAUNCH_SETTLE:
+        return 0
+    since = utc(memory.launched_at) - LAUNCH_SKEW
+    listed = sum(
+        1 for m in inv.members if m.instance is not None and utc(m.instance.launched_at) >= since
+    )
+    return max(0, memory.launched - listed)
+
+
+def _machines(inv: Inventory) -> int:
+    """Machines that count against max and the cost cap (timed-out joins are going away)."""
+    return len([m for m in inv.members if m.state not in ("removed", "terminated", "join_timeout")])
+
+
+def _scale(p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None) -> set[str]:
+    have = _have(inv)
+    unlisted = _unlisted(inv, memory, p.now)
+    wanted = sizing.wanted_nodes
+    p.reasons.append(f"{have} node(s) active or on their way, {wanted} wanted")
+    if unlisted:
+        p.reasons.append(f"{unlisted} machine(s) of the last launch not listed yet")
+    if wanted > have + unlisted:
+        return _grow(p, inv, sizing, wanted - have - unlisted, unlisted)
+    if wanted < have:
+        _shrink(p, inv, sizing, memory, have - wanted)
+    return set()
+
+
+def _grow(p: _Pass, inv: Inventory, sizing: Sizing, deficit: int, unlisted: int) -> set[str]:
+    paused = sorted(inv.having("paused"), key=lambda m: (-m.used, m.name))[:deficit]
+    for m in paused:
+        p.actions.append(ResumeNode(**p.node(m), reason=f"demand back: {deficit} node(s) short"))
+    missing = deficit - len(paused)
+    if paused:
+        p.reasons.append(f"resume {len(paused)} paused node(s) before launching")
+    if missing <= 0:
+        return {m.node.id for m in paused if m.node}
+    count = missing
+    machines = _machines(inv) + unlisted
+    if machines + count > p.policy.max:
+        count = max(0, p.policy.max - machines)
+        p.reasons.append(f"at max {p.policy.max}: {machines} machine(s) exist")
+    if sizing.cost_cap_nodes is not None and machines + count > sizing.cost_cap_nodes:
+        count = max(0, sizing.cost_cap_nodes - machines)
+        p.reasons.append(cost_cap_text(p.policy, sizing.cost_cap_nodes))
+    if not inv.instances_known:
+        count = 0
+    if count > 0:
+        token = f"{p.name}-{int(utc(p.now).timestamp())}-{count}"
+        reason = f"{missing} node(s) short of {sizing.wanted_nodes}"
+        p.actions.append(
+            LaunchNodes(
+                pool=p.name, provider=p.policy.provider, count=count, reason=reason, token=token
+            )
+        )
+    return {m.node.id for m in paused if m.node}
+
+
+def _shrink(
+    p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None, surplus: int
+) -> None:
+    since = memory.unneeded_since if memory and memory.unneeded_since else p.now
+    waited = utc(p.now) - utc(since)
+    need = p.policy.scale_in.unneeded_for
+    if not sizing.headroom_known:
+        p.reasons.append("no scale-in while the headroom signal is unusable")
+        return
+    if waited < need:
+        p.reasons.append(
+            f"surplus of {surplus} since {clock(since)}: scale-in waits until "
+            f"{clock(utc(since) + need)} (unneeded_for {span(need)})"
+        )
+        return
+    # a node without a machine of ours (labelled by hand) could leave the Swarm but its
+    # machine would keep running: it is capacity, never retired
+    candidates = sorted(
+        (m for m in inv.having("active") if m.instance is not None),
+        key=lambda m: (m.used, m.user_sessions, m.name),
+    )
+    step = min(surplus, p.policy.scale_in.nodes_per_step, len(candidates))
+    for m in candidates[:step]:
+        reason = (
+            f"surplus of {surplus} for {span(waited)}: pause the emptiest node "
+            f"({m.used} session container(s))"
+        )
+        p.actions.append(PauseNode(**p.node(m), reason=reason, at=p.now))
+    if step < surplus:
+        p.reasons.append(f"{surplus - step} more surplus node(s) wait for later passes")
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def _lifecycle(p: _Pass, inv: Inventory, resumed: set[str]) -> None:
+    for m in inv.members:
+        if m.needs_label and m.node is not None:
+            _label_newcomer(p, m)
+        if m.state == "paused" and m.node is not None and m.node.id not in resumed:
+            _paused(p, m)
+        elif m.state == "draining" and m.node is not None:
+            _draining(p, m)
+        elif m.state == "removed" and inv.instances_known:
+            # idempotent: a provider that stopped halfway (a restart) finishes the job
+            p.terminate(m, f"{m.name} out of the Swarm and shutting down")
+        elif m.state == "terminated" and m.node is not None:
+            p.actions.append(RemoveNode(**p.node(m), reason="node down and its machine is gone"))
+        elif m.state == "join_timeout" and inv.instances_known:
+            limit = span(p.policy.join_timeout)
+            why = f"{m.name} not a Ready Swarm node within join_timeout {limit}"
+            p.actions.append(
+                Notify(
+                    alert="PoolNodeJoinTimeout",
+                    summary=f"pool {p.name}: {why}; terminating it",
+                    labels={"pool": p.name, "instance": m.instance_id or ""},
+                )
+            )
+            p.terminate(m, why)
+        elif m.state == "held":
+            p.reasons.append(f"{m.name} paused or drained by someone else: left alone")
+
+
+def _label_newcomer(p: _Pass, m: Member) -> None:
+    assert m.node is not None
+    labels = {L.POOL: p.name}
+    if m.state == "active":
+        labels[L.STATE] = "active"
+    if m.instance is not None:
+        labels[L.INSTANCE] = m.instance.id
+    wanted = {k: v for k, v in labels.items() if m.node.labels.get(k) != v}
+    if wanted:
+        p.actions.append(LabelNode(**p.node(m), labels=wanted, reason="joined the pool"))
+
+
+def _paused(p: _Pass, m: Member) -> None:
+    assert m.node is not None
+    paused_at = L.parse_stamp(m.node.labels.get(L.PAUSED_AT))
+    if paused_at is None:  # unreadable: the wait starts now, never earlier
+        p.actions.append(
+            LabelNode(**p.node(m), labels={L.PAUSED_AT: L.stamp(p.now)}, reason="paused-at unset")
+        )
+        return
+    if m.user_sessions == 0:
+        reason = "paused and holds no user session: drain (infrastructure tasks move)"
+        p.actions.append(DrainNode(**p.node(m), reason=reason, at=p.now))
+        return
+    rules = p.policy.scale_in
+    waiting = f"{m.name} paused since {clock(paused_at)}: waiting for {m.user_sessions} session(s)"
+    if not rules.allow_ending_sessions or utc(p.now) < utc(paused_at) + rules.session_grace:
+        p.reasons.append(waiting + " to end")
+        return
+    notified = L.parse_stamp(m.node.labels.get(L.NOTIFIED_AT))
+    if notified is None:
+        summary = (
+            f"pool {p.name}: {m.user_sessions} session(s) on {m.name} will be ended in "
+            f"{span(rules.ending_notice)} (paused for more than {span(rules.session_grace)})"
+        )
+        p.actions.append(
+            Notify(
+                alert="PoolEndingSessions",
+                summary=summary,
+                labels={"pool": p.name, "node": m.name},
+            )
+        )
+        p.actions.append(
+            LabelNode(**p.node(m), labels={L.NOTIFIED_AT: L.stamp(p.now)}, reason="alert raised")
+        )
+    elif utc(p.now) >= notified + rules.ending_notice:
+        reason = f"session_grace {span(rules.session_grace)} over, alerted at {clock(notified)}"
+        p.actions.append(DrainNode(**p.node(m), reason=reason, at=p.now, end_sessions=True))
+    else:
+        p.reasons.append(waiting + f"; ending them after {clock(notified + rules.ending_notice)}")
+
+
+def _draining(p: _Pass, m: Member) -> None:
+    assert m.node is not None
+    since = L.parse_stamp(m.node.labels.get(L.DRAINING_AT)) or p.now
+    if utc(p.now) < since + p.policy.scale_in.drain_for:
+        p.reasons.append(f"{m.name} draining since {clock(since)}")
+        return
+    p.actions.append(RemoveNode(**p.node(m), reason="drained"))
+    p.terminate(m, f"{m.name} drained and removed from the Swarm")
+
+
+# ---------------------------------------------------------------- memory and status
+
+
+def _next_memory(p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None) -> PoolMemory:
+    surplus = _have(inv) > sizing.wanted_nodes
+    since = (memory.unneeded_since if memory else None) or p.now
+    launches = [a for a in p.actions if isinstance(a, LaunchNodes)]
+    launched_at, launched = (memory.launched_at, memory.launched) if memory else (None, 0)
+    if launches:
+        launched_at, launched = p.now, launches[0].count
+    if launched_at is not None and utc(p.now) - utc(launched_at) >= LAUNCH_SETTLE:
+        launched_at, launched = None, 0
+    return PoolMemory(
+        unneeded_since=since if surplus else None, launched_at=launched_at, launched=launched
+    )
+
+
+def _status(name: str, policy: PoolPolicy, inv: Inventory, sizing: Sizing) -> PoolStatus:
+    nodes: dict[str, int] = {s: inv.count(s) for s in STATES}
+    nodes["warm"] = inv.warm
+    capacity = sum(m.seats for m in inv.having("active"))
+    price = policy.node_price()
+    machines = _machines(inv)
+    live = sum(m.user_sessions for m in inv.members)
+    return PoolStatus(
+        pool=name,
+        nodes=nodes,
+        seats={
+            "used": sizing.used,
+            "free": max(0, capacity - sizing.used),
+            "headroom": sizing.headroom,
+            "wanted": sizing.wanted_seats,
+        },
+        wanted_nodes=sizing.wanted_nodes,
+        cost_per_hour=round(price * machines, 4) if price is not None else None,
+        live_sessions=live,
+        pending_sessions=sizing.pending,
+        short_nodes=max(0, sizing.raw_nodes - sizing.wanted_nodes),
+    )

@@ -1,0 +1,130 @@
+"""How many nodes a pool wants: seats in use, seats waited for, headroom; then the bounds.
+
+Pure. wanted seats = sessions on the pool's active nodes + session tasks waiting for a node
++ headroom; wanted nodes = ceil(wanted seats / seats_per_node), within the (scheduled)
+minimum, the maximum and the hourly cost cap. Every bound that changes the answer is a reason.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+from autoscaler.decide.pools.inventory import Inventory
+from autoscaler.decide.schedule import active_window
+from autoscaler.decide.signals import SignalReading
+from autoscaler.decide.text import clock, num, span
+from autoscaler.rules.pools import PoolPolicy
+from autoscaler.rules.schema import Schedule
+
+
+@dataclass(frozen=True)
+class Headroom:
+    seats: int
+    known: bool
+    """False when the arrivals signal is unusable: then no scale-in is decided on it."""
+    reason: str
+
+
+@dataclass(frozen=True)
+class Sizing:
+    used: int
+    pending: int
+    headroom: int
+    wanted_seats: int
+    wanted_nodes: int
+    low: int
+    """The minimum in force (the policy's, or a schedule's)."""
+    cost_cap_nodes: int | None
+    headroom_known: bool
+    reasons: tuple[str, ...]
+    raw_nodes: int = 0
+    """Nodes the seats call for before min, max and the cost cap."""
+
+
+def headroom(policy: PoolPolicy, arrivals: SignalReading | None) -> Headroom:
+    """The larger of the fixed free seats and the arrivals during one node-ready time."""
+    h = policy.headroom
+    if h.signal is None:
+        return Headroom(h.seats, True, f"headroom {h.seats} seats")
+    if arrivals is None or arrivals.value is None:
+        why = arrivals.problem if arrivals is not None else f"signal {h.signal} missing"
+        return Headroom(h.seats, False, f"headroom {h.seats} seats ({why}: no scale-in)")
+    per_minute = max(0.0, arrivals.value) * 60 / h.signal_per.total_seconds()
+    expected = math.ceil(per_minute * h.node_ready_time.total_seconds() / 60 - 1e-9)
+    seats = max(h.seats, expected)
+    return Headroom(
+        seats,
+        True,
+        f"headroom {seats} seats ({num(per_minute)} arrivals/min over "
+        f"{span(h.node_ready_time)} node-ready time = {expected}, fixed {h.seats})",
+    )
+
+
+def scheduled_min(policy: PoolPolicy, now: datetime) -> tuple[int, list[str]]:
+    """The policy's min, or the largest min of the schedule windows open at ``now``."""
+    low, reasons = policy.min, []
+    for s in policy.schedules:
+        window = active_window(
+            Schedule(cron=s.cron, duration=s.duration, timezone=s.timezone, min=s.min), now
+        )
+        if window is not None and s.min > low:
+            low = s.min
+            reasons.append(
+                f"schedule '{s.cron}' ({s.timezone}) until {clock(window.end)}: min {s.min}"
+            )
+    return low, reasons
+
+
+def cost_cap_nodes(policy: PoolPolicy) -> int | None:
+    """Machines the hourly budget pays for, at the dearest of the pool's prices."""
+    price = policy.node_price()
+    if policy.max_cost_per_hour is None or price is None or price <= 0:
+        return None
+    return math.floor(policy.max_cost_per_hour / price + 1e-9)
+
+
+def cost_cap_text(policy: PoolPolicy, cap: int) -> str:
+    return (
+        f"cost cap ${policy.max_cost_per_hour or 0:.2f}/h allows {cap} node(s) "
+        f"at ${policy.node_price() or 0:.2f}/h"
+    )
+
+
+def size(
+    policy: PoolPolicy, inv: Inventory, arrivals: SignalReading | None, now: datetime
+) -> Sizing:
+    used = sum(m.used for m in inv.having("active"))
+    room = headroom(policy, arrivals)
+    wanted_seats = used + inv.pending + room.seats
+    raw = math.ceil(wanted_seats / policy.seats_per_node)
+    reasons = [
+        f"wanted seats {wanted_seats} = {used} in use + {inv.pending} waiting + {room.reason}",
+        f"{raw} node(s) of {policy.seats_per_node} seats",
+    ]
+    low, why_low = scheduled_min(policy, now)
+    reasons += why_low
+    nodes = raw
+    if nodes < low:
+        nodes = low
+        reasons.append(f"at min {low}")
+    if nodes > policy.max:
+        nodes = policy.max
+        reasons.append(f"at max {policy.max} (wants {raw})")
+    cap = cost_cap_nodes(policy)
+    if cap is not None and nodes > cap:
+        nodes = cap
+        reasons.append(cost_cap_text(policy, cap))
+    return Sizing(
+        used,
+        inv.pending,
+        room.seats,
+        wanted_seats,
+        nodes,
+        low,
+        cap,
+        room.known,
+        tuple(reasons),
+        raw_nodes=raw,
+    )

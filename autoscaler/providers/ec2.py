@@ -1,0 +1,357 @@
+"""EC2 node provider (boto3): launch, list and terminate a pool's instances.
+
+- Launch: stopped warm-pool instances are started first; then new instances, trying each
+  instance type in order and each subnet, moving on when EC2 has no capacity there. With
+  ``spot`` each place is asked for Spot first and on-demand second.
+- Every instance requires IMDSv2 (HttpTokens required, hop limit 1: containers on the node
+  cannot reach the instance's credentials) and carries the tags autoscaler:pool,
+  autoscaler:cluster, autoscaler:launched-at; the user-data holds no secret.
+- Idempotent: each run_instances call has a ClientToken derived from the action's token and
+  the place tried, so a retried call starts nothing more.
+- Terminate refuses an instance whose cluster or pool tag is not ours.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from autoscaler.decide.pools import labels as L
+from autoscaler.providers.base import ProviderError
+from autoscaler.rules.pools import Ec2Pool, PoolPolicy
+from autoscaler.snapshot import Instance
+from autoscaler.sources.errors import SourceError
+
+log = logging.getLogger(__name__)
+
+SOURCE = "ec2"
+TAG_WARM = "autoscaler:warm"
+CAPACITY_ERRORS = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "InsufficientHostCapacity",
+        "InsufficientCapacity",
+        "InsufficientReservedInstanceCapacity",
+        "Unsupported",  # the type is not offered in this subnet's zone
+    }
+)
+SPOT_ERRORS = CAPACITY_ERRORS | {
+    "SpotMaxPriceTooLow",
+    "MaxSpotInstanceCountExceeded",
+    "InsufficientSpotCapacity",
+}
+LISTED_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+
+
+def boto_config(retry_mode: str = "standard", max_attempts: int = 5, timeout: float = 10) -> Config:
+    """botocore's own retries (standard or adaptive): bounded, with backoff and jitter."""
+    return Config(
+        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        connect_timeout=timeout,
+        read_timeout=timeout,
+    )
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _client_token(token: str, *parts: str) -> str:
+    """At most 64 ASCII characters, stable for the same action and place."""
+    digest = hashlib.sha256("|".join((token, *parts)).encode()).hexdigest()[:20]
+    return f"{token[:40]}-{digest}"
+
+
+class Ec2Provider:
+    name = "ec2"
+
+    def __init__(
+        self,
+        client: Any,
+        cluster: str,
+        user_data: Callable[[str, PoolPolicy, bool], str],
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        """``user_data(pool, policy, warm)`` renders the boot script (see autoscaler.userdata)."""
+        self._ec2 = client
+        self._cluster = cluster
+        self._user_data = user_data
+        self._clock = clock
+
+    # ---------------------------------------------------------------- read
+
+    def list_instances(self, include_warming: bool = False) -> tuple[Instance, ...]:
+        """The cluster's machines; warm-pool machines still pulling images only on request."""
+        try:
+            pages = self._ec2.get_paginator("describe_instances").paginate(
+                Filters=[
+                    {"Name": f"tag:{L.TAG_CLUSTER}", "Values": [self._cluster]},
+                    {"Name": "instance-state-name", "Values": list(LISTED_STATES)},
+                ]
+            )
+            raw = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+        except ClientError as exc:
+            raise SourceError(SOURCE, f"describe_instances refused: {_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise SourceError(SOURCE, f"EC2 unreachable: {type(exc).__name__}") from exc
+        found = (_instance(r, include_warming) for r in raw)
+        return tuple(sorted((i for i in found if i is not None), key=_by_id))
+
+    # ---------------------------------------------------------------- launch
+
+    def launch(self, pool: str, policy: PoolPolicy, count: int, token: str) -> list[str]:
+        ec2 = policy.ec2
+        if ec2 is None:
+            raise ProviderError(f"pool {pool} has no ec2 section")
+        started = self._start_warm(pool, count)
+        if len(started) >= count:
+            return started
+        launched = self._run(pool, policy, ec2, count - len(started), token)
+        return started + launched
+
+    def _start_warm(self, pool: str, count: int) -> list[str]:
+        warm = [i.id for i in self.list_instances() if i.pool == pool and i.state == "stopped"][
+            :count
+        ]
+        if not warm:
+            return []
+        try:
+            # no longer warm: from now on decide counts it as launching
+            self._ec2.create_tags(
+                Resources=warm,
+                Tags=[
+                    {"Key": TAG_WARM, "Value": "false"},
+                    {"Key": L.TAG_LAUNCHED_AT, "Value": L.stamp(self._clock())},
+                ],
+            )
+            self._ec2.start_instances(InstanceIds=warm)
+        except (ClientError, BotoCoreError) as exc:
+            log.warning("starting warm instances of %s failed: %s", pool, _text(exc))
+            return []
+        log.info("started %d warm instance(s) of %s", len(warm), pool)
+        return warm
+
+    def _run(
+        self, pool: str, policy: PoolPolicy, ec2: Ec2Pool, count: int, token: str
+    ) -> list[str]:
+        launched: list[str] = []
+        errors: list[str] = []
+        markets = ("spot", "on-demand") if ec2.spot else ("on-demand",)
+        for itype in ec2.instance_types:
+            for subnet in ec2.subnets:
+                for market in markets:
+                    missing = count - len(launched)
+                    if missing <= 0:
+                        return launched
+                    params = self._params(pool, policy, ec2, itype, subnet, market, missing)
+                    client_token = _client_token(token, itype, subnet, market)
+                    params["ClientToken"] = client_token
+                    for spec in params["TagSpecifications"]:
+                        spec["Tags"].append({"Key": L.TAG_TOKEN, "Value": client_token})
+                    earlier = self._launched_with(client_token)
+                    if earlier:  # this very call already went through (a retry, a restart)
+                        launched += earlier
+                        continue
+                    try:
+                        answer = self._ec2.run_instances(**params)
+                    except ClientError as exc:
+                        code = _code(exc)
+                        fallback = SPOT_ERRORS if market == "spot" else CAPACITY_ERRORS
+                        if code not in fallback:
+                            raise ProviderError(
+                                f"run_instances refused ({code}): {_text(exc)}"
+                            ) from exc
+                        errors.append(f"{itype} {market} in {subnet}: {code}")
+                        log.info("no capacity: %s %s in %s (%s)", itype, market, subnet, code)
+                        continue
+                    except BotoCoreError as exc:
+                        raise ProviderError(f"EC2 unreachable: {type(exc).__name__}") from exc
+                    ids = [i["InstanceId"] for i in answer.get("Instances", [])]
+                    log.info("launched %s %s %s in %s: %s", pool, itype, market, subnet, ids)
+                    launched += ids
+        if len(launched) < count:
+            tried = "; ".join(errors) or "no instance type and subnet left"
+            if launched:
+                log.warning("launched %d of %d for %s: %s", len(launched), count, pool, tried)
+                return launched
+            raise ProviderError(f"no capacity for pool {pool}: {tried}")
+        return launched
+
+    def _launched_with(self, client_token: str) -> list[str]:
+        try:
+            answer = self._ec2.describe_instances(
+                Filters=[
+                    {"Name": f"tag:{L.TAG_TOKEN}", "Values": [client_token]},
+                    {"Name": "instance-state-name", "Values": list(LISTED_STATES)},
+                ]
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise ProviderError(f"cannot check for an earlier launch: {_text(exc)}") from exc
+        return sorted(i["InstanceId"] for r in answer["Reservations"] for i in r["Instances"])
+
+    def _params(
+        self,
+        pool: str,
+        policy: PoolPolicy,
+        ec2: Ec2Pool,
+        itype: str,
+        subnet: str,
+        market: str,
+        count: int,
+    ) -> dict[str, Any]:
+        tags = [
+            {"Key": "Name", "Value": f"{self._cluster}-{pool}"},
+            {"Key": L.TAG_POOL, "Value": pool},
+            {"Key": L.TAG_CLUSTER, "Value": self._cluster},
+            {"Key": L.TAG_LAUNCHED_AT, "Value": L.stamp(self._clock())},
+        ]
+        params: dict[str, Any] = {
+            "MinCount": count,  # all or nothing per place: a short place is skipped
+            "MaxCount": count,
+            "InstanceType": itype,
+            "SubnetId": subnet,
+            "UserData": self._user_data(pool, policy, False),
+            "MetadataOptions": {
+                "HttpTokens": "required",
+                "HttpEndpoint": "enabled",
+                "HttpPutResponseHopLimit": 1,
+            },
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": tags},
+                {"ResourceType": "volume", "Tags": tags},
+            ],
+        }
+        if ec2.launch_template:
+            key = (
+                "LaunchTemplateId"
+                if ec2.launch_template.startswith("lt-")
+                else "LaunchTemplateName"
+            )
+            params["LaunchTemplate"] = {
+                key: ec2.launch_template,
+                "Version": ec2.launch_template_version,
+            }
+        if ec2.ami:
+            params["ImageId"] = ec2.ami
+        if ec2.security_groups:
+            params["SecurityGroupIds"] = list(ec2.security_groups)
+        if ec2.instance_profile:
+            key = "Arn" if ec2.instance_profile.startswith("arn:") else "Name"
+            params["IamInstanceProfile"] = {key: ec2.instance_profile}
+        if ec2.key_name:
+            params["KeyName"] = ec2.key_name
+        if market == "spot":
+            params["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {
+                    "SpotInstanceType": "one-time",
+                    "InstanceInterruptionBehavior": "terminate",
+                },
+            }
+        return params
+
+    # ---------------------------------------------------------------- terminate
+
+    def terminate(self, instance_id: str, pool: str) -> str:
+        try:
+            answer = self._ec2.describe_instances(InstanceIds=[instance_id])
+        except ClientError as exc:
+            if _code(exc) == "InvalidInstanceID.NotFound":
+                return f"{instance_id} already gone"
+            raise ProviderError(f"describe_instances refused ({_code(exc)})") from exc
+        except BotoCoreError as exc:
+            raise ProviderError(f"EC2 unreachable: {type(exc).__name__}") from exc
+        found = [i for r in answer["Reservations"] for i in r["Instances"]]
+        if not found:
+            return f"{instance_id} already gone"
+        tags = _tags(found[0].get("Tags", ()))
+        if tags.get(L.TAG_CLUSTER) != self._cluster or tags.get(L.TAG_POOL) != pool:
+            raise ProviderError(
+                f"{instance_id} is not an instance of pool {pool} in cluster {self._cluster}: "
+                "never terminated"
+            )
+        if found[0]["State"]["Name"] in ("shutting-down", "terminated"):
+            return f"{instance_id} already terminating"
+        try:
+            self._ec2.terminate_instances(InstanceIds=[instance_id])
+        except (ClientError, BotoCoreError) as exc:
+            raise ProviderError(f"terminate_instances failed: {_text(exc)}") from exc
+        return f"terminated {instance_id}"
+
+    # ---------------------------------------------------------------- warm pool
+
+    def fill_warm_pool(self, pool: str, policy: PoolPolicy, token: str) -> list[str]:
+        """Launch stopped-to-be machines until the pool has ``warm_pool`` of them: they pull
+        the images and power off; ``launch`` starts them later (much faster than a launch)."""
+        ec2 = policy.ec2
+        if ec2 is None or ec2.warm_pool <= 0:
+            return []
+        mine = [i for i in self.list_instances(include_warming=True) if i.pool == pool]
+        warm = [
+            i for i in mine if i.state in ("stopping", "stopped") or i.tags.get(TAG_WARM) == "true"
+        ]
+        missing = ec2.warm_pool - len(warm)
+        if missing <= 0:
+            return []
+        params = self._params(
+            pool, policy, ec2, ec2.instance_types[0], ec2.subnets[0], "on-demand", missing
+        )
+        params["UserData"] = self._user_data(pool, policy, True)
+        params["ClientToken"] = _client_token(token, "warm")
+        for spec in params["TagSpecifications"]:
+            spec["Tags"].append({"Key": TAG_WARM, "Value": "true"})
+        try:
+            answer = self._ec2.run_instances(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise ProviderError(f"warm pool launch failed: {_text(exc)}") from exc
+        return [i["InstanceId"] for i in answer.get("Instances", [])]
+
+
+def _tags(raw: Iterable[Mapping[str, str]]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in raw}
+
+
+def _by_id(i: Instance) -> str:
+    return i.id
+
+
+def _instance(raw: Mapping[str, Any], include_warming: bool = False) -> Instance | None:
+    tags = _tags(raw.get("Tags", ()))
+    pool = tags.get(L.TAG_POOL)
+    if not pool:
+        return None
+    state = raw["State"]["Name"]
+    warming = tags.get(TAG_WARM) == "true" and state not in ("stopping", "stopped")
+    if warming and not include_warming:
+        return None  # a warm-pool machine still pulling images: not capacity, not a join
+    launched = L.parse_stamp(tags.get(L.TAG_LAUNCHED_AT))
+    if launched is None:
+        launch_time = raw.get("LaunchTime")
+        launched = launch_time if isinstance(launch_time, datetime) else datetime.now(UTC)
+    return Instance(
+        id=raw["InstanceId"],
+        pool=pool,
+        state=state,
+        launched_at=launched,
+        instance_type=raw.get("InstanceType", ""),
+        private_dns=raw.get("PrivateDnsName", ""),
+        private_ip=raw.get("PrivateIpAddress", ""),
+        tags=tags,
+    )
+
+
+def _text(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        return f"{err.get('Code', '')}: {err.get('Message', '')}"
+    return type(exc).__name__

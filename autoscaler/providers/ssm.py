@@ -1,0 +1,90 @@
+"""Keep the worker join token and the managers' addresses in an SSM SecureString.
+
+New workers read it at boot (see autoscaler/userdata/worker.sh); it is never written into
+user-data, logs, metrics or plans. The value is rewritten only when it changed (the token
+was rotated or a manager moved), compared by digest so the token is not kept around.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from autoscaler.providers.base import ProviderError
+
+log = logging.getLogger(__name__)
+
+
+def join_value(token: str, managers: Sequence[str]) -> str:
+    return json.dumps({"token": token, "managers": list(managers)}, sort_keys=True)
+
+
+def swarm_join_info(docker_api: Any) -> tuple[str, list[str]]:
+    """The worker join token and the reachable managers' addresses, from a manager."""
+    swarm = docker_api.inspect_swarm()
+    token = swarm["JoinTokens"]["Worker"]
+    managers = [
+        n["ManagerStatus"]["Addr"]
+        for n in docker_api.nodes(filters={"role": "manager"})
+        if n.get("ManagerStatus", {}).get("Reachability") == "reachable"
+    ]
+    return token, sorted(managers)
+
+
+class JoinParameter:
+    def __init__(self, ssm: Any, name: str, kms_key_id: str | None = None) -> None:
+        self._ssm = ssm
+        self.name = name
+        self._kms = kms_key_id
+        self._written: str | None = None
+        """Digest of the value last written or read back."""
+
+    def ensure(self, token: str, managers: Sequence[str]) -> bool:
+        """Write the value when it differs from the stored one; True when written."""
+        if not token or not managers:
+            raise ProviderError("no join token or no reachable manager to publish")
+        value = join_value(token, managers)
+        digest = hashlib.sha256(value.encode()).hexdigest()
+        if self._written is None:
+            self._written = self._stored_digest()
+        if digest == self._written:
+            return False
+        params: dict[str, Any] = {
+            "Name": self.name,
+            "Value": value,
+            "Type": "SecureString",
+            "Overwrite": True,
+            "Description": "Docker Swarm worker join token and manager addresses",
+        }
+        if self._kms:
+            params["KeyId"] = self._kms
+        try:
+            self._ssm.put_parameter(**params)
+        except (ClientError, BotoCoreError) as exc:
+            raise ProviderError(f"cannot write SSM parameter {self.name}: {_code(exc)}") from exc
+        self._written = digest
+        log.info("join parameter %s updated (%d manager(s))", self.name, len(managers))
+        return True
+
+    def _stored_digest(self) -> str | None:
+        try:
+            answer = self._ssm.get_parameter(Name=self.name, WithDecryption=True)
+        except ClientError as exc:
+            if _code(exc) == "ParameterNotFound":
+                return None
+            raise ProviderError(f"cannot read SSM parameter {self.name}: {_code(exc)}") from exc
+        except BotoCoreError as exc:
+            raise ProviderError(f"SSM unreachable: {type(exc).__name__}") from exc
+        stored = str(answer["Parameter"]["Value"])
+        return hashlib.sha256(stored.encode()).hexdigest()
+
+
+def _code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "error"))
+    return type(exc).__name__

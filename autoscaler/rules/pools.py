@@ -1,0 +1,189 @@
+"""The ``pools`` section of the policy language: worker node pools sized in session seats."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from croniter import croniter
+from pydantic import Field, field_validator, model_validator
+
+from autoscaler.durations import Duration
+from autoscaler.model import Frozen
+
+
+def _positive(v: timedelta, what: str = "duration") -> timedelta:
+    if v <= timedelta(0):
+        raise ValueError(f"{what} must be longer than 0s")
+    return v
+
+
+class SeatSize(Frozen):
+    """What one session reserves; a node's seats = min(cpus, memory) it can hold."""
+
+    cpus: float | None = Field(default=None, gt=0)
+    memory_mb: int | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _some(self) -> SeatSize:
+        if self.cpus is None and self.memory_mb is None:
+            raise ValueError("a seat sets 'cpus', 'memory_mb' or both")
+        return self
+
+
+class Headroom(Frozen):
+    """Free seats kept ahead of demand: the larger of ``seats`` and the arrivals expected
+    during one ``node_ready_time``."""
+
+    seats: int = Field(default=0, ge=0)
+    signal: str | None = None
+    """A signal counting session arrivals (InfluxDB ProxyStart events, the actuator ...)."""
+    signal_per: Duration = timedelta(minutes=1)
+    """The span the signal counts arrivals over: 15m for a count of the last 15 minutes."""
+    node_ready_time: Duration = timedelta(minutes=3)
+    """Launch + boot + join + image pull: how far ahead capacity must be."""
+
+    @field_validator("signal_per", "node_ready_time")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        return _positive(v)
+
+
+class ScaleIn(Frozen):
+    unneeded_for: Duration = timedelta(minutes=10)
+    """Surplus must last this long before a node is paused."""
+    nodes_per_step: int = Field(default=1, ge=1)
+    """At most this many nodes paused per pass."""
+    allow_ending_sessions: bool = False
+    """Whether a paused node may ever be drained while it still holds user sessions."""
+    session_grace: Duration = timedelta(hours=8)
+    """With allow_ending_sessions: how long a paused node waits for its sessions to end."""
+    ending_notice: Duration = timedelta(minutes=5)
+    """With allow_ending_sessions: time between the alert and the drain that ends sessions."""
+    drain_for: Duration = timedelta(seconds=30)
+    """Time a drained node gets for its infrastructure tasks to move before removal."""
+
+    @field_validator("unneeded_for", "session_grace", "drain_for")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        return _positive(v)
+
+
+class Ec2Pool(Frozen):
+    """How the ``ec2`` provider launches this pool's instances."""
+
+    launch_template: str | None = None
+    """A launch template name or id (lt-...); its values are used where nothing below is set."""
+    launch_template_version: str = "$Default"
+    ami: str | None = None
+    instance_types: tuple[str, ...] = Field(min_length=1)
+    """Tried in order: on InsufficientInstanceCapacity the next type (and subnet) is used."""
+    subnets: tuple[str, ...] = Field(min_length=1)
+    security_groups: tuple[str, ...] = ()
+    instance_profile: str | None = None
+    """Name or ARN of the worker's instance profile (reads the join token from SSM)."""
+    key_name: str | None = None
+    spot: bool = False
+    """Ask for Spot capacity first; on-demand when Spot has none."""
+    warm_pool: int = Field(default=0, ge=0)
+    """Stopped instances of this pool are started before any new one is launched."""
+    join_parameter: str = "/autoscaler/swarm/worker-join"
+    """SSM SecureString holding the worker join token and the manager address."""
+
+    @model_validator(mode="after")
+    def _image(self) -> Ec2Pool:
+        if not self.launch_template and not self.ami:
+            raise ValueError("set 'launch_template' or 'ami'")
+        return self
+
+
+class LocalPool(Frozen):
+    """The lab's provider: one more engine per node, joined after ``boot_delay``."""
+
+    boot_delay: Duration = timedelta(seconds=5)
+
+
+class PoolSchedule(Frozen):
+    """A recurring window (cron start + duration, in a time zone) with a minimum of nodes."""
+
+    cron: str
+    duration: Duration
+    timezone: str = "UTC"
+    min: int = Field(ge=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        if len(v.split()) != 5 or not croniter.is_valid(v):
+            raise ValueError(f"bad cron expression {v!r}: use 5 fields, e.g. '0 8 * * 1-5'")
+        return v
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r}") from None
+        return v
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        return _positive(v)
+
+
+class PoolPolicy(Frozen):
+    """A pool of worker nodes the autoscaler launches, pauses, drains and terminates."""
+
+    provider: Literal["ec2", "local"]
+    enabled: bool = True
+    min: int = Field(default=0, ge=0)
+    max: int = Field(ge=0)
+    seats_per_node: int = Field(ge=1)
+    """Sessions one node holds; with ``seat`` set, a Ready node's own resources decide instead."""
+    seat: SeatSize | None = None
+    apps: tuple[str, ...] = ()
+    """ShinyProxy spec ids whose sessions this pool serves; empty: every app."""
+    images: tuple[str, ...] = ()
+    """App images a new node pulls before it joins."""
+    headroom: Headroom = Headroom()
+    schedules: tuple[PoolSchedule, ...] = ()
+    max_cost_per_hour: float | None = Field(default=None, gt=0)
+    prices: dict[str, float] = Field(default_factory=dict)
+    """Price per hour per instance type; the dearest of the pool's types is assumed."""
+    scale_in: ScaleIn = ScaleIn()
+    join_timeout: Duration = timedelta(minutes=10)
+    """An instance whose node is not Ready in the Swarm by then is terminated."""
+    ec2: Ec2Pool | None = None
+    local: LocalPool = LocalPool()
+
+    @field_validator("join_timeout")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        return _positive(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PoolPolicy:
+        if self.min > self.max:
+            raise ValueError(f"min ({self.min}) is above max ({self.max})")
+        if self.provider == "ec2" and self.ec2 is None:
+            raise ValueError("provider ec2 needs an 'ec2' section")
+        if self.max_cost_per_hour is not None and not self.instance_prices():
+            raise ValueError("max_cost_per_hour needs 'prices' for the pool's instance types")
+        for s in self.schedules:
+            if s.min > self.max:
+                raise ValueError(f"a schedule's min ({s.min}) is above max ({self.max})")
+        return self
+
+    def instance_types(self) -> tuple[str, ...]:
+        return self.ec2.instance_types if self.ec2 else ("local",)
+
+    def instance_prices(self) -> list[float]:
+        return [self.prices[t] for t in self.instance_types() if t in self.prices]
+
+    def node_price(self) -> float | None:
+        """The dearest known price of the pool's instance types (cost caps err low)."""
+        prices = self.instance_prices()
+        return max(prices) if prices else None

@@ -1,0 +1,124 @@
+#!/bin/bash
+# Joins this machine to the Swarm as a worker of an autoscaler pool.
+# Runs at first boot (user-data) and installs itself to run at every later boot, so a
+# warm-pool machine that is started again joins too. Settings are in the header above.
+set -euo pipefail
+
+LOG=${AUTOSCALER_LOG:-/var/log/autoscaler-join.log}
+log() { echo "$(date -u +%FT%TZ) autoscaler-join: $*" | tee -a "$LOG" >&2; }
+
+retry() {
+  # retry ATTEMPTS COMMAND...: exponential backoff capped at 30s
+  local attempts=$1 n=1 delay=1
+  shift
+  until "$@"; do
+    if (( n >= attempts )); then return 1; fi
+    sleep "$delay"; n=$((n + 1)); delay=$(( delay * 2 > 30 ? 30 : delay * 2 ))
+  done
+}
+
+install_docker() {
+  if command -v docker >/dev/null 2>&1; then return 0; fi
+  log "installing Docker"
+  if command -v dnf >/dev/null 2>&1; then
+    dnf install -y docker
+  elif command -v yum >/dev/null 2>&1; then
+    yum install -y docker
+  elif command -v apt-get >/dev/null 2>&1; then
+    apt-get update -y && DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io
+  else
+    log "no package manager to install Docker with"; return 1
+  fi
+  systemctl enable --now docker
+}
+
+install_aws_cli() {
+  if command -v aws >/dev/null 2>&1; then return 0; fi
+  log "installing the AWS CLI"
+  if command -v dnf >/dev/null 2>&1; then dnf install -y awscli
+  elif command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y awscli
+  else log "no package manager to install the AWS CLI with"; return 1
+  fi
+}
+
+wait_docker() { retry 30 docker info >/dev/null 2>&1; }
+
+swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo unknown; }
+
+install_at_boot() {
+  # Keep a copy that runs at every boot (cloud-init runs user-data only once).
+  local self=/usr/local/sbin/autoscaler-join
+  [ "${AUTOSCALER_INSTALL_AT_BOOT:-1}" = 1 ] && [ -d /etc/systemd/system ] || return 0
+  [ -f "$0" ] && [ "$0" != "$self" ] || return 0
+  install -m 0700 "$0" "$self"
+  sed -i 's/^AUTOSCALER_WARM=.*/AUTOSCALER_WARM=0/' "$self"
+  cat > /etc/systemd/system/autoscaler-join.service <<UNIT
+[Unit]
+Description=Join the Swarm as a worker of autoscaler pool $AUTOSCALER_POOL
+After=docker.service network-online.target
+Wants=network-online.target
+[Service]
+Type=oneshot
+ExecStart=$self
+[Install]
+WantedBy=multi-user.target
+UNIT
+  systemctl daemon-reload && systemctl enable autoscaler-join.service || true
+}
+
+read_join() {
+  # The parameter's value: {"token": "...", "managers": ["10.0.0.5:2377", ...]}
+  local args=(ssm get-parameter --name "$AUTOSCALER_JOIN_PARAMETER" --with-decryption
+              --query Parameter.Value --output text)
+  [ -n "$AUTOSCALER_REGION" ] && args+=(--region "$AUTOSCALER_REGION")
+  [ -n "$AUTOSCALER_SSM_ENDPOINT" ] && args+=(--endpoint-url "$AUTOSCALER_SSM_ENDPOINT")
+  aws "${args[@]}"
+}
+
+field() {
+  # field NAME < json: one value per line (managers is a list)
+  python3 -c '
+import json, sys
+value = json.load(sys.stdin)[sys.argv[1]]
+print("\n".join(value) if isinstance(value, list) else value)' "$1"
+}
+
+pull_images() {
+  local image
+  for image in $AUTOSCALER_IMAGES; do
+    log "pulling $image"
+    retry 3 docker pull --quiet "$image" >/dev/null || log "could not pull $image (joining anyway)"
+  done
+}
+
+join() {
+  local value token manager
+  value=$(retry "$AUTOSCALER_JOIN_ATTEMPTS" read_join) || { log "cannot read the join parameter"; return 1; }
+  token=$(field token <<<"$value")
+  for manager in $(field managers <<<"$value"); do
+    log "joining via $manager"
+    if docker swarm join --token "$token" "$manager" >/dev/null 2>&1; then
+      log "joined pool $AUTOSCALER_POOL"; return 0
+    fi
+    [ "$(swarm_state)" = active ] && return 0
+  done
+  return 1
+}
+
+main() {
+  install_docker
+  wait_docker
+  install_at_boot
+  pull_images
+  if [ "$AUTOSCALER_WARM" = 1 ]; then
+    log "warm pool machine: images pulled, powering off"
+    sync; poweroff || shutdown -h now
+    return 0
+  fi
+  if [ "$(swarm_state)" = active ]; then log "already in the Swarm"; return 0; fi
+  install_aws_cli
+  retry 5 join
+}
+
+main "$@"

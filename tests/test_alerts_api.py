@@ -1,0 +1,142 @@
+"""Silences and alert listing over the sidecar's HTTP API and the ``autoscaler alerts`` CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from autoscaler.alerts.manager import Alerting
+from autoscaler.cli import main
+from autoscaler.metrics import SidecarMetrics
+from autoscaler.server import HttpServer, ServerHooks
+from tests.test_alerts_builtin import join_timeout_pass
+from tests.test_loop import Clock
+
+TOKEN = "api-token-0123456789"
+
+
+@pytest.fixture
+def sidecar(tmp_path: Path) -> Iterator[tuple[str, Alerting, Path, Clock]]:
+    clock = Clock()
+    alerting = Alerting(clock=clock, state_dir=tmp_path / "state")
+    alerting.after_pass(join_timeout_pass("apps"))
+    hooks = ServerHooks(
+        metrics=SidecarMetrics(),
+        healthy=lambda: (True, {}),
+        last_plan=lambda: None,
+        trigger=lambda reason: None,
+        webhook_token=None,
+        alerts=alerting,
+        api_token=TOKEN,
+    )
+    server = HttpServer("127.0.0.1:0", hooks)
+    server.start()
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    try:
+        yield f"http://127.0.0.1:{server.port}", alerting, token_file, clock
+    finally:
+        server.stop()
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["alerts", *argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_silence_list_and_unsilence_from_the_cli(
+    sidecar: tuple[str, Alerting, Path, Clock], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, alerting, token, clock = sidecar
+    code, out, _ = cli(capsys, "list", "--url", url)
+    assert code == 0 and "firing    AutoscalerNodeDidNotJoin" in out and "silenced" not in out
+
+    code, _, err = cli(
+        capsys,
+        "silence",
+        "--url",
+        url,
+        "--author",
+        "jo",
+        "--comment",
+        "x",
+        "alertname=AutoscalerNodeDidNotJoin",
+    )
+    assert code == 2 and "401" in err  # no token: refused
+
+    code, out, _ = cli(
+        capsys,
+        "silence",
+        "--url",
+        url,
+        "--token-file",
+        str(token),
+        "--author",
+        "jo",
+        "--comment",
+        "new AMI is being rolled out",
+        "--duration",
+        "2h",
+        'alertname="AutoscalerNodeDidNotJoin"',
+        "pool=~app.*",
+    )
+    assert code == 0
+    silence_id = out.strip()
+    listed = requests.get(f"{url}/api/silences", timeout=5).json()["silences"]
+    assert [(s["id"], s["state"], s["created_by"], s["comment"]) for s in listed] == [
+        (silence_id, "active", "jo", "new AMI is being rolled out")
+    ]
+    code, out, _ = cli(capsys, "list", "--url", url)
+    assert "(silenced)" in out
+    alerts = requests.get(f"{url}/api/alerts", timeout=5).json()["alerts"]
+    assert alerts[0]["silenced_by"] == [silence_id]
+
+    clock.now += timedelta(minutes=1)
+    code, out, _ = cli(capsys, "unsilence", "--url", url, "--token-file", str(token), silence_id)
+    assert code == 0 and silence_id in out
+    assert alerting.list_silences()[0]["state"] == "expired"
+    code, _, err = cli(capsys, "unsilence", "--url", url, "--token-file", str(token), silence_id)
+    assert code == 2 and "no such active silence" in err
+    # Persisted: a restart sees the expired silence.
+    assert Alerting(state_dir=alerting.silences.path.parent).list_silences()[0]["id"] == silence_id  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ({"matchers": ["alertname=X"], "created_by": "jo", "comment": "c"}, "duration_seconds"),
+        ({"matchers": "alertname=X", "duration_seconds": 60}, "list of strings"),
+        (
+            {"matchers": ['a="b'], "duration_seconds": 60, "created_by": "jo", "comment": "c"},
+            "closing quote",
+        ),
+        ({"matchers": ["alertname=X"], "duration_seconds": 60, "created_by": "jo"}, "comment"),
+        (
+            {"matchers": ["alertname=X"], "ends_at": "tomorrow", "created_by": "j", "comment": "c"},
+            "ISO 8601",
+        ),
+    ],
+)
+def test_bad_silences_are_clear_400s(
+    sidecar: tuple[str, Alerting, Path, Clock], body: dict[str, Any], error: str
+) -> None:
+    url, *_ = sidecar
+    resp = requests.post(
+        f"{url}/api/silences", json=body, timeout=5, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert resp.status_code == 400 and error in resp.json()["error"]
+
+
+def test_test_route_reports_a_bad_file_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "am.yml"
+    bad.write_text("route:\n  receiver: nope\nreceivers:\n  - name: ops\n")
+    code, _, err = cli(capsys, "test-route", "--config", str(bad), "a=b")
+    assert code == 1 and "undefined receiver 'nope'" in err and len(err.splitlines()) == 1

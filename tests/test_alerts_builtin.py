@@ -1,0 +1,299 @@
+"""Built-in alerts and the loop's hook: each failure of the sidecar becomes an alert."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from autoscaler.alerts.config import ReceiverConfig
+from autoscaler.alerts.dispatch import Integration
+from autoscaler.alerts.manager import Alerting
+from autoscaler.decide.plan_types import Notify, Plan
+from autoscaler.loop import PassResult, Reconciler
+from autoscaler.metrics import SidecarMetrics
+from autoscaler.rules.reload import RulesStore
+from autoscaler.rules.schema import Policies, Signal
+from autoscaler.snapshot import Session, SignalValue, Snapshot, SwarmState
+from autoscaler.sources.collect import Backends
+from tests.test_alerts_dispatch import Recorder
+from tests.test_loop import T0, Clock, FakeProm, FakeSwarm, RecordingActuator
+
+RULES = """
+signals:
+  rps:
+    prometheus: {query: 'sum(rate(http_requests_total[1m]))'}
+services:
+  api:
+    min: 1
+    max: 10
+    target_tracking:
+      - {signal: rps, average_value: 10}
+alerts:
+  BusyApi:
+    signal: rps
+    op: ">"
+    value: 15
+    for: 1m
+    annotations: {summary: "{{ $value }} requests per second"}
+route:
+  receiver: ops
+  group_by: [alertname]
+  group_wait: 0s
+  group_interval: 1m
+receivers:
+  - name: ops
+"""
+
+
+def setup(
+    tmp_path: Path, fail: bool = False
+) -> tuple[Reconciler, Alerting, Recorder, Clock, FakeProm, FakeSwarm]:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yml").write_text(RULES)
+    clock = Clock()
+    swarm, prom = FakeSwarm(), FakeProm(clock)
+    recorder = Recorder(send_resolved=True)
+
+    def build(receiver: ReceiverConfig) -> list[Integration]:
+        return [recorder]
+
+    metrics = SidecarMetrics()
+    alerting = Alerting(metrics=metrics, clock=clock, build_integrations=build)
+    rec = Reconciler(
+        rules=RulesStore(rules),
+        backends=Backends(swarm=swarm, prometheus=prom),
+        actuator=RecordingActuator(swarm, fail),
+        metrics=metrics,
+        clock=clock,
+        alerting=alerting,
+    )
+    return rec, alerting, recorder, clock, prom, swarm
+
+
+def states(alerting: Alerting) -> dict[str, str]:
+    return {
+        a["labels"]["alertname"]
+        + "".join(
+            f",{k}={v}"
+            for k, v in sorted(a["labels"].items())
+            if k not in ("alertname", "severity", "source")
+        ): a["state"]
+        for a in alerting.list_alerts()
+    }
+
+
+def test_threshold_alert_goes_pending_firing_and_is_delivered(tmp_path: Path) -> None:
+    rec, alerting, recorder, clock, prom, _ = setup(tmp_path)
+    prom.value = 20.0
+    rec.run_pass()
+    assert states(alerting) == {"BusyApi": "pending"}
+    clock.now += timedelta(minutes=1)
+    rec.run_pass()
+    alerting.tick()
+    assert states(alerting) == {"BusyApi": "firing"}
+    assert recorder.names() == [[("BusyApi", "firing")]]
+    assert recorder.sent[0].alerts[0].annotations["summary"] == "20 requests per second"
+    assert (
+        rec.metrics.registry.get_sample_value(
+            "autoscaler_alerts", {"alertname": "BusyApi", "state": "firing"}
+        )
+        == 1
+    )
+
+
+def test_a_missing_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
+    rec, alerting, _recorder, clock, prom, _ = setup(tmp_path)
+    prom.value = None  # Prometheus down: rps is missing
+    for _ in range(7):
+        rec.run_pass()
+        clock.now += timedelta(minutes=1)
+    alerting.tick()
+    got = states(alerting)
+    assert "BusyApi" not in got
+    assert got["AutoscalerSourceDown,backend=prometheus"] == "firing"
+    assert got["AutoscalerSignalStale,signal=rps"] == "firing"
+    prom.value = 1.0
+    rec.run_pass()
+    got = states(alerting)
+    assert got["AutoscalerSourceDown,backend=prometheus"] == "resolved"
+
+
+def test_failed_scale_action_fires_and_holds(tmp_path: Path) -> None:
+    rec, alerting, _recorder, _clock, prom, _ = setup(tmp_path, fail=True)
+    prom.value = 40.0
+    rec.run_pass()
+    alerting.tick()
+    fired = [
+        a
+        for a in alerting.list_alerts()
+        if a["labels"]["alertname"] == "AutoscalerScaleActionFailed"
+    ]
+    assert len(fired) == 1 and fired[0]["state"] == "firing"
+    assert fired[0]["labels"]["subject"] == "api"
+    assert "boom" in fired[0]["annotations"]["error"]
+    assert fired[0]["annotations"]["runbook_url"].endswith("#autoscalerscaleactionfailed")
+
+
+def test_invalid_rules_fire_the_reload_alert(tmp_path: Path) -> None:
+    rec, alerting, _, clock, _, _ = setup(tmp_path)
+    rec.run_pass()
+    (tmp_path / "rules" / "a.yml").write_text(RULES.replace("max: 10", "max: ten"))
+    clock.now += timedelta(seconds=15)
+    rec.run_pass()
+    fired = [
+        a
+        for a in alerting.list_alerts()
+        if a["labels"]["alertname"] == "AutoscalerRulesReloadFailed"
+    ]
+    assert fired and fired[0]["state"] == "firing"
+    assert "max" in fired[0]["annotations"]["error"]
+
+
+def test_loop_stalled_fires_on_the_timer_thread_and_resolves(tmp_path: Path) -> None:
+    rec, alerting, recorder, clock, _, swarm = setup(tmp_path)
+    rec.run_pass()
+    clock.now += timedelta(minutes=4)
+    alerting.tick()
+    assert "AutoscalerLoopStalled" not in states(alerting)
+    swarm.down = True  # passes fail: no successful pass
+    rec.run_pass()
+    clock.now += timedelta(minutes=2)
+    alerting.tick()
+    assert states(alerting)["AutoscalerLoopStalled"] == "firing"
+    assert [("AutoscalerLoopStalled", "firing")] in recorder.names()
+    swarm.down = False
+    rec.run_pass()
+    alerting.tick()
+    assert states(alerting)["AutoscalerLoopStalled"] == "resolved"
+
+
+def test_a_bug_in_alerting_never_breaks_a_pass(tmp_path: Path) -> None:
+    rec, alerting, *_ = setup(tmp_path)
+
+    def broken(result: PassResult, rules: RulesStore | None = None) -> None:
+        raise RuntimeError("alerting bug")
+
+    alerting.after_pass = broken  # type: ignore[method-assign]
+    assert rec.run_pass().ok
+
+
+def _snapshot(clock: Clock, **signals: float | None) -> Snapshot:
+    return Snapshot(
+        taken_at=clock.now,
+        swarm=SwarmState(),
+        signals={n: SignalValue(name=n, source="actuator", value=v) for n, v in signals.items()},
+    )
+
+
+def test_session_start_failures_rising(tmp_path: Path) -> None:
+    clock = Clock()
+    alerting = Alerting(clock=clock)
+    alerting.configure(
+        Policies(
+            signals={"failed": Signal.model_validate({"actuator": {"metric": "startFailed_total"}})}
+        )
+    )
+    for value in (3.0, 3.0, 3.0):
+        alerting.after_pass(PassResult("t", True, 0, snapshot=_snapshot(clock, failed=value)))
+        clock.now += timedelta(minutes=1)
+    assert "AutoscalerSessionStartFailures" not in states(alerting)
+    alerting.after_pass(PassResult("t", True, 0, snapshot=_snapshot(clock, failed=5.0)))
+    a = [
+        x
+        for x in alerting.list_alerts()
+        if x["labels"]["alertname"] == "AutoscalerSessionStartFailures"
+    ]
+    assert a[0]["state"] == "firing" and a[0]["value"] == 2
+    # ShinyProxy restarted (counter reset to 1): still counted as an increase.
+    clock.now += timedelta(minutes=1)
+    alerting.after_pass(PassResult("t", True, 0, snapshot=_snapshot(clock, failed=1.0)))
+    assert states(alerting)["AutoscalerSessionStartFailures"] == "firing"
+    clock.now += timedelta(minutes=11)  # no new failure for a window: resolved
+    alerting.after_pass(PassResult("t", True, 0, snapshot=_snapshot(clock, failed=1.0)))
+    assert states(alerting)["AutoscalerSessionStartFailures"] == "resolved"
+
+
+def test_pending_session_tasks_fire_after_five_minutes() -> None:
+    clock = Clock()
+    alerting = Alerting(clock=clock)
+    waiting = Session(
+        service_id="s",
+        service_name="sp-1",
+        proxy_id="p",
+        spec_id="euler",
+        user_id="jo",
+        node_id=None,
+        state="pending",
+        created_at=T0,
+    )
+    snap = Snapshot(taken_at=T0, swarm=SwarmState(sessions=(waiting,)))
+    for _ in range(6):
+        alerting.after_pass(PassResult("t", True, 0, snapshot=snap))
+        clock.now += timedelta(minutes=1)
+    a = [
+        x
+        for x in alerting.list_alerts()
+        if x["labels"]["alertname"] == "AutoscalerSessionTasksPending"
+    ]
+    assert a[0]["state"] == "firing" and a[0]["annotations"]["summary"].startswith("1 app")
+
+
+def test_pool_alerts_fire_only_when_the_plan_says_so() -> None:
+    clock = Clock()
+    alerting = Alerting(clock=clock)
+    alerting.after_pass(PassResult("t", True, 0))
+    assert not {
+        "AutoscalerPoolAtMax",
+        "AutoscalerNodeDidNotJoin",
+        "AutoscalerSessionsEndedByScaleIn",
+    } & set(states(alerting))
+    alerting.after_pass(join_timeout_pass("apps"))
+    got = [
+        x for x in alerting.list_alerts() if x["labels"]["alertname"] == "AutoscalerNodeDidNotJoin"
+    ]
+    assert got[0]["labels"]["pool"] == "apps" and got[0]["state"] == "firing"
+    assert got[0]["annotations"]["summary"] == "A new node of pool apps did not join the Swarm"
+
+
+def test_pool_conditions_come_from_the_plan() -> None:
+    from datetime import UTC, datetime
+
+    from autoscaler.alerts.builtin import pool_conditions
+    from autoscaler.decide.plan_types import Notify, Plan, PoolStatus
+
+    at = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    plan = Plan(
+        at=at,
+        pools=(PoolStatus(pool="a", short_nodes=2), PoolStatus(pool="b", short_nodes=0)),
+        actions=(
+            Notify(
+                alert="PoolNodeJoinTimeout", summary="x", labels={"pool": "a", "instance": "i-1"}
+            ),
+            Notify(alert="PoolEndingSessions", summary="y", labels={"pool": "b", "node": "w2"}),
+        ),
+    )
+    c = pool_conditions(plan)
+    assert [(s.labels, s.value) for s in c["pool_at_max"]] == [({"pool": "a"}, 2)]
+    assert [s.labels for s in c["node_did_not_join"]] == [{"pool": "a", "instance": "i-1"}]
+    assert [s.labels for s in c["sessions_ended_by_scale_in"]] == [{"pool": "b", "node": "w2"}]
+    assert pool_conditions(None) == {
+        "pool_at_max": [],
+        "node_did_not_join": [],
+        "sessions_ended_by_scale_in": [],
+    }
+
+
+def join_timeout_pass(pool: str, instance: str = "i-1") -> PassResult:
+    """A pass whose plan gave up on a machine that never joined (as the pool planner does)."""
+    plan = Plan(
+        at=datetime(2026, 11, 22, 12, 0, tzinfo=UTC),
+        actions=(
+            Notify(
+                alert="PoolNodeJoinTimeout",
+                summary="never joined",
+                labels={"pool": pool, "instance": instance},
+            ),
+        ),
+    )
+    return PassResult("t", True, 0, plan=plan)

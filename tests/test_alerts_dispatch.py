@@ -1,0 +1,351 @@
+"""Group timers, dedup, inhibition, silences and time intervals, on an injected clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from autoscaler.alerts.config import RoutingConfig
+from autoscaler.alerts.dispatch import CompiledConfig, DeliveryError, Dispatcher, InhibitRule
+from autoscaler.alerts.model import Alert, Notification
+from autoscaler.alerts.notify_log import NotifyLog
+from autoscaler.alerts.routing import Route
+from autoscaler.alerts.silences import Silences
+
+T0 = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)  # a Monday
+S = timedelta(seconds=1)
+M = timedelta(minutes=1)
+
+
+class Recorder:
+    """A receiver integration that records what it was sent (or fails on demand)."""
+
+    kind = "recorder"
+
+    def __init__(self, send_resolved: bool = False) -> None:
+        self.send_resolved = send_resolved
+        self.sent: list[Notification] = []
+        self.fail = False
+
+    def send(self, notification: Notification) -> None:
+        if self.fail:
+            raise DeliveryError("recorder: HTTP 503")
+        self.sent.append(notification)
+
+    def names(self) -> list[list[tuple[str, str]]]:
+        return [
+            sorted(
+                (a.labels.get("alertname", ""), "resolved" if a.resolved(n.now) else "firing")
+                for a in n.alerts
+            )
+            for n in self.sent
+        ]
+
+
+def make(
+    route: dict[str, Any],
+    receivers: dict[str, Recorder],
+    *,
+    inhibit: list[dict[str, Any]] | None = None,
+    intervals: list[dict[str, Any]] | None = None,
+    nflog: NotifyLog | None = None,
+    silences: Silences | None = None,
+) -> tuple[Dispatcher, list[tuple[str, str, bool]]]:
+    cfg = RoutingConfig.model_validate(
+        {
+            "route": route,
+            "receivers": [{"name": n} for n in receivers],
+            "inhibit_rules": inhibit or [],
+            "time_intervals": intervals or [],
+        }
+    )
+    compiled = CompiledConfig(
+        route=Route.build(cfg.route),
+        receivers={n: [r] for n, r in receivers.items()},
+        inhibit_rules=[InhibitRule(r.source(), r.target(), r.equal) for r in cfg.inhibit_rules],
+        time_intervals={t.name: t for t in cfg.time_intervals},
+    )
+    results: list[tuple[str, str, bool]] = []
+    d = Dispatcher(
+        compiled,
+        nflog or NotifyLog(),
+        silences or Silences(),
+        on_result=lambda r, k, ok: results.append((r, k, ok)),
+    )
+    return d, results
+
+
+def firing(name: str, at: datetime = T0, **labels: str) -> Alert:
+    return Alert({"alertname": name, **labels}, {"summary": name}, starts_at=at)
+
+
+def resolved(a: Alert, at: datetime) -> Alert:
+    return Alert(a.labels, a.annotations, a.starts_at, ends_at=at)
+
+
+ROOT = {
+    "receiver": "r",
+    "group_by": ["alertname"],
+    "group_wait": "30s",
+    "group_interval": "5m",
+    "repeat_interval": "1h",
+}
+
+
+def test_group_wait_then_group_interval_batches_changes() -> None:
+    r = Recorder()
+    d, _ = make(ROOT, {"r": r})
+    d.put([firing("A", instance="1")], T0)
+    d.tick(T0 + 29 * S)
+    assert r.sent == []
+    d.tick(T0 + 30 * S)
+    assert r.names() == [[("A", "firing")]]
+    d.put([firing("A", T0 + 40 * S, instance="2")], T0 + 40 * S)
+    d.tick(T0 + 5 * M)
+    assert len(r.sent) == 1  # a change waits for group_interval, not group_wait
+    d.tick(T0 + 30 * S + 5 * M)
+    assert r.names()[-1] == [("A", "firing"), ("A", "firing")]
+    assert r.sent[-1].group_labels == {"alertname": "A"}
+
+
+def test_an_old_alert_in_a_new_group_is_sent_at_once() -> None:
+    r = Recorder()
+    d, _ = make(ROOT, {"r": r})
+    d.put([firing("A", T0 - 10 * M)], T0)
+    d.tick(T0)
+    assert len(r.sent) == 1
+
+
+def test_repeat_interval_resends_an_unchanged_group_only_when_due() -> None:
+    r = Recorder()
+    d, _ = make(ROOT, {"r": r})
+    a = firing("A")
+    d.put([a], T0)
+    t = T0 + 30 * S
+    d.tick(t)
+    for _ in range(11):  # every group_interval for 55 minutes: nothing new
+        t += 5 * M
+        d.put([a], t)
+        d.tick(t)
+    assert len(r.sent) == 1
+    t += 5 * M  # exactly repeat_interval (1h) later: not yet (Alertmanager compares strictly)
+    d.put([a], t)
+    d.tick(t)
+    assert len(r.sent) == 1
+    t += 5 * M
+    d.put([a], t)
+    d.tick(t)
+    assert len(r.sent) == 2
+
+
+@pytest.mark.parametrize("send_resolved", [True, False])
+def test_send_resolved(send_resolved: bool) -> None:
+    r = Recorder(send_resolved=send_resolved)
+    d, _ = make(ROOT, {"r": r})
+    a, b = firing("A", instance="1"), firing("A", instance="2")
+    d.put([a, b], T0)
+    d.tick(T0 + 30 * S)
+    d.put([resolved(a, T0 + M)], T0 + M)
+    d.tick(T0 + 30 * S + 5 * M)
+    if send_resolved:
+        assert r.names()[-1] == [("A", "firing"), ("A", "resolved")]
+    else:
+        assert len(r.sent) == 1  # only a resolved change: nothing to tell
+    d.put([resolved(b, T0 + 6 * M)], T0 + 6 * M)
+    d.tick(T0 + 30 * S + 10 * M)
+    if send_resolved:
+        assert r.names()[-1] == [("A", "resolved")]
+        assert r.sent[-1].status == "resolved"
+    assert not d.groups()  # resolved and notified: the group is gone
+    d.tick(T0 + 2 * 60 * M)
+    assert len(r.sent) == (3 if send_resolved else 1)
+
+
+def test_inhibition_needs_a_firing_source_with_equal_labels() -> None:
+    r = Recorder()
+    inhibit = [
+        {
+            "source_matchers": ['severity="critical"'],
+            "target_matchers": ['severity="warning"'],
+            "equal": ["cluster"],
+        }
+    ]
+    d, _ = make({**ROOT, "group_by": ["..."]}, {"r": r}, inhibit=inhibit)
+    down = firing("Down", severity="critical", cluster="a")
+    d.put(
+        [
+            down,
+            firing("Slow", severity="warning", cluster="a"),
+            firing("Slow", severity="warning", cluster="b"),
+        ],
+        T0,
+    )
+    d.tick(T0 + 30 * S)
+    sent = sorted(tuple(sorted(a.labels.items())) for n in r.sent for a in n.alerts)
+    assert (("alertname", "Slow"), ("cluster", "a"), ("severity", "warning")) not in sent
+    assert (("alertname", "Slow"), ("cluster", "b"), ("severity", "warning")) in sent
+    assert len(sent) == 2
+    assert d.muted_by({"alertname": "Slow", "severity": "warning", "cluster": "a"}, T0) == (
+        [],
+        True,
+    )
+    # Once the source resolves, the target is no longer inhibited.
+    d.put([resolved(down, T0 + M)], T0 + M)
+    d.tick(T0 + 30 * S + 5 * M)
+    names = [a.labels for n in r.sent[2:] for a in n.alerts]
+    assert {"alertname": "Slow", "severity": "warning", "cluster": "a"} in names
+
+
+def test_an_alert_on_both_sides_does_not_inhibit_itself() -> None:
+    r = Recorder()
+    inhibit = [
+        {
+            "source_matchers": ['alertname=~"A|B"'],
+            "target_matchers": ['alertname=~"A|B"'],
+            "equal": [],
+        }
+    ]
+    d, _ = make(ROOT, {"r": r}, inhibit=inhibit)
+    d.put([firing("A")], T0)
+    d.tick(T0 + 30 * S)
+    assert r.names() == [[("A", "firing")]]
+
+
+def test_silence_mutes_until_expired(tmp_path: Path) -> None:
+    r = Recorder()
+    silences = Silences(tmp_path / "silences.json")
+    d, _ = make(ROOT, {"r": r}, silences=silences)
+    s = silences.add(['alertname="A"'], T0, T0 + 60 * M, "jo", "maintenance")
+    d.put([firing("A"), firing("B")], T0)
+    d.tick(T0 + 30 * S)
+    assert r.names() == [[("B", "firing")]]
+    assert silences.expire(s.id, T0 + M)
+    assert Silences(tmp_path / "silences.json").all()[0].ends_at == T0 + M  # persisted
+    d.tick(T0 + 30 * S + 5 * M)
+    assert r.names()[-1] == [("A", "firing")]
+
+
+def test_silence_needs_author_comment_and_a_specific_matcher() -> None:
+    s = Silences()
+    with pytest.raises(ValueError, match="author"):
+        s.add(['alertname="A"'], T0, T0 + M, "", "x")
+    with pytest.raises(ValueError, match="match every alert"):
+        s.add(['alertname=~".*"'], T0, T0 + M, "jo", "x")
+    with pytest.raises(ValueError, match="end after"):
+        s.add(['alertname="A"'], T0, T0, "jo", "x")
+
+
+OFFICE = [
+    {
+        "name": "office",
+        "time_intervals": [
+            {"weekdays": ["monday:friday"], "times": [{"start_time": "09:00", "end_time": "17:00"}]}
+        ],
+    }
+]
+
+
+def test_mute_time_intervals_mute_a_route_inside_the_window() -> None:
+    r = Recorder()
+    route = {**ROOT, "routes": [{"matchers": ['alertname="A"'], "mute_time_intervals": ["office"]}]}
+    d, _ = make(route, {"r": r}, intervals=OFFICE)
+    d.put([firing("A"), firing("B")], T0)  # Monday 12:00: inside office hours
+    d.tick(T0 + 30 * S)
+    assert r.names() == [[("B", "firing")]]
+    evening = T0.replace(hour=18)
+    d.tick(evening)
+    assert [("A", "firing")] in r.names()[1:]
+
+
+def test_active_time_intervals_send_only_inside_the_window() -> None:
+    r = Recorder()
+    route = {
+        **ROOT,
+        "routes": [{"matchers": ['alertname="A"'], "active_time_intervals": ["office"]}],
+    }
+    d, _ = make(route, {"r": r}, intervals=OFFICE)
+    saturday = T0 + timedelta(days=5)
+    d.put([firing("A", saturday)], saturday)
+    d.tick(saturday + 30 * S)
+    assert r.sent == []
+    monday = T0 + timedelta(days=7)
+    d.tick(monday)
+    assert r.names() == [[("A", "firing")]]
+
+
+def test_time_interval_fields() -> None:
+    from autoscaler.alerts.timeintervals import TimeSpec
+
+    spec = TimeSpec.model_validate(
+        {
+            "days_of_month": ["-1"],
+            "months": ["january:march"],
+            "years": ["2026"],
+            "location": "Europe/Brussels",
+        }
+    )
+    assert spec.contains(datetime(2026, 1, 31, 12, tzinfo=UTC))
+    assert not spec.contains(datetime(2026, 1, 30, 12, tzinfo=UTC))
+    assert not spec.contains(datetime(2026, 4, 30, 12, tzinfo=UTC))
+    # 23:30 UTC on the 30th is already the 31st in Brussels.
+    assert spec.contains(datetime(2026, 1, 30, 23, 30, tzinfo=UTC))
+
+
+def test_group_by_all_labels_makes_one_group_per_label_set() -> None:
+    r = Recorder()
+    d, _ = make({**ROOT, "group_by": ["..."]}, {"r": r})
+    d.put([firing("A", instance="1"), firing("A", instance="2")], T0)
+    d.tick(T0 + 30 * S)
+    assert len(r.sent) == 2
+
+
+def test_failed_delivery_is_counted_and_retried_not_dropped() -> None:
+    r = Recorder()
+    d, results = make(ROOT, {"r": r})
+    r.fail = True
+    d.put([firing("A")], T0)
+    d.tick(T0 + 30 * S)
+    assert results == [("r", "recorder", False)] and r.sent == []
+    d.tick(T0 + 39 * S)
+    assert len(results) == 1  # the retry comes after 10s
+    d.tick(T0 + 40 * S)
+    assert len(results) == 2 and r.sent == []  # failed again: next try 20s later
+    r.fail = False
+    d.tick(T0 + 59 * S)
+    assert r.sent == []
+    d.tick(T0 + 60 * S)
+    assert r.names() == [[("A", "firing")]]
+    assert results[-1] == ("r", "recorder", True)
+    d.tick(T0 + 60 * S + 4 * M)  # delivered: back to group_interval, nothing new to send
+    assert len(results) == 3
+
+
+def test_notification_log_prevents_a_resend_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "nflog.json"
+    first = Recorder()
+    d, _ = make(ROOT, {"r": first}, nflog=NotifyLog(path))
+    d.put([firing("A")], T0)
+    d.tick(T0 + 30 * S)
+    assert len(first.sent) == 1
+    # A restart: new dispatcher, the same alert evaluated again with a new start time.
+    again = Recorder()
+    d2, _ = make(ROOT, {"r": again}, nflog=NotifyLog(path))
+    later = T0 + 10 * M
+    d2.put([firing("A", later)], later)
+    d2.tick(later + 30 * S)
+    assert again.sent == []  # already told within repeat_interval
+    d2.put([firing("A", later), firing("B", later)], later + M)
+    d2.tick(later + 30 * S + 5 * M)
+    assert again.names() == [[("B", "firing")]]  # B is new: B's own group, sent
+    d2.tick(T0 + 30 * S + 65 * M)
+    assert again.names()[-1] == [("A", "firing")]  # repeat_interval since the first send
+
+
+def test_an_unreadable_log_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "nflog.json"
+    path.write_text("{not json", encoding="utf-8")
+    assert NotifyLog(path).get("x") is None
+    assert "unreadable" in caplog.text

@@ -1,0 +1,104 @@
+"""Alert rules and routing in rules/: validated by ``autoscaler check`` with file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from autoscaler.rules.loader import load_paths
+
+ROOT = Path(__file__).resolve().parent.parent
+
+BASE = """
+signals:
+  waiting:
+    swarm: {metric: pending_sessions}
+"""
+
+
+def problems(tmp_path: Path, *files: str) -> list[str]:
+    paths = []
+    for i, text in enumerate(files):
+        p = tmp_path / f"f{i}.yml"
+        p.write_text(text, encoding="utf-8")
+        paths.append(p)
+    result = load_paths(paths)
+    return [str(p).replace(str(tmp_path) + "/", "") for p in result.problems]
+
+
+def test_shipped_rules_with_alerts_are_valid() -> None:
+    result = load_paths([ROOT / "rules"])
+    assert result.problems == []
+    assert result.policies is not None
+    assert "NoNodeForSessions" in result.policies.alerts
+    assert result.policies.route is not None and result.policies.receivers
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "route:\n  receiver: ops\n  routes:\n    - receiver: pager\n"
+            "receivers:\n  - name: ops\n",
+            "f1.yml:4: route.routes[0].receiver: undefined receiver 'pager' (defined: ops)",
+        ),
+        (
+            "alerts:\n  Waiting:\n    signal: waitng\n    op: '>'\n    value: 0\n",
+            "f1.yml:3: alerts.Waiting.signal: unknown signal 'waitng': did you mean 'waiting'?",
+        ),
+        (
+            "alerts:\n  AutoscalerLoopStalled:\n    expr: up == 0\n",
+            "f1.yml:2: alerts.AutoscalerLoopStalled: 'AutoscalerLoopStalled' is a built-in alert",
+        ),
+        (
+            "receivers:\n  - name: ops\n    pagerduty_configs: []\n",
+            "f1.yml:2: receivers[0]: 'pagerduty_configs' is not supported",
+        ),
+        (
+            "alerts:\n  X:\n    expr: up\n    for: soon\n",
+            "f1.yml:4: alerts.X.for: bad duration 'soon'",
+        ),
+        (
+            "route:\n  receiver: ops\n  routes:\n    - matchers: ['a=~(']\n"
+            "receivers:\n  - name: ops\n",
+            "f1.yml:4: route.routes[0].matchers: bad regular expression",
+        ),
+        (
+            "route:\n  receiver: ops\n  routes:\n    - mute_time_intervals: [night]\n"
+            "receivers:\n  - name: ops\n",
+            "f1.yml:4: route.routes[0].mute_time_intervals[0]: undefined time interval 'night'",
+        ),
+    ],
+)
+def test_alerting_problems_name_file_line_and_field(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    got = problems(tmp_path, BASE, text)
+    assert any(p.startswith(expected) for p in got), got
+
+
+def test_receivers_in_two_files_are_reported(tmp_path: Path) -> None:
+    r = "receivers:\n  - name: ops\n"
+    got = problems(tmp_path, BASE + "route: {receiver: ops}\n" + r, r)
+    assert any("section 'receivers' is defined twice" in p for p in got), got
+
+
+def test_route_and_receivers_may_live_in_separate_files(tmp_path: Path) -> None:
+    assert (
+        problems(tmp_path, BASE + "route: {receiver: ops}\n", "receivers:\n  - name: ops\n") == []
+    )
+
+
+def test_alertmanager_sections_that_are_not_read_are_named(tmp_path: Path) -> None:
+    got = problems(
+        tmp_path,
+        "route: {receiver: a}\nreceivers: [{name: a}]\n"
+        "global:\n  smtp_smarthost: x:25\ntemplates: ['*.tmpl']\n",
+    )
+    assert got == [
+        "f0.yml:3: global: the Alertmanager section 'global' is not supported: "
+        "set smarthost, from, api_url_file ... on each receiver instead",
+        "f0.yml:5: templates: the Alertmanager section 'templates' is not supported: "
+        "use the title/text/html/headers templates of the receivers instead",
+    ]

@@ -1,0 +1,326 @@
+"""The EC2 provider and the SSM join parameter against moto's server (real HTTP, real boto3)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+from moto.server import ThreadedMotoServer
+
+from autoscaler.decide.pools import labels as L
+from autoscaler.providers.base import ProviderError
+from autoscaler.providers.ec2 import Ec2Provider, boto_config
+from autoscaler.providers.ssm import JoinParameter
+from autoscaler.rules.pools import PoolPolicy
+from autoscaler.sources.errors import SourceError
+from autoscaler.userdata import JoinSettings, render_user_data
+
+REGION = "eu-west-1"
+CLUSTER = "test-cluster"
+NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
+SECRET = "SWMTKN-1-secret-token-value"
+TRUST = json.dumps(
+    {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "ec2.amazonaws.com"},
+                "Action": "sts:AssumeRole",
+            }
+        ],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def moto_url() -> Iterator[str]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    cfg = boto_config("standard", 2, 5)
+    ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=moto_url, config=cfg)
+    ssm = boto3.client("ssm", region_name=REGION, endpoint_url=moto_url, config=cfg)
+    vpc = ec2.create_vpc(CidrBlock="10.9.0.0/16")["Vpc"]["VpcId"]
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.9.{i}.0/24")["Subnet"]["SubnetId"]
+        for i in (1, 2)
+    ]
+    sg = ec2.create_security_group(GroupName=f"w-{vpc}", Description="w", VpcId=vpc)["GroupId"]
+    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    iam = boto3.client("iam", region_name=REGION, endpoint_url=moto_url, config=cfg)
+    if not iam.list_instance_profiles()["InstanceProfiles"]:
+        iam.create_role(RoleName="shiny-worker", AssumeRolePolicyDocument=TRUST)
+        iam.create_instance_profile(InstanceProfileName="shiny-worker")
+        iam.add_role_to_instance_profile(
+            InstanceProfileName="shiny-worker", RoleName="shiny-worker"
+        )
+    yield {"ec2": ec2, "ssm": ssm, "subnets": subnets, "sg": sg, "ami": ami, "url": moto_url}
+    ids = [
+        i["InstanceId"]
+        for r in ec2.describe_instances()["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] != "terminated"
+    ]
+    if ids:
+        ec2.terminate_instances(InstanceIds=ids)
+
+
+def policy(aws: dict[str, Any], **ec2: Any) -> PoolPolicy:
+    section = {
+        "ami": aws["ami"],
+        "instance_types": ["m6i.xlarge", "m5.xlarge"],
+        "subnets": aws["subnets"],
+        "security_groups": [aws["sg"]],
+        "instance_profile": "shiny-worker",
+        **ec2,
+    }
+    return PoolPolicy.model_validate(
+        {"provider": "ec2", "max": 5, "seats_per_node": 4, "images": ["r-app:1"], "ec2": section}
+    )
+
+
+def user_data(pool: str, p: PoolPolicy, warm: bool) -> str:
+    settings = JoinSettings(pool, CLUSTER, REGION, "/autoscaler/join", p.images, warm=warm)
+    return render_user_data(settings)
+
+
+def provider(client: Any, cluster: str = CLUSTER) -> Ec2Provider:
+    return Ec2Provider(client, cluster, user_data, clock=lambda: NOW)
+
+
+def describe(ec2: Any, ids: list[str]) -> list[dict[str, Any]]:
+    answer = ec2.describe_instances(InstanceIds=ids)
+    return [i for r in answer["Reservations"] for i in r["Instances"]]
+
+
+class NoCapacity:
+    """The boto3 client, except that some instance types (or Spot) have no capacity."""
+
+    def __init__(
+        self,
+        client: Any,
+        types: set[str],
+        spot: bool = False,
+        code: str = "InsufficientInstanceCapacity",
+    ) -> None:
+        self._client = client
+        self.types = types
+        self.spot = spot
+        self.code = code
+        self.calls: list[tuple[str, str, str]] = []
+
+    def run_instances(self, **params: Any) -> Any:
+        market = params.get("InstanceMarketOptions", {}).get("MarketType", "on-demand")
+        self.calls.append((params["InstanceType"], params["SubnetId"], market))
+        if params["InstanceType"] in self.types or (self.spot and market == "spot"):
+            error = {"Code": self.code, "Message": "refused"}
+            raise ClientError({"Error": error}, "RunInstances")
+        return self._client.run_instances(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_launch_tags_imdsv2_and_user_data(aws: dict[str, Any]) -> None:
+    ids = provider(aws["ec2"]).launch("web", policy(aws), 2, "web-1-2")
+    assert len(ids) == 2
+    for inst in describe(aws["ec2"], ids):
+        tags = {t["Key"]: t["Value"] for t in inst["Tags"]}
+        assert tags[L.TAG_POOL] == "web"
+        assert tags[L.TAG_CLUSTER] == CLUSTER
+        assert tags[L.TAG_LAUNCHED_AT] == "2024-05-06T12:00:00Z"
+        assert inst["InstanceType"] == "m6i.xlarge"
+        assert inst["SubnetId"] == aws["subnets"][0]
+        assert inst["MetadataOptions"]["HttpTokens"] == "required"
+        assert [g["GroupId"] for g in inst["SecurityGroups"]] == [aws["sg"]]
+    attr = aws["ec2"].describe_instance_attribute(InstanceId=ids[0], Attribute="userData")
+    script = base64.b64decode(attr["UserData"]["Value"]).decode()
+    assert "AUTOSCALER_POOL=web" in script and "AUTOSCALER_IMAGES=r-app:1" in script
+    assert "SWMTKN" not in script
+
+
+def test_list_shows_only_this_clusters_pool_machines(aws: dict[str, Any]) -> None:
+    mine = provider(aws["ec2"]).launch("web", policy(aws), 1, "web-list")
+    theirs = provider(aws["ec2"], cluster="other").launch("web", policy(aws), 1, "o-list")
+    aws["ec2"].run_instances(ImageId=aws["ami"], MinCount=1, MaxCount=1)  # untagged
+    listed = provider(aws["ec2"]).list_instances()
+    assert [i.id for i in listed] == mine
+    (inst,) = listed
+    assert inst.pool == "web" and inst.state in ("pending", "running")
+    assert inst.launched_at == NOW and inst.private_dns and inst.private_ip
+    assert theirs[0] not in {i.id for i in listed}
+
+
+def test_client_token_makes_launch_idempotent(aws: dict[str, Any]) -> None:
+    p = provider(aws["ec2"])
+    first = p.launch("web", policy(aws), 2, "web-same-token")
+    again = p.launch("web", policy(aws), 2, "web-same-token")
+    assert sorted(first) == sorted(again)
+    assert len(p.list_instances()) == 2
+    other = p.launch("web", policy(aws), 1, "web-another-token")
+    assert not set(other) & set(first)
+    tokens = {
+        i["InstanceId"]: {t["Key"]: t["Value"] for t in i["Tags"]}[L.TAG_TOKEN]
+        for i in describe(aws["ec2"], first + other)
+    }
+    assert tokens[first[0]] == tokens[first[1]] != tokens[other[0]]
+    assert all(len(t) <= 64 for t in tokens.values())  # EC2's ClientToken limit
+
+
+def test_capacity_error_falls_back_to_next_type_then_subnet(aws: dict[str, Any]) -> None:
+    client = NoCapacity(aws["ec2"], {"m6i.xlarge"})
+    ids = provider(client).launch("web", policy(aws), 1, "web-fallback")
+    (inst,) = describe(aws["ec2"], ids)
+    assert inst["InstanceType"] == "m5.xlarge"
+    s1, s2 = aws["subnets"]
+    assert client.calls == [
+        ("m6i.xlarge", s1, "on-demand"),
+        ("m6i.xlarge", s2, "on-demand"),
+        ("m5.xlarge", s1, "on-demand"),
+    ]
+
+
+def test_no_capacity_anywhere_is_an_error_naming_each_place(aws: dict[str, Any]) -> None:
+    client = NoCapacity(aws["ec2"], {"m6i.xlarge", "m5.xlarge"})
+    with pytest.raises(ProviderError, match=r"no capacity for pool web: m6i\.xlarge on-demand"):
+        provider(client).launch("web", policy(aws), 1, "web-none")
+    assert len(client.calls) == 4
+    assert provider(aws["ec2"]).list_instances() == ()
+
+
+def test_spot_falls_back_to_on_demand(aws: dict[str, Any]) -> None:
+    client = NoCapacity(aws["ec2"], set(), spot=True)
+    ids = provider(client).launch("web", policy(aws, spot=True), 1, "web-spot")
+    assert len(ids) == 1
+    assert client.calls[:2] == [
+        ("m6i.xlarge", aws["subnets"][0], "spot"),
+        ("m6i.xlarge", aws["subnets"][0], "on-demand"),
+    ]
+
+
+def test_other_errors_are_not_retried_elsewhere(aws: dict[str, Any]) -> None:
+    client = NoCapacity(aws["ec2"], {"m6i.xlarge"}, code="UnauthorizedOperation")
+    with pytest.raises(ProviderError, match=r"run_instances refused \(UnauthorizedOperation\)"):
+        provider(client).launch("web", policy(aws), 1, "web-unauthorized")
+    assert len(client.calls) == 1
+
+
+def test_terminate_only_the_pools_machines(aws: dict[str, Any]) -> None:
+    p = provider(aws["ec2"])
+    (mine,) = p.launch("web", policy(aws), 1, "web-term")
+    (other_pool,) = p.launch("batch", policy(aws), 1, "batch-term")
+    stranger = aws["ec2"].run_instances(ImageId=aws["ami"], MinCount=1, MaxCount=1)
+    stranger_id = stranger["Instances"][0]["InstanceId"]
+    with pytest.raises(ProviderError, match="never terminated"):
+        p.terminate(stranger_id, "web")
+    with pytest.raises(ProviderError, match="never terminated"):
+        p.terminate(other_pool, "web")
+    assert p.terminate(mine, "web") == f"terminated {mine}"
+    assert describe(aws["ec2"], [mine])[0]["State"]["Name"] in ("shutting-down", "terminated")
+    assert "already" in p.terminate(mine, "web")
+    states = {i["InstanceId"]: i["State"]["Name"] for i in describe(aws["ec2"], [stranger_id])}
+    assert states[stranger_id] in ("pending", "running")
+    assert mine not in {i.id for i in p.list_instances()}
+
+
+def test_warm_pool_is_started_before_launching(aws: dict[str, Any]) -> None:
+    p = provider(aws["ec2"])
+    pol = policy(aws, warm_pool=1)
+    (warm,) = p.fill_warm_pool("web", pol, "web-warm")
+    assert p.list_instances() == ()  # still pulling images: neither capacity nor a join
+    assert p.fill_warm_pool("web", pol, "web-warm-2") == []  # already one on its way
+    aws["ec2"].stop_instances(InstanceIds=[warm])
+    assert [i.state for i in p.list_instances()] in (["stopping"], ["stopped"])
+    attr = aws["ec2"].describe_instance_attribute(InstanceId=warm, Attribute="userData")
+    assert "AUTOSCALER_WARM=1" in base64.b64decode(attr["UserData"]["Value"]).decode()
+    waiter_state = describe(aws["ec2"], [warm])[0]["State"]["Name"]
+    if waiter_state != "stopped":
+        pytest.skip(f"moto left the machine {waiter_state}")
+    ids = p.launch("web", pol, 2, "web-after-warm")
+    assert ids[0] == warm and len(ids) == 2
+    assert {i.id: i.state for i in p.list_instances()}[warm] in ("pending", "running")
+
+
+def test_unreachable_ec2_is_a_source_error() -> None:
+    client = boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=boto_config("standard", 1, 1),
+    )
+    with pytest.raises(SourceError, match="EC2 unreachable"):
+        provider(client).list_instances()
+
+
+# ---------------------------------------------------------------- SSM join parameter
+
+
+def test_join_token_written_as_secure_string_and_readable(aws: dict[str, Any]) -> None:
+    name = "/autoscaler/test/join-1"
+    param = JoinParameter(aws["ssm"], name)
+    assert param.ensure(SECRET, ["10.0.0.5:2377"]) is True
+    raw = aws["ssm"].get_parameter(Name=name)["Parameter"]
+    assert raw["Type"] == "SecureString"
+    value = aws["ssm"].get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
+    assert raw["Value"] != value  # not the plain value unless asked to decrypt
+    assert json.loads(value) == {"token": SECRET, "managers": ["10.0.0.5:2377"]}
+    # unchanged: not rewritten, also by a new writer (after a restart)
+    assert param.ensure(SECRET, ["10.0.0.5:2377"]) is False
+    assert JoinParameter(aws["ssm"], name).ensure(SECRET, ["10.0.0.5:2377"]) is False
+    version = aws["ssm"].get_parameter(Name=name)["Parameter"]["Version"]
+    # rotated token: rewritten
+    assert param.ensure(SECRET + "-rotated", ["10.0.0.5:2377"]) is True
+    assert aws["ssm"].get_parameter(Name=name)["Parameter"]["Version"] == version + 1
+
+
+def test_join_parameter_refuses_empty_values(aws: dict[str, Any]) -> None:
+    with pytest.raises(ProviderError, match="no join token"):
+        JoinParameter(aws["ssm"], "/autoscaler/test/join-2").ensure("", ["10.0.0.5:2377"])
+
+
+def test_launch_action_refills_the_warm_pool(aws: dict[str, Any]) -> None:
+    from autoscaler.actuate.machines import MachineActuator
+    from autoscaler.decide.plan_types import LaunchNodes
+    from autoscaler.rules.schema import Policies
+
+    p = provider(aws["ec2"])
+    pol = policy(aws, warm_pool=1)
+    act = MachineActuator({"ec2": p}, lambda: Policies(pools={"web": pol}))
+    result = act.execute(
+        LaunchNodes(pool="web", provider="ec2", count=1, reason="t", token="web-refill")
+    )
+    assert result.ok, result.message
+    assert result.message.endswith("1 warm machine(s) on their way")
+    assert len(p.list_instances()) == 1  # the warm one is neither capacity nor a join
+    assert len(p.list_instances(include_warming=True)) == 2
+
+
+def test_launch_from_a_launch_template(aws: dict[str, Any]) -> None:
+    name = f"shiny-worker-{aws['sg'][-6:]}"
+    aws["ec2"].create_launch_template(
+        LaunchTemplateName=name, LaunchTemplateData={"ImageId": aws["ami"]}
+    )
+    pol = policy(aws, ami=None, launch_template=name)
+    (iid,) = provider(aws["ec2"]).launch("web", pol, 1, "web-template")
+    (inst,) = describe(aws["ec2"], [iid])
+    assert inst["ImageId"] == aws["ami"]
+    assert inst["MetadataOptions"]["HttpTokens"] == "required"

@@ -1,0 +1,337 @@
+"""The node lifecycle, pure: every state and transition, from literal snapshots."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from autoscaler.decide.plan_types import (
+    DrainNode,
+    LabelNode,
+    Notify,
+    PauseNode,
+    PoolMemory,
+    RemoveNode,
+    TerminateInstance,
+)
+from autoscaler.decide.pools import labels as L
+from autoscaler.decide.pools.inventory import STATES, take_inventory
+from tests.pools_builders import (
+    POOL,
+    T0,
+    kinds,
+    machine,
+    node,
+    on,
+    pending,
+    pool,
+    reasons,
+    run,
+    sessions,
+    snapshot,
+)
+
+LONG_AGO = PoolMemory(unneeded_since=T0 - timedelta(minutes=11))
+
+
+def ago(minutes: float) -> str:
+    return L.stamp(T0 - timedelta(minutes=minutes))
+
+
+def paused(name: str, minutes: float = 1, **extra: str) -> Any:
+    return node(name, state="paused", extra={L.PAUSED_AT: ago(minutes), **extra})
+
+
+def draining(name: str, minutes: float) -> Any:
+    return node(name, state="draining", extra={L.DRAINING_AT: ago(minutes)})
+
+
+def hosts(p: Any, kind: str) -> list[str]:
+    return [a.hostname for a in on(p, kind)]
+
+
+# ---------------------------------------------------------------- states
+
+
+def test_every_state_is_recognised() -> None:
+    nodes = [
+        node("active"),
+        node("joining", ready="unknown"),
+        paused("paused"),
+        draining("draining", 0),
+        node("gone", ready="down"),
+        node("down", ready="down"),
+        node("held", availability="pause"),  # paused by a person, labels say active
+        node("late", ready="unknown"),
+    ]
+    machines = [
+        machine("active"),
+        machine("joining", age=timedelta(minutes=1)),
+        machine("paused"),
+        machine("draining"),
+        machine("gone", state="terminated"),
+        machine("down"),
+        machine("held"),
+        machine("late", age=timedelta(minutes=11)),
+        machine("launching", age=timedelta(minutes=1)),
+        machine("never", age=timedelta(minutes=30)),
+        machine("warm", state="stopped"),
+        machine("leaving", state="shutting-down"),
+    ]
+    inv = take_inventory(POOL, pool(), snapshot(nodes, machines=machines))
+    by_state = {m.name: m.state for m in inv.members}
+    assert by_state == {
+        "active": "active",
+        "joining": "joining",
+        "paused": "paused",
+        "draining": "draining",
+        "gone": "terminated",
+        "down": "down",
+        "held": "held",
+        "late": "join_timeout",
+        "i-launching": "launching",
+        "i-never": "join_timeout",
+        "i-leaving": "removed",
+    }
+    assert set(by_state.values()) == set(STATES)
+    assert inv.warm == 1
+
+
+# ---------------------------------------------------------------- scale-in
+
+
+@pytest.mark.parametrize(
+    ("since_minutes", "pauses"),
+    [(None, 0), (5, 0), (9.9, 0), (10, 1), (60, 1)],
+)
+def test_scale_in_only_after_unneeded_for(since_minutes: float | None, pauses: int) -> None:
+    memory = (
+        PoolMemory(unneeded_since=T0 - timedelta(minutes=since_minutes))
+        if since_minutes is not None
+        else None
+    )
+    nodes = [node("a"), node("b"), node("c")]
+    p = run(snapshot(nodes, sessions("a", 2)), pool(), memory=memory)
+    assert len(on(p, "pause_node")) == pauses, reasons(p)
+    assert p.memory.pools[POOL].unneeded_since == (
+        T0 - timedelta(minutes=since_minutes) if since_minutes is not None else T0
+    )
+    if not pauses:
+        assert "scale-in waits until" in reasons(p)
+
+
+def test_surplus_gone_resets_the_clock() -> None:
+    p = run(snapshot([node("a")], sessions("a", 3)), pool(), memory=LONG_AGO)
+    assert p.memory.pools[POOL].unneeded_since is None
+
+
+def test_pause_the_emptiest_node_per_step() -> None:
+    nodes = [node("a"), node("b"), node("c"), node("d")]
+    sess = sessions("a", 3) + sessions("b", 1, start=10) + sessions("c", 2, start=20)
+    p = run(snapshot(nodes, sess), pool(), memory=LONG_AGO)
+    assert hosts(p, "pause_node") == ["d"]
+    (action,) = on(p, "pause_node")
+    assert isinstance(action, PauseNode) and action.at == T0
+    two = run(snapshot(nodes, sess), pool(scale_in={"nodes_per_step": 2}), memory=LONG_AGO)
+    assert hosts(two, "pause_node") == ["d", "b"]
+
+
+def test_never_below_min() -> None:
+    nodes = [node("a"), node("b"), node("c")]
+    p = run(snapshot(nodes), pool(min=3), memory=LONG_AGO)
+    assert kinds(p) == []
+
+
+def test_a_node_without_a_machine_is_never_retired() -> None:
+    """Labelled by hand: capacity, but retiring it would leave its machine running."""
+    nodes = [node("a"), node("static", instance="i-none")]
+    p = run(snapshot(nodes, sessions("a", 1), [machine("a")]), pool(), memory=LONG_AGO)
+    assert hosts(p, "pause_node") == ["a"]  # though "static" is the emptiest
+    assert p.pools[0].nodes["active"] == 2
+
+
+def test_nodes_per_step_never_exceeds_surplus() -> None:
+    nodes = [node("a"), node("b"), node("c")]
+    p = run(snapshot(nodes, sessions("a", 4)), pool(scale_in={"nodes_per_step": 5}), LONG_AGO)
+    assert hosts(p, "pause_node") == ["b", "c"]
+
+
+# ---------------------------------------------------------------- paused -> draining
+
+
+def test_paused_with_sessions_waits() -> None:
+    nodes = [node("a"), paused("p", minutes=600)]
+    p = run(snapshot(nodes, sessions("a", 1) + sessions("p", 2, start=10)), pool())
+    assert kinds(p) == []
+    assert "waiting for 2 session(s) to end" in reasons(p)
+
+
+def test_paused_without_user_sessions_drains() -> None:
+    nodes = [node("a"), paused("p")]
+    sess = sessions("a", 1) + sessions("p", 1, user=False, start=10)  # a spare seat only
+    p = run(snapshot(nodes, sess), pool())
+    (action,) = on(p, "drain_node")
+    assert isinstance(action, DrainNode)
+    assert action.hostname == "p" and not action.end_sessions and action.at == T0
+
+
+def test_paused_without_paused_at_starts_the_wait_now() -> None:
+    nodes = [node("a"), node("p", state="paused")]
+    p = run(snapshot(nodes, sessions("a", 1)), pool())
+    (action,) = on(p, "label_node")
+    assert isinstance(action, LabelNode) and action.labels == {L.PAUSED_AT: L.stamp(T0)}
+    assert not on(p, "drain_node")
+
+
+def test_sessions_never_ended_unless_allowed() -> None:
+    nodes = [node("a"), paused("p", minutes=60 * 24 * 7)]
+    snap = snapshot(nodes, sessions("a", 1) + sessions("p", 1, start=10))
+    assert not on(run(snap, pool()), "drain_node")
+    assert not on(run(snap, pool(scale_in={"session_grace": "8h"})), "drain_node")
+
+
+@pytest.mark.parametrize(
+    ("paused_minutes", "notified_minutes", "expect"),
+    [
+        (60, None, []),  # grace not over
+        (121, None, ["notify", "label_node"]),  # grace over: alert first
+        (130, 2, []),  # alerted, notice not over
+        (130, 5, ["drain_node"]),  # alerted long enough ago: drain, ending sessions
+    ],
+)
+def test_allow_ending_sessions_alerts_first(
+    paused_minutes: float, notified_minutes: float | None, expect: list[str]
+) -> None:
+    extra = {L.NOTIFIED_AT: ago(notified_minutes)} if notified_minutes is not None else {}
+    nodes = [node("a"), paused("p", minutes=paused_minutes, **extra)]
+    rules = {"allow_ending_sessions": True, "session_grace": "2h", "ending_notice": "5m"}
+    p = run(snapshot(nodes, sessions("a", 1) + sessions("p", 1, start=10)), pool(scale_in=rules))
+    assert kinds(p) == expect, reasons(p)
+    if "notify" in expect:
+        (alert,) = on(p, "notify")
+        assert isinstance(alert, Notify) and alert.alert == "PoolEndingSessions"
+    if "drain_node" in expect:
+        (drain,) = on(p, "drain_node")
+        assert isinstance(drain, DrainNode) and drain.end_sessions
+
+
+# ---------------------------------------------------------------- draining -> removed -> terminated
+
+
+def test_draining_waits_then_removes_and_terminates() -> None:
+    early = run(snapshot([node("a"), draining("d", 0.2)], sessions("a", 1)), pool())
+    assert kinds(early) == []
+    late = run(snapshot([node("a"), draining("d", 1)], sessions("a", 1)), pool())
+    assert kinds(late) == ["remove_node", "terminate_instance"]
+    (term,) = on(late, "terminate_instance")
+    assert isinstance(term, TerminateInstance) and term.instance_id == "i-d"
+
+
+def test_a_machine_left_shutting_down_is_terminated_again() -> None:
+    """A restart between 'shutting down' and 'gone' must not leave the machine behind."""
+    machines = [machine("a"), machine("left", state="shutting-down")]
+    p = run(snapshot([node("a")], sessions("a", 1), machines), pool())
+    assert kinds(p) == ["terminate_instance"]
+    assert p.pools[0].nodes["removed"] == 1
+    # it does not count against max: a replacement may launch meanwhile
+    full = run(snapshot([node("a")], sessions("a", 4) + pending(1), machines), pool(max=2))
+    assert kinds(full) == ["launch_nodes", "terminate_instance"]
+
+
+def test_down_node_whose_machine_is_gone_is_removed() -> None:
+    nodes = [node("a"), node("gone", ready="down")]
+    p = run(snapshot(nodes, sessions("a", 1), [machine("a")]), pool())
+    assert kinds(p) == ["remove_node"]
+    still = run(snapshot(nodes, sessions("a", 1)), pool())
+    assert kinds(still) == []
+    unknown = snapshot(nodes, sessions("a", 1)).model_copy(update={"instances": None})
+    assert kinds(run(unknown, pool())) == []
+
+
+# ---------------------------------------------------------------- launching -> joining -> active
+
+
+def test_join_timeout_terminates_and_alerts() -> None:
+    machines = [machine("a"), machine("slow", age=timedelta(minutes=9))]
+    p = run(snapshot([node("a")], sessions("a", 1), machines), pool())
+    assert kinds(p) == []
+    machines[1] = machine("slow", age=timedelta(minutes=10))
+    p = run(snapshot([node("a")], sessions("a", 1), machines), pool())
+    assert kinds(p) == ["notify", "terminate_instance"]
+    (alert,) = on(p, "notify")
+    assert isinstance(alert, Notify) and alert.alert == "PoolNodeJoinTimeout"
+
+
+def test_a_timed_out_join_is_replaced() -> None:
+    machines = [machine("a"), machine("never", age=timedelta(hours=1))]
+    p = run(snapshot([node("a")], sessions("a", 4), machines), pool(min=2))
+    assert kinds(p) == ["launch_nodes", "notify", "terminate_instance"]
+
+
+def test_newcomer_is_labelled_and_counts_once_ready() -> None:
+    newcomer = node("ip-10-0-0-9", pool_name=None)
+    machines = [machine("a"), machine("new", age=timedelta(minutes=1), dns="ip-10-0-0-9.ec2")]
+    p = run(snapshot([node("a"), newcomer], sessions("a", 4), machines), pool(min=2))
+    (label,) = on(p, "label_node")
+    assert isinstance(label, LabelNode) and label.hostname == "ip-10-0-0-9"
+    assert label.labels == {L.POOL: POOL, L.STATE: "active", L.INSTANCE: "i-new"}
+    assert not on(p, "launch_nodes")
+    assert p.pools[0].nodes["active"] == 2
+    not_ready = newcomer.model_copy(update={"state": "unknown"})
+    p = run(snapshot([node("a"), not_ready], sessions("a", 4), machines), pool(min=2))
+    assert p.pools[0].nodes["joining"] == 1 and p.pools[0].nodes["active"] == 1
+
+
+# ---------------------------------------------------------------- what is never touched
+
+
+def test_unowned_nodes_are_never_touched() -> None:
+    """No pool label: never paused, drained or removed, whatever their state."""
+    strangers = [
+        node("manager", pool_name=None, role="manager"),
+        node("idle-1", pool_name=None),
+        node("idle-2", pool_name=None),
+        node("dead", pool_name=None, ready="down"),
+        node("theirs", pool_name=None, availability="pause"),
+        node("other-pool", pool_name="batch"),
+        node("other-draining", pool_name="batch", state="draining",
+             extra={L.DRAINING_AT: ago(60)}),
+    ]  # fmt: skip
+    nodes = [node("a"), node("b"), *strangers]
+    memory = LONG_AGO
+    p = run(snapshot(nodes, machines=[machine("a"), machine("b")]), pool(min=0), memory)
+    touched = {getattr(a, "hostname", None) for a in p.actions}
+    assert touched <= {"a", "b"}, touched
+    assert on(p, "pause_node")  # the test can see a pause when one is due
+
+
+def test_held_nodes_are_left_alone() -> None:
+    nodes = [node("a"), node("held", availability="drain")]
+    p = run(snapshot(nodes, sessions("a", 1)), pool())
+    assert kinds(p) == []
+    assert "held paused or drained by someone else" in reasons(p)
+
+
+def test_disabled_pool_does_nothing() -> None:
+    p = run(snapshot([node("a")], sessions(None, 30, state="pending")), pool(enabled=False))
+    assert kinds(p) == []
+    assert p.decisions[0].outcome == "disabled"
+
+
+def test_restart_rebuilds_from_the_snapshot() -> None:
+    """Without memory, a restarted sidecar continues a scale-in from the labels alone."""
+    nodes = [node("a"), paused("p", minutes=30), draining("d", 5)]
+    p = run(snapshot(nodes, sessions("a", 1)), pool(), memory=None)
+    assert kinds(p) == ["drain_node", "remove_node", "terminate_instance"]
+    assert hosts(p, "drain_node") == ["p"] and hosts(p, "remove_node") == ["d"]
+    assert not on(p, "launch_nodes") and not on(p, "pause_node")
+
+
+def test_actions_round_trip_json() -> None:
+    nodes = [node("a"), paused("p", minutes=30), draining("d", 5), node("x", ready="down")]
+    p = run(snapshot(nodes, sessions("a", 4) + sessions(None, 7, state="pending")), pool())
+    assert type(p).model_validate_json(p.model_dump_json()) == p
+    assert kinds(p) == ["resume_node", "launch_nodes", "remove_node", "terminate_instance"]
+    assert all(isinstance(a, RemoveNode) for a in on(p, "remove_node"))

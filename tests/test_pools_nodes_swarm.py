@@ -1,0 +1,189 @@
+"""The node actuator against a real Swarm: the lifecycle of a pool node, and its refusals."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import docker
+import pytest
+
+from autoscaler.actuate.nodes import NodeActuator
+from autoscaler.decide.plan_types import (
+    DrainNode,
+    LabelNode,
+    PauseNode,
+    RemoveNode,
+    ResumeNode,
+)
+from autoscaler.decide.pools import labels as L
+from autoscaler.lab.engines import SwarmCluster
+from autoscaler.lab.image import BUSYBOX_IMAGE
+from autoscaler.lab.sessions import session_labels
+from tests.fixtures_swarm import wait_until
+
+pytestmark = pytest.mark.real
+POOL = "web"
+AT = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def pool_node(
+    swarm_cluster: SwarmCluster, swarm_client: docker.DockerClient
+) -> Iterator[dict[str, str]]:
+    """A worker booted for the test (so removing it harms nobody), removed afterwards."""
+    name = f"pn{secrets.token_hex(3)}"
+    worker = swarm_cluster.add_worker(name)
+    try:
+        yield {"node_id": worker.node_id or "", "hostname": name, "pool": POOL}
+    finally:
+        swarm_cluster.remove_worker(name)
+
+
+def node(client: docker.DockerClient, node_id: str) -> Any:
+    return client.api.inspect_node(node_id)
+
+
+def labels(client: docker.DockerClient, node_id: str) -> dict[str, str]:
+    return dict(node(client, node_id)["Spec"].get("Labels") or {})
+
+
+def availability(client: docker.DockerClient, node_id: str) -> str:
+    return str(node(client, node_id)["Spec"]["Availability"])
+
+
+def session_on(client: docker.DockerClient, hostname: str, user: str | None = "alice") -> str:
+    """A ShinyProxy-like session service pinned to one node, running."""
+    proxy = secrets.token_hex(4)
+    tmpl = {
+        "ContainerSpec": {
+            "Image": BUSYBOX_IMAGE,
+            "Command": ["sleep", "3600"],
+            "Labels": session_labels(
+                proxy_id=proxy, spec_id="euler", user_id=user, instance="t", created_at=AT
+            ),
+        },
+        "Placement": {"Constraints": [f"node.hostname=={hostname}"]},
+        "RestartPolicy": {"Condition": "none"},
+    }
+    sid = str(client.api.create_service(tmpl, name=f"sp-service-{proxy}-0")["ID"])
+
+    def running() -> bool:
+        tasks = client.api.tasks(filters={"service": sid})
+        return any(t["Status"]["State"] == "running" for t in tasks)
+
+    wait_until(running, timeout=60, what="session running")
+    return sid
+
+
+def running_tasks(client: docker.DockerClient, sid: str) -> int:
+    tasks = client.api.tasks(filters={"service": sid})
+    return sum(1 for t in tasks if t["Status"]["State"] == "running")
+
+
+def test_lifecycle_never_drains_a_session(
+    swarm_client: docker.DockerClient, pool_node: dict[str, str]
+) -> None:
+    act = NodeActuator(swarm_client)
+    nid = pool_node["node_id"]
+    # a newcomer joins the pool
+    joined = act.execute(
+        LabelNode(
+            **pool_node, labels={L.POOL: POOL, L.STATE: "active", L.INSTANCE: "i-1"}, reason="t"
+        )
+    )
+    assert joined.ok, joined.message
+    assert labels(swarm_client, nid)[L.POOL] == POOL
+    sid = session_on(swarm_client, pool_node["hostname"])
+
+    # drain before pause: refused
+    early = act.execute(DrainNode(**pool_node, reason="t", at=AT))
+    assert not early.ok and "drain follows pause" in early.message
+
+    paused = act.execute(PauseNode(**pool_node, reason="t", at=AT))
+    assert paused.ok, paused.message
+    assert availability(swarm_client, nid) == "pause"
+    assert labels(swarm_client, nid)[L.STATE] == "paused"
+    assert labels(swarm_client, nid)[L.PAUSED_AT] == "2024-05-06T12:00:00Z"
+    assert running_tasks(swarm_client, sid) == 1  # the session keeps running
+
+    # a user session there: neither drained nor removed
+    refused = act.execute(DrainNode(**pool_node, reason="t", at=AT))
+    assert not refused.ok and "holds 1 user session" in refused.message
+    assert availability(swarm_client, nid) == "pause"
+    removal = act.execute(RemoveNode(**pool_node, reason="t"))
+    assert not removal.ok and "neither down nor drained" in removal.message
+    assert running_tasks(swarm_client, sid) == 1
+
+    # resume and pause again
+    assert act.execute(ResumeNode(**pool_node, reason="t")).ok
+    assert availability(swarm_client, nid) == "active"
+    assert L.PAUSED_AT not in labels(swarm_client, nid)
+    assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
+
+    # the session ends: drain, then remove
+    swarm_client.api.remove_service(sid)
+    wait_until(lambda: act.user_sessions(nid) == 0, timeout=30, what="session gone")
+    drained = act.execute(DrainNode(**pool_node, reason="t", at=AT))
+    assert drained.ok, drained.message
+    assert availability(swarm_client, nid) == "drain"
+    assert labels(swarm_client, nid)[L.STATE] == "draining"
+    removed = act.execute(RemoveNode(**pool_node, reason="t"))
+    assert removed.ok, removed.message
+    assert nid not in {n["ID"] for n in swarm_client.api.nodes()}
+
+
+def test_ending_sessions_needs_the_explicit_flag(
+    swarm_client: docker.DockerClient, pool_node: dict[str, str]
+) -> None:
+    act = NodeActuator(swarm_client)
+    assert act.execute(LabelNode(**pool_node, labels={L.POOL: POOL}, reason="t")).ok
+    sid = session_on(swarm_client, pool_node["hostname"])
+    spare = session_on(swarm_client, pool_node["hostname"], user=None)  # no user: not counted
+    assert act.user_sessions(pool_node["node_id"]) == 1
+    assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
+    assert not act.execute(DrainNode(**pool_node, reason="t", at=AT)).ok
+    ended = act.execute(DrainNode(**pool_node, reason="t", at=AT, end_sessions=True))
+    assert ended.ok and "ending 1 session(s)" in ended.message
+    wait_until(lambda: running_tasks(swarm_client, sid) == 0, timeout=30, what="session ended")
+    assert running_tasks(swarm_client, spare) == 0
+
+
+def test_unowned_nodes_are_never_touched(swarm_client: docker.DockerClient) -> None:
+    act = NodeActuator(swarm_client)
+    checked = 0
+    for raw in swarm_client.api.nodes():
+        if raw["Spec"].get("Labels", {}).get(L.POOL):
+            continue
+        checked += 1
+        target = {"node_id": raw["ID"], "hostname": raw["Description"]["Hostname"], "pool": POOL}
+        before = (raw["Spec"], raw["Version"]["Index"])
+        for action in (
+            PauseNode(**target, reason="t", at=AT),
+            ResumeNode(**target, reason="t"),
+            DrainNode(**target, reason="t", at=AT, end_sessions=True),
+            RemoveNode(**target, reason="t"),
+            LabelNode(**target, labels={L.STATE: "active"}, reason="t"),
+        ):
+            result = act.execute(action)
+            assert not result.ok, (action.kind, result.message)
+        after = swarm_client.api.inspect_node(raw["ID"])
+        assert (after["Spec"], after["Version"]["Index"]) == before
+        if raw["Spec"]["Role"] == "manager":
+            claim = act.execute(LabelNode(**target, labels={L.POOL: POOL}, reason="t"))
+            assert not claim.ok and "manager" in claim.message
+    assert checked >= 2  # the manager and the shared workers
+
+
+def test_label_refusals(swarm_client: docker.DockerClient, pool_node: dict[str, str]) -> None:
+    act = NodeActuator(swarm_client)
+    other = {**pool_node, "pool": "batch"}
+    assert act.execute(LabelNode(**other, labels={L.POOL: "batch"}, reason="t")).ok
+    stolen = act.execute(LabelNode(**pool_node, labels={L.POOL: POOL}, reason="t"))
+    assert not stolen.ok and "belongs to pool batch" in stolen.message
+    foreign = act.execute(LabelNode(**other, labels={"com.example": "x"}, reason="t"))
+    assert not foreign.ok and "only autoscaler.* labels" in foreign.message
+    wrong_name = act.execute(PauseNode(**{**other, "hostname": "nope"}, reason="t", at=AT))
+    assert not wrong_name.ok and "not nope" in wrong_name.message

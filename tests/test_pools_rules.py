@@ -1,0 +1,71 @@
+"""The pools section of the rules: the shipped example loads, mistakes name file:line:field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autoscaler.rules.loader import RuleSource, load_rules, load_sources
+
+RULES = Path(__file__).parent.parent / "rules"
+
+
+def problems(text: str) -> list[str]:
+    result = load_sources([RuleSource("p.yml", text.encode())])
+    assert result.policies is None
+    return [str(p) for p in result.problems]
+
+
+def test_shipped_pool_loads() -> None:
+    result = load_rules(RULES)
+    assert result.policies is not None, [str(p) for p in result.problems]
+    pool = result.policies.pools["workers"]
+    assert pool.provider == "local" and pool.min == 1 and pool.seats_per_node == 4
+    assert pool.headroom.signal in result.policies.signals
+
+
+GOOD = """\
+pools:
+  web:
+    provider: local
+    max: 4
+    seats_per_node: 4
+"""
+
+
+def test_minimal_pool() -> None:
+    result = load_sources([RuleSource("p.yml", GOOD.encode())])
+    assert result.policies is not None
+    assert result.policies.pools["web"].scale_in.allow_ending_sessions is False
+
+
+def test_field_errors_name_the_line() -> None:
+    (negative,) = problems(GOOD.replace("max: 4", "max: -1"))
+    assert negative.startswith("p.yml:4: pools.web.max:") and "got -1" in negative
+    (typo,) = problems(GOOD + "    sets_per_node: 3\n")
+    assert typo.startswith("p.yml:6: pools.web.sets_per_node: unknown key")
+    assert "did you mean 'seats_per_node'" in typo
+
+
+def test_consistency_errors() -> None:
+    (ec2,) = problems(GOOD.replace("provider: local", "provider: ec2"))
+    assert ec2.startswith("p.yml:2: pools.web:") and "needs an 'ec2' section" in ec2
+    (bounds,) = problems(GOOD + "    min: 5\n")
+    assert "min (5) is above max (4)" in bounds
+    (cost,) = problems(GOOD + "    max_cost_per_hour: 2\n")
+    assert "needs 'prices'" in cost
+    (ami,) = problems(
+        GOOD.replace("provider: local", "provider: ec2")
+        + "    ec2:\n      instance_types: [m5.large]\n      subnets: [s-1]\n"
+    )
+    assert ami.startswith("p.yml:6: pools.web.ec2:") and "'launch_template' or 'ami'" in ami
+
+
+def test_headroom_signal_must_exist() -> None:
+    (unknown,) = problems(GOOD + "    headroom:\n      signal: arrivls\n")
+    assert unknown.startswith("p.yml:7: pools.web.headroom.signal: unknown signal 'arrivls'")
+
+
+def test_pool_defined_twice() -> None:
+    result = load_sources([RuleSource("a.yml", GOOD.encode()), RuleSource("b.yml", GOOD.encode())])
+    assert result.policies is None
+    assert any("pool 'web' is defined twice" in str(p) for p in result.problems)

@@ -1,0 +1,227 @@
+"""Pool sizing, pure: seats in use + waiting + headroom -> nodes, within min, max, cost."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from autoscaler.decide.plan_types import LaunchNodes, PoolMemory, ResumeNode
+from autoscaler.rules.schema import Signal
+from tests.pools_builders import (
+    POOL,
+    T0,
+    kinds,
+    machine,
+    node,
+    on,
+    pending,
+    pool,
+    reasons,
+    run,
+    sessions,
+    snapshot,
+)
+
+
+def launched(p: Any) -> int:
+    return sum(a.count for a in on(p, "launch_nodes") if isinstance(a, LaunchNodes))
+
+
+@pytest.mark.parametrize(
+    ("case", "active", "used", "waiting", "overrides", "launch"),
+    [
+        ("empty pool gets its min", 0, 0, 0, {}, 1),
+        ("fits: 2 nodes, 7 used + 0 waiting + 0 headroom", 2, 7, 0, {}, 0),
+        ("headroom seats need a third node", 2, 7, 0, {"headroom": {"seats": 2}}, 1),
+        ("waiting sessions need nodes", 1, 0, 9, {}, 2),
+        ("min raises the count", 1, 0, 0, {"min": 3}, 2),
+        ("max caps the count", 1, 4, 40, {"max": 3}, 2),
+        (
+            "cost cap caps the count",
+            1,
+            4,
+            40,
+            {"prices": {"local": 0.5}, "max_cost_per_hour": 1.6},
+            2,
+        ),
+        ("full nodes plus one seat of headroom", 2, 8, 0, {"headroom": {"seats": 1}}, 1),
+    ],
+)
+def test_launch_table(
+    case: str, active: int, used: int, waiting: int, overrides: dict[str, Any], launch: int
+) -> None:
+    names = [f"w{i}" for i in range(active)]
+    sess = [s for i, n in enumerate(names) for s in sessions(n, min(4, used - 4 * i))]
+    p = run(snapshot([node(n) for n in names], sess + pending(waiting)), pool(**overrides))
+    assert launched(p) == launch, (case, reasons(p))
+    assert not on(p, "pause_node"), case
+
+
+def test_refusals_are_reasons() -> None:
+    sess = sessions("w0", 4) + pending(40)
+    at_max = run(snapshot([node("w0")], sess), pool(max=3))
+    assert "at max 3" in reasons(at_max)
+    capped = run(
+        snapshot([node("w0")], sess),
+        pool(prices={"local": 0.5}, max_cost_per_hour=1.6, max=10),
+    )
+    assert "cost cap $1.60/h allows 3 node(s) at $0.50/h" in reasons(capped)
+    assert launched(capped) == 2
+
+
+def test_machines_at_max_block_launch_even_when_paused() -> None:
+    """Paused and draining machines still count against max and cost."""
+    nodes = [node("a"), node("p1", state="paused"), node("d1", state="draining")]
+    extra = {"autoscaler.paused-at": "2024-05-06T11:59:00Z"}
+    nodes[1] = node("p1", state="paused", extra=extra)
+    sess = sessions("a", 4) + sessions("p1", 4, start=10) + pending(8)
+    p = run(snapshot(nodes, sess), pool(max=3))
+    # the paused node is resumed (it has no free seat but is capacity), nothing launched
+    assert launched(p) == 0
+    assert [a.hostname for a in on(p, "resume_node") if isinstance(a, ResumeNode)] == ["p1"]
+    assert "at max 3" in reasons(p)
+
+
+def test_resume_before_launch() -> None:
+    extra = {"autoscaler.paused-at": "2024-05-06T11:00:00Z"}
+    nodes = [
+        node("a"),
+        node("p-full", state="paused", extra=extra),
+        node("p-empty", state="paused", extra=extra),
+    ]
+    sess = sessions("a", 4) + sessions("p-full", 3, start=10) + pending(12)
+    p = run(snapshot(nodes, sess), pool())
+    resumed = [a.hostname for a in on(p, "resume_node") if isinstance(a, ResumeNode)]
+    assert resumed == ["p-full", "p-empty"]
+    assert launched(p) == 1  # 4 used + 12 waiting = 16 seats -> 4 nodes: a + 2 resumed + 1
+    assert "resume 2 paused node(s) before launching" in reasons(p)
+    # a resumed node is not drained in the same pass, even when empty
+    assert not on(p, "drain_node")
+
+
+def test_resume_only_what_is_short_fullest_first() -> None:
+    extra = {"autoscaler.paused-at": "2024-05-06T11:00:00Z"}
+    nodes = [
+        node("a"),
+        node("p1", state="paused", extra=extra),
+        node("p2", state="paused", extra=extra),
+    ]
+    sess = sessions("a", 4) + sessions("p1", 1, start=10) + sessions("p2", 2, start=20)
+    p = run(snapshot(nodes, sess + pending(1)), pool())
+    assert [a.hostname for a in on(p, "resume_node") if isinstance(a, ResumeNode)] == ["p2"]
+    assert launched(p) == 0
+    # p1 keeps waiting for its session to end
+    assert not [a for a in on(p, "drain_node") if getattr(a, "hostname", "") == "p1"]
+
+
+@pytest.mark.parametrize(
+    ("at", "launch", "why"),
+    [
+        (T0, 3, "min 4"),  # Monday 14:00 in Brussels: office hours
+        (T0 - timedelta(days=1), 0, None),  # Sunday
+        (T0 + timedelta(hours=6), 0, None),  # Monday 20:00 in Brussels: closed
+    ],
+)
+def test_scheduled_minimum(at: Any, launch: int, why: str | None) -> None:
+    sched = [{"cron": "0 8 * * 1-5", "duration": "10h", "timezone": "Europe/Brussels", "min": 4}]
+    p = run(snapshot([node("a")], at=at), pool(schedules=sched))
+    assert launched(p) == launch, reasons(p)
+    if why:
+        assert why in reasons(p)
+
+
+ARRIVALS = {"arrivals": Signal.model_validate({"influx": {"query": "SELECT 1"}})}
+
+
+def test_headroom_from_arrivals() -> None:
+    headroom = {"seats": 1, "signal": "arrivals", "node_ready_time": "3m"}
+    snap = snapshot([node("a")], signals={"arrivals": 2.0})
+    p = run(snap, pool(headroom=headroom), signals=ARRIVALS)
+    # 2 arrivals/min x 3 min = 6 seats of headroom -> 2 nodes
+    assert launched(p) == 1
+    assert p.pools[0].seats["headroom"] == 6
+    assert "2 arrivals/min over 3m" in reasons(p)
+
+
+def test_headroom_from_a_count_over_a_longer_span() -> None:
+    headroom = {"signal": "arrivals", "signal_per": "15m", "node_ready_time": "2m"}
+    snap = snapshot([node("a")], signals={"arrivals": 45.0})  # 3 per minute
+    p = run(snap, pool(headroom=headroom), signals=ARRIVALS)
+    assert p.pools[0].seats["headroom"] == 6
+
+
+def test_missing_arrivals_uses_fixed_headroom_and_never_scales_in() -> None:
+    headroom = {"seats": 1, "signal": "arrivals"}
+    nodes = [node("a"), node("b"), node("c")]
+    snap = snapshot(nodes, signals={"arrivals": None})
+    memory = PoolMemory(unneeded_since=T0 - timedelta(hours=1))
+    p = run(snap, pool(headroom=headroom), memory=memory, signals=ARRIVALS)
+    assert kinds(p) == []
+    assert p.pools[0].seats["headroom"] == 1
+    assert "no scale-in while the headroom signal is unusable" in reasons(p)
+
+
+def test_in_flight_machines_count() -> None:
+    machines = [machine("a"), machine("new", age=timedelta(minutes=2))]
+    p = run(snapshot([node("a")], sessions("a", 4) + pending(3), machines), pool())
+    assert launched(p) == 0
+    assert p.pools[0].nodes["launching"] == 1
+
+
+def test_unlisted_launch_is_not_repeated() -> None:
+    """The provider's list may lag behind a launch: memory covers the gap."""
+    memory = PoolMemory(launched_at=T0 - timedelta(seconds=20), launched=2)
+    snap = snapshot([node("a")], sessions("a", 4) + pending(8))
+    assert launched(run(snap, pool(), memory=memory)) == 0
+    later = PoolMemory(launched_at=T0 - timedelta(minutes=5), launched=2)
+    assert launched(run(snap, pool(), memory=later)) == 2
+
+
+def test_launch_memory_and_token() -> None:
+    p = run(snapshot([node("a")], sessions("a", 4) + pending(1)), pool())
+    (action,) = on(p, "launch_nodes")
+    assert isinstance(action, LaunchNodes)
+    assert action.token == f"{POOL}-{int(T0.timestamp())}-1"
+    assert p.memory.pools[POOL].launched == 1
+    assert p.memory.pools[POOL].launched_at == T0
+
+
+def test_unknown_machines_mean_no_launch() -> None:
+    snap = snapshot([node("a")], sessions("a", 4) + pending(5)).model_copy(
+        update={"instances": None}
+    )
+    p = run(snap, pool())
+    assert launched(p) == 0
+    assert "machines unknown" in reasons(p)
+
+
+def test_apps_filter_counts_only_the_pools_apps() -> None:
+    snap = snapshot([node("a")], pending(8, spec="other") + pending(1, spec="euler"))
+    assert launched(run(snap, pool(apps=["euler"]))) == 0
+    assert launched(run(snap, pool())) == 2
+
+
+def test_seats_from_node_resources() -> None:
+    big = node("a").model_copy(update={"nano_cpus": 8_000_000_000, "memory_bytes": 16 << 30})
+    p = run(snapshot([big]), pool(seat={"cpus": 1, "memory_mb": 4096}, headroom={"seats": 1}))
+    assert p.pools[0].seats["free"] == 4  # min(8 cpus / 1, 16 GiB / 4 GiB)
+
+
+def test_status_for_metrics() -> None:
+    nodes = [node("a"), node("b")]
+    p = run(snapshot(nodes, sessions("a", 3) + sessions("b", 1, user=False) + pending(2)), pool())
+    status = p.pools[0]
+    assert status.seats == {"used": 4, "free": 4, "headroom": 0, "wanted": 6}
+    assert status.live_sessions == 3
+    assert status.pending_sessions == 2
+    assert status.nodes["active"] == 2
+    assert status.wanted_nodes == 2
+
+
+def test_swarm_unreadable_decides_nothing() -> None:
+    snap = snapshot([node("a")], pending(20)).model_copy(update={"swarm": None})
+    p = run(snap, pool())
+    assert kinds(p) == []
+    assert p.decisions[0].outcome == "error"
