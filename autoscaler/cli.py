@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -51,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autoscaler",
         description="Autoscaler and monitoring sidecar for ShinyProxy on Docker Swarm.",
     )
-    parser.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (default INFO)")
+    parser.add_argument(
+        "--log-level",
+        default=None,
+        help="DEBUG, INFO, WARNING (default: AUTOSCALER_LOG_LEVEL or INFO)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the sidecar: scheduled and event-driven passes")
@@ -91,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = (args.log_level or "INFO").upper()
+    level = (args.log_level or os.environ.get("AUTOSCALER_LOG_LEVEL") or "INFO").upper()
     logging.basicConfig(
         level=getattr(logging, level, logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -133,12 +138,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     if args.snapshot:
         snapshot = Snapshot.from_json(args.snapshot.read_bytes())
     else:
+        from autoscaler.providers.build import build_providers
         from autoscaler.sources.collect import collect
         from autoscaler.wiring import build_backends, docker_client
 
-        snapshot = collect(
-            build_backends(settings, docker_client(settings)), loaded.policies.signals
-        )
+        backends = build_backends(settings, docker_client(settings), build_providers(settings))
+        snapshot = collect(backends, loaded.policies.signals)
     if args.save_snapshot:
         args.save_snapshot.write_text(snapshot.to_json(), encoding="utf-8")
     result = make_plan(snapshot, loaded.policies, Memory()).model_copy(
@@ -152,10 +157,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from autoscaler.alerts.wiring import build_alerting
     from autoscaler.events import DockerEventWatcher
     from autoscaler.ledger import Ledger
     from autoscaler.loop import Reconciler, Runner
     from autoscaler.metrics import SidecarMetrics
+    from autoscaler.providers.build import build_providers
     from autoscaler.render import plan_dict
     from autoscaler.rules.reload import RulesStore
     from autoscaler.server import HttpServer, ServerHooks
@@ -164,19 +171,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     client = docker_client(settings)
+    providers = build_providers(settings)
+    rules = RulesStore(settings.rules)
     metrics = SidecarMetrics()
     ledger = (
         Ledger(settings.ledger, settings.ledger_max_bytes, settings.ledger_backups)
         if settings.ledger is not None
         else None
     )
-    from autoscaler.alerts.wiring import build_alerting
-
     alerting = build_alerting(settings, metrics)
     reconciler = Reconciler(
-        rules=RulesStore(settings.rules),
-        backends=build_backends(settings, client),
-        actuator=build_actuator(settings, client),
+        rules=rules,
+        backends=build_backends(settings, client, providers),
+        actuator=build_actuator(settings, client, rules, providers),
         metrics=metrics,
         ledger=ledger,
         dry_run=settings.dry_run,

@@ -66,8 +66,6 @@ class Settings(BaseSettings):
     def _empty_keeps_in_memory(cls, v: object) -> object:
         return None if v in ("", None) else v
 
-    log_level: str = "INFO"
-
     @field_validator("ledger", mode="before")
     @classmethod
     def _empty_disables(cls, v: object) -> object:

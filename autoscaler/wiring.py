@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from autoscaler.actuate.base import Actuator
 from autoscaler.actuate.dryrun import DryRunActuator
 from autoscaler.actuate.swarm import SwarmActuator
+from autoscaler.providers.base import NodeProvider
+from autoscaler.rules.reload import RulesStore
+from autoscaler.rules.schema import Policies
 from autoscaler.settings import Settings, read_secret
 from autoscaler.sources.actuator import ActuatorClient
 from autoscaler.sources.collect import Backends
+from autoscaler.sources.ec2 import ProviderInstances
 from autoscaler.sources.influx import InfluxReader
 from autoscaler.sources.prometheus import PrometheusClient
 from autoscaler.sources.swarm import SwarmReader
@@ -30,7 +35,10 @@ def docker_client(settings: Settings) -> Any:
     return docker.from_env(timeout=timeout, version=DOCKER_API_VERSION)
 
 
-def build_backends(settings: Settings, client: Any) -> Backends:
+def build_backends(
+    settings: Settings, client: Any, providers: Mapping[str, NodeProvider] | None = None
+) -> Backends:
+    """The read side; ``providers`` (from ``build_providers``) supply the machines."""
     timeout = settings.source_timeout.total_seconds()
     return Backends(
         swarm=SwarmReader(client),
@@ -38,7 +46,7 @@ def build_backends(settings: Settings, client: Any) -> Backends:
             PrometheusClient(settings.prometheus_url, timeout) if settings.prometheus_url else None
         ),
         actuator=ActuatorClient(settings.actuator, timeout) if settings.actuator else None,
-        instances=_instances(settings),
+        instances=ProviderInstances(providers) if providers else None,
         influx=(
             InfluxReader(
                 settings.influxdb_url,
@@ -53,32 +61,34 @@ def build_backends(settings: Settings, client: Any) -> Backends:
     )
 
 
-def build_actuator(settings: Settings, client: Any) -> Actuator:
+def build_actuator(
+    settings: Settings,
+    client: Any,
+    rules: RulesStore | None = None,
+    providers: Mapping[str, NodeProvider] | None = None,
+) -> Actuator:
+    """Every action kind to its actuator; a dry run gets the twins that only say "would".
+
+    ``rules`` is the store the loop refreshes each pass: launches read their pool's
+    settings from it, so the actuator never reads the files a second time.
+    """
     from autoscaler.actuate.dispatch import Dispatcher
     from autoscaler.actuate.machines import MachineActuator
     from autoscaler.actuate.nodes import NodeActuator
     from autoscaler.actuate.nodes_dryrun import NodeDryRun
-    from autoscaler.providers.build import JoinPublisher, build_providers
-    from autoscaler.rules.reload import RulesStore
+    from autoscaler.providers.build import JoinPublisher
 
     if settings.dry_run:
         twin = NodeDryRun()
         return Dispatcher(services=DryRunActuator(), nodes=twin, machines=twin, notify=twin)
-    rules = RulesStore(settings.rules)
+    store = rules if rules is not None else RulesStore(settings.rules)
+    if rules is None:
+        store.refresh()
 
-    def policies() -> Any:
-        rules.refresh()
-        return rules.policies
+    def policies() -> Policies:
+        return store.policies
 
     machines = MachineActuator(
-        build_providers(settings), policies, JoinPublisher(settings, client, policies)
+        dict(providers or {}), policies, JoinPublisher(settings, client, policies)
     )
     return Dispatcher(services=SwarmActuator(client), nodes=NodeActuator(client), machines=machines)
-
-
-def _instances(settings: Settings) -> Any:
-    from autoscaler.providers.build import build_providers
-    from autoscaler.sources.ec2 import ProviderInstances
-
-    providers = build_providers(settings)
-    return ProviderInstances(providers) if providers else None

@@ -32,7 +32,7 @@ def flat(minutes: int, requests: float = 100.0) -> list[RatePoint]:
 def test_session_lengths_have_the_chosen_median_and_90th_percentile() -> None:
     lengths = SessionLengths()
     rng = random.Random(7)
-    draws = sorted(lengths.draw_minutes(rng) for _ in range(40_000))
+    draws = sorted(lengths.draw_seconds(rng) / 60 for _ in range(40_000))
     assert statistics.median(draws) == pytest.approx(12.0, rel=0.04)
     assert draws[int(0.9 * len(draws))] == pytest.approx(50.0, rel=0.06)
     assert max(draws) <= 480.0
@@ -71,7 +71,7 @@ def test_plans_are_reproducible_by_seed_and_follow_the_rate() -> None:
 def test_smoothing_is_a_trailing_five_minute_mean_that_keeps_gaps() -> None:
     points = [RatePoint(T0 + timedelta(minutes=i), float(v)) for i, v in enumerate([0, 10, 20])]
     points.append(RatePoint(T0 + timedelta(minutes=60), 50.0))  # after a gap
-    assert [p.requests for p in smooth(points)] == [0.0, 5.0, 10.0, 50.0]
+    assert smooth(points) == [0.0, 5.0, 10.0, 50.0]
 
 
 def test_window_selects_a_slice_and_an_empty_slice_is_an_error() -> None:
@@ -103,7 +103,7 @@ def test_the_nasa_trace_replays_at_a_bounded_peak() -> None:
         pytest.skip(f"trace not found at {NASA}")
     points = read_trace(NASA)
     assert len(points) == 84_334
-    assert sum(p.requests for p in points) == 3_461_610
+    assert sum(p.count for p in points) == 3_461_610
     day = plan_sessions(points, 200, seed=1, start=datetime.fromisoformat(
         "1995-07-05T00:00:00-04:00"), window=timedelta(days=1))  # fmt: skip
     assert 0 < peak_concurrency(day) <= 260

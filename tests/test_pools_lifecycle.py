@@ -335,3 +335,25 @@ def test_actions_round_trip_json() -> None:
     assert type(p).model_validate_json(p.model_dump_json()) == p
     assert kinds(p) == ["resume_node", "launch_nodes", "remove_node", "terminate_instance"]
     assert all(isinstance(a, RemoveNode) for a in on(p, "remove_node"))
+
+
+def test_a_newcomer_is_not_paused_in_the_pass_that_labels_it() -> None:
+    # A pause and the newcomer's `state=active` label in one plan would leave the node
+    # paused but labelled active: "paused by someone else", never drained, paid forever.
+    snap = snapshot(
+        [node("a"), node("b", pool_name=None)],
+        sessions("a", 1),
+        [machine("a"), machine("b", age=timedelta(minutes=3))],
+    )
+    memory = PoolMemory(unneeded_since=T0 - timedelta(minutes=20))
+    p = run(snap, pool(min=1, headroom={"seats": 0}), memory)
+    assert [(a.kind, a.hostname) for a in p.actions] == [("label_node", "b")]
+    assert "a node just joined: scale-in waits until it is labelled" in p.decisions[0].reasons
+    # once labelled, the next pass pauses the emptiest node: the newcomer, not the busy one
+    labelled = snapshot(
+        [node("a"), node("b")],
+        sessions("a", 1),
+        [machine("a"), machine("b", age=timedelta(minutes=3))],
+    )
+    p = run(labelled, pool(min=1, headroom={"seats": 0}), memory)
+    assert [(a.kind, a.hostname) for a in p.actions] == [("pause_node", "b")]

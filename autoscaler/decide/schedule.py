@@ -16,16 +16,17 @@ from croniter import croniter
 
 from autoscaler.decide.text import clock, span, utc
 from autoscaler.rules.schema import Schedule, ServicePolicy
+from autoscaler.rules.windows import CronWindow
 
 
 @dataclass(frozen=True)
 class Window:
-    schedule: Schedule
+    schedule: CronWindow
     start: datetime
     end: datetime
 
 
-def active_window(schedule: Schedule, now: datetime) -> Window | None:
+def active_window(schedule: CronWindow, now: datetime) -> Window | None:
     """The window of ``schedule`` that is open at ``now``, if any."""
     local_now = utc(now).astimezone(ZoneInfo(schedule.timezone))
     # Cron fires on whole minutes, so the latest opening at or before now is the latest
@@ -59,8 +60,7 @@ class Bounds:
     reasons: tuple[str, ...] = ()
 
 
-def _describe(w: Window) -> str:
-    s = w.schedule
+def _describe(s: Schedule, w: Window) -> str:
     sets = ", ".join(f"{k} {v}" for k, v in (("min", s.min), ("max", s.max)) if v is not None)
     return (
         f"schedule '{s.cron}' ({s.timezone}, {span(s.duration)}) active until "
@@ -74,12 +74,12 @@ def effective_bounds(policy: ServicePolicy, now: datetime) -> Bounds:
     When the result has min > max, the value a schedule set wins over the policy's; when
     schedules set both, the minimum wins (it errs towards capacity).
     """
-    windows = [w for s in policy.schedules if (w := active_window(s, now)) is not None]
-    mins = [w.schedule.min for w in windows if w.schedule.min is not None]
-    maxes = [w.schedule.max for w in windows if w.schedule.max is not None]
+    opened = [(s, w) for s in policy.schedules if (w := active_window(s, now)) is not None]
+    mins = [s.min for s, _ in opened if s.min is not None]
+    maxes = [s.max for s, _ in opened if s.max is not None]
     lo = max(mins) if mins else policy.min
     hi = max(maxes) if maxes else policy.max
-    reasons = [_describe(w) for w in windows]
+    reasons = [_describe(s, w) for s, w in opened]
     if lo > hi:
         if mins:
             reasons.append(f"scheduled min {lo} is above max {hi}: max raised to {lo}")

@@ -1,61 +1,31 @@
-"""Turn a request-rate trace into ShinyProxy session arrivals and lengths.
+"""Turn a request-rate trace into session arrivals for the lab's load driver.
 
-The recipe (see docs/lab.md): smooth the per-minute requests with a trailing 5-minute mean
-r(t); with a chosen peak concurrency L* and mean session length E[S], Little's law gives the
-arrival rate lambda(t) = r(t) * L* / (max(r) * E[S]) per minute; arrivals of each minute are
-Poisson(lambda(t)) from a recorded seed, and each session's length is lognormal (median 12
-min, 90th percentile 50 min, capped at 8 h). The lognormal is an assumption, not a measurement.
-Pure functions: no clock, no I/O except ``read_trace``.
+The recipe is the simulator's (``autoscaler.sim.arrivals``, documented in docs/lab.md and
+docs/simulate.md): a trailing 5-minute mean r(t), Little's law
+lambda(t) = r(t) * L* / (max(r) * E[S]), Poisson arrivals from a recorded seed, lognormal
+lengths. What the lab adds: a slice of the trace is replayed with max(r) of the whole
+trace, so ``peak_sessions`` means the same concurrency whichever slice is chosen.
 """
 
 from __future__ import annotations
 
-import csv
-import math
-import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-Z90 = 1.2815515655446004
-"""The standard normal's 90th percentile."""
+from autoscaler.sim.arrivals import SessionLengths, from_rates, poisson, smooth
+from autoscaler.sim.trace import RatePoint, read_rates
 
-
-@dataclass(frozen=True)
-class RatePoint:
-    at: datetime
-    requests: float
-
-
-@dataclass(frozen=True)
-class SessionLengths:
-    median_minutes: float = 12.0
-    p90_minutes: float = 50.0
-    cap_minutes: float = 480.0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.median_minutes < self.p90_minutes:
-            raise ValueError("session lengths need 0 < median < 90th percentile")
-        if self.cap_minutes <= 0:
-            raise ValueError("the session length cap must be positive")
-
-    @property
-    def mu(self) -> float:
-        return math.log(self.median_minutes)
-
-    @property
-    def sigma(self) -> float:
-        return (math.log(self.p90_minutes) - self.mu) / Z90
-
-    def mean_minutes(self) -> float:
-        """E[min(S, cap)] of the lognormal, in closed form."""
-        mu, s, c = self.mu, self.sigma, self.cap_minutes
-        phi = _normal_cdf
-        below = math.exp(mu + s * s / 2) * phi((math.log(c) - mu - s * s) / s)
-        return below + c * (1 - phi((math.log(c) - mu) / s))
-
-    def draw_minutes(self, rng: random.Random) -> float:
-        return min(rng.lognormvariate(self.mu, self.sigma), self.cap_minutes)
+__all__ = [
+    "PlannedSession",
+    "RatePoint",
+    "SessionLengths",
+    "peak_concurrency",
+    "plan_sessions",
+    "poisson",
+    "read_trace",
+    "smooth",
+]
 
 
 @dataclass(frozen=True)
@@ -65,64 +35,9 @@ class PlannedSession:
     length_s: float
 
 
-def _normal_cdf(x: float) -> float:
-    return 0.5 * (1 + math.erf(x / math.sqrt(2)))
-
-
 def read_trace(path: Path) -> list[RatePoint]:
-    """Read ``<timestamp>,<requests>`` rows (a header row is skipped); errors name the line."""
-    points: list[RatePoint] = []
-    with path.open(newline="", encoding="utf-8") as f:
-        for n, row in enumerate(csv.reader(f), start=1):
-            if not row or (n == 1 and not row[-1].strip().replace(".", "", 1).isdigit()):
-                continue
-            try:
-                points.append(RatePoint(datetime.fromisoformat(row[0]), float(row[1])))
-            except (ValueError, IndexError) as e:
-                raise ValueError(f"{path}:{n}: expected <ISO time>,<requests>: {e}") from None
-    if not points:
-        raise ValueError(f"{path}: no rows")
-    return points
-
-
-def smooth(points: list[RatePoint], minutes: int = 5) -> list[RatePoint]:
-    """Trailing mean over the last ``minutes`` minutes of real time (gaps stay gaps)."""
-    out: list[RatePoint] = []
-    window: list[RatePoint] = []
-    total = 0.0
-    span = timedelta(minutes=minutes)
-    for p in points:
-        window.append(p)
-        total += p.requests
-        while window[0].at <= p.at - span:
-            total -= window.pop(0).requests
-        out.append(RatePoint(p.at, total / len(window)))
-    return out
-
-
-def poisson(rng: random.Random, lam: float) -> int:
-    """A Poisson draw (Knuth's method, split into chunks so large rates do not underflow)."""
-    if lam < 0:
-        raise ValueError("a rate cannot be negative")
-    count = 0
-    while lam > 0:
-        chunk = min(lam, 30.0)
-        lam -= chunk
-        limit, k, p = math.exp(-chunk), 0, rng.random()
-        while p > limit:
-            k += 1
-            p *= rng.random()
-        count += k
-    return count
-
-
-def arrival_rates(
-    smoothed: list[RatePoint], peak_sessions: int, mean_minutes: float, peak_rate: float
-) -> list[float]:
-    """lambda(t) per minute by Little's law."""
-    if peak_rate <= 0:
-        raise ValueError("the trace has no requests at all")
-    return [p.requests * peak_sessions / (peak_rate * mean_minutes) for p in smoothed]
+    """Every row of a rate trace; a bad row is a ``FILE:LINE: message`` error."""
+    return read_rates(path)
 
 
 def plan_sessions(
@@ -133,32 +48,19 @@ def plan_sessions(
     window: timedelta | None = None,
     lengths: SessionLengths | None = None,
 ) -> list[PlannedSession]:
-    """Arrivals and lengths for the trace slice [start, start + window), reproducible by seed.
-
-    The peak rate is the whole trace's smoothed maximum, so ``peak_sessions`` means the same
-    concurrency whichever slice is replayed.
-    """
+    """Arrivals and lengths for the slice [start, start + window), reproducible by seed."""
     if peak_sessions <= 0:
         raise ValueError("peak sessions must be positive")
-    lengths = lengths or SessionLengths()
-    smoothed = smooth(points)
-    peak = max(p.requests for p in smoothed)
-    begin = start or smoothed[0].at
-    end = begin + window if window is not None else smoothed[-1].at + timedelta(minutes=1)
-    chosen = [p for p in smoothed if begin <= p.at < end]
+    begin = start or points[0].at
+    end = begin + window if window is not None else points[-1].at + timedelta(minutes=1)
+    chosen = [p for p in points if begin <= p.at < end]
     if not chosen:
         raise ValueError(f"the trace has no rows between {begin} and {end}")
-    rates = arrival_rates(chosen, peak_sessions, lengths.mean_minutes(), peak)
-    rng = random.Random(seed)
-    planned: list[PlannedSession] = []
-    for p, lam in zip(chosen, rates, strict=True):
-        offset = (p.at - begin).total_seconds()
-        for _ in range(poisson(rng, lam)):
-            planned.append(
-                PlannedSession(offset + 60 * rng.random(), 60 * lengths.draw_minutes(rng))
-            )
-    planned.sort(key=lambda s: s.start_s)
-    return planned
+    workload = from_rates(
+        chosen, peak_sessions, seed, lengths, peak_rate=max(smooth(points), default=0.0)
+    )
+    offset = (chosen[0].at - begin).total_seconds()
+    return [PlannedSession(offset + a.at, a.length) for a in workload.arrivals]
 
 
 def peak_concurrency(sessions: list[PlannedSession]) -> int:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from autoscaler.durations import Duration
 from autoscaler.model import Frozen
+from autoscaler.rules.windows import CronWindow
 
 
 def _positive(v: timedelta, what: str = "duration") -> timedelta:
@@ -104,34 +103,10 @@ class LocalPool(Frozen):
     boot_delay: Duration = timedelta(seconds=5)
 
 
-class PoolSchedule(Frozen):
+class PoolSchedule(CronWindow):
     """A recurring window (cron start + duration, in a time zone) with a minimum of nodes."""
 
-    cron: str
-    duration: Duration
-    timezone: str = "UTC"
     min: int = Field(ge=0)
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, v: str) -> str:
-        if len(v.split()) != 5 or not croniter.is_valid(v):
-            raise ValueError(f"bad cron expression {v!r}: use 5 fields, e.g. '0 8 * * 1-5'")
-        return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
-
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, v: timedelta) -> timedelta:
-        return _positive(v)
 
 
 class PoolPolicy(Frozen):

@@ -8,9 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
 from pydantic import Field, field_validator, model_validator
 
 from autoscaler.alerts.config import (
@@ -23,6 +21,7 @@ from autoscaler.alerts.timeintervals import TimeInterval
 from autoscaler.durations import Duration
 from autoscaler.model import Frozen
 from autoscaler.rules.pools import PoolPolicy
+from autoscaler.rules.windows import CronWindow
 
 # ---------------------------------------------------------------- signals
 
@@ -231,37 +230,11 @@ def _fill(rules: ScalingRules, default: ScalingRules) -> ScalingRules:
     )
 
 
-class Schedule(Frozen):
+class Schedule(CronWindow):
     """A recurring window (cron start + duration, in a time zone) that overrides min/max."""
 
-    cron: str
-    duration: Duration
-    timezone: str = "UTC"
     min: int | None = Field(default=None, ge=0)
     max: int | None = Field(default=None, ge=0)
-
-    @field_validator("cron")
-    @classmethod
-    def _cron(cls, v: str) -> str:
-        if len(v.split()) != 5 or not croniter.is_valid(v):
-            raise ValueError(f"bad cron expression {v!r}: use 5 fields, e.g. '0 8 * * 1-5'")
-        return v
-
-    @field_validator("timezone")
-    @classmethod
-    def _tz(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {v!r}") from None
-        return v
-
-    @field_validator("duration")
-    @classmethod
-    def _positive(cls, v: timedelta) -> timedelta:
-        if v <= timedelta(0):
-            raise ValueError("duration must be longer than 0s")
-        return v
 
     @model_validator(mode="after")
     def _bounds(self) -> Schedule:

@@ -200,6 +200,12 @@ def _shrink(
             f"{clock(utc(since) + need)} (unneeded_for {span(need)})"
         )
         return
+    # A newcomer is labelled `active` in this very pass, which would overwrite a pause
+    # (the node would then look "paused by someone else" and never be retired); it may
+    # also be the emptiest node, so the whole step waits one pass for its label.
+    if any(m.needs_label for m in inv.having("active")):
+        p.reasons.append("a node just joined: scale-in waits until it is labelled")
+        return
     # a node without a machine of ours (labelled by hand) could leave the Swarm but its
     # machine would keep running: it is capacity, never retired
     candidates = sorted(

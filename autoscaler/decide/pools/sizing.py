@@ -16,7 +16,6 @@ from autoscaler.decide.schedule import active_window
 from autoscaler.decide.signals import SignalReading
 from autoscaler.decide.text import clock, num, span
 from autoscaler.rules.pools import PoolPolicy
-from autoscaler.rules.schema import Schedule
 
 
 @dataclass(frozen=True)
@@ -66,9 +65,7 @@ def scheduled_min(policy: PoolPolicy, now: datetime) -> tuple[int, list[str]]:
     """The policy's min, or the largest min of the schedule windows open at ``now``."""
     low, reasons = policy.min, []
     for s in policy.schedules:
-        window = active_window(
-            Schedule(cron=s.cron, duration=s.duration, timezone=s.timezone, min=s.min), now
-        )
+        window = active_window(s, now)
         if window is not None and s.min > low:
             low = s.min
             reasons.append(

@@ -1,0 +1,1 @@
+"""Backtests: replay demand through the production planner on a simulated Swarm pool."""

@@ -1,0 +1,115 @@
+"""``autoscaler simulate``: replay demand through the production planner and the baselines."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from autoscaler.durations import parse_duration
+from autoscaler.sim.baselines import NAMES as BASELINES
+
+
+def _seconds(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        return parse_duration(text).total_seconds()
+
+
+def _minutes(text: str) -> float:
+    return _seconds(text) / 60.0
+
+
+def _time(text: str) -> datetime:
+    from autoscaler.sim.trace import parse_time
+
+    return parse_time(text)
+
+
+def add_simulate_parser(subparsers: Any) -> None:
+    """Register ``simulate`` on the main CLI's subparsers."""
+    p = subparsers.add_parser(
+        "simulate",
+        help="backtest a pool policy on a trace or recorded sessions, beside the baselines",
+        description="Replay session demand through the production planner on a simulated "
+        "Swarm pool, and through the baselines on the same arrivals (docs/simulate.md).",
+    )
+    src = p.add_argument_group("demand (one of)")
+    one = src.add_mutually_exclusive_group(required=True)
+    one.add_argument(
+        "--trace", type=Path, metavar="FILE", help="CSV of <timestamp>,<count per minute>"
+    )
+    one.add_argument(
+        "--sessions", type=Path, metavar="FILE", help="CSV of <start>,<end> per session"
+    )
+    one.add_argument("--influx", metavar="URL", help="InfluxDB 1.x with ShinyProxy usage events")
+    src.add_argument(
+        "--db", default="shinyproxy_usagestats", metavar="NAME", help="InfluxDB database"
+    )
+    src.add_argument(
+        "--since", help="with --influx: a time or a duration back from now (7d); default 7d"
+    )
+    src.add_argument("--from", dest="start", type=_time, help="window start (a timestamp)")
+    src.add_argument("--to", dest="end", type=_time, help="window end (exclusive)")
+    arr = p.add_argument_group("arrivals from a trace")
+    arr.add_argument(
+        "--peak-sessions", type=float, default=200.0, metavar="N", help="peak concurrency (200)"
+    )
+    arr.add_argument(
+        "--session-median", type=_minutes, default=12.0, metavar="D", help="median length (12m)"
+    )
+    arr.add_argument(
+        "--session-p90", type=_minutes, default=50.0, metavar="D", help="90th percentile (50m)"
+    )
+    arr.add_argument(
+        "--session-cap", type=_minutes, default=480.0, metavar="D", help="longest session (8h)"
+    )
+    arr.add_argument("--seed", type=int, default=1, help="random seed (arrivals, ready times)")
+    pol = p.add_argument_group("the pool")
+    pol.add_argument("--rules", type=Path, default=Path("rules"), help="policy folder (rules/)")
+    pol.add_argument("--pool", help="pool under test (default: the only pool in the rules)")
+    pol.add_argument("--seats-per-node", type=int, help="override the pool's seats_per_node")
+    pol.add_argument("--max-nodes", type=int, help="override the pool's max (and its cost cap)")
+    pol.add_argument("--ready-time", type=_seconds, default=150.0, help="median (150s)")
+    pol.add_argument("--ready-time-p90", type=_seconds, help="90th percentile (4/3 x median)")
+    pol.add_argument("--service-wait", type=_seconds, default=60.0, help="start timeout (60s)")
+    pol.add_argument("--price", type=float, help="per node-hour (default: the pool's price, 1)")
+    run = p.add_argument_group("the run")
+    run.add_argument("--tick", type=_seconds, default=15.0, help="time between passes (15s)")
+    run.add_argument("--warmup", type=_seconds, default=3600.0, help="not counted (1h)")
+    run.add_argument(
+        "--baselines",
+        default=",".join(BASELINES),
+        help=f"comma list of {', '.join(BASELINES)}, or none",
+    )
+    run.add_argument("--out", type=Path, default=Path("simulation"), help="output folder")
+    run.add_argument("--no-plot", action="store_true", help="skip timeline.png")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=cmd_simulate)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from autoscaler.sim.report import table, write
+    from autoscaler.sim.setup import SetupError, prepare, run_all
+    from autoscaler.sim.trace import TraceError
+
+    try:
+        setup = prepare(args)
+    except (TraceError, SetupError) as e:
+        print(f"autoscaler simulate: {e}", file=sys.stderr)
+        return 1
+    results = run_all(setup, show_progress=not args.no_progress)
+    given = sys.argv[1:]
+    command = (
+        shlex.join(["autoscaler", *given])
+        if "simulate" in given
+        else "autoscaler simulate (parameters below)"
+    )
+    written = write(args.out, setup.params_json, results, command, plot=not args.no_plot)
+    sys.stdout.write(table(results))
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0

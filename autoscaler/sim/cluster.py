@@ -1,0 +1,367 @@
+"""A simulated Swarm pool with ShinyProxy's rules, in seconds since the workload's start.
+
+- A new session takes a seat on the active node with the fewest tasks that has room
+  (Swarm's spread placement); with no seat it waits, and fails after ``service_wait``
+  (ShinyProxy's ``service-wait-time``, 60 s). There is no queue beyond that wait.
+- A session stays on its node until it ends; draining a node ends (kills) its sessions.
+- A launched machine joins as a Ready node after a drawn ready time; a paused node takes
+  no new session and is resumed at once; a terminated machine stops costing money.
+
+Pure bookkeeping: the controller (the production planner or a baseline) decides, this
+module only keeps the books.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+import random
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+from autoscaler.sim.arrivals import Z90, Arrival
+
+Availability = Literal["active", "pause", "drain"]
+
+
+@dataclass(frozen=True)
+class ReadyTime:
+    """Launch-to-Ready time of a node: lognormal by median and 90th percentile (seconds)."""
+
+    median: float = 150.0
+    p90: float = 200.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.median <= self.p90:
+            raise ValueError("ready time needs 0 < median <= 90th percentile")
+
+    def draw(self, rng: random.Random) -> float:
+        if self.p90 == self.median:
+            return self.median
+        sigma = math.log(self.p90 / self.median) / Z90
+        return rng.lognormvariate(math.log(self.median), sigma)
+
+
+@dataclass
+class SimSession:
+    id: int
+    arrival: float
+    length: float
+    node: SimNode | None = None
+    started: float | None = None
+    done: bool = False
+    """Ended, failed or killed: holds no seat and waits for nothing."""
+    cache: object = None
+    """The controller's view of this session (rebuilt once it has a node)."""
+
+
+@dataclass
+class SimNode:
+    """A machine and, once it has joined, its Swarm node."""
+
+    index: int
+    seats: int
+    launched_at: float
+    ready_at: float
+    joined: bool = False
+    availability: Availability = "active"
+    labels: dict[str, str] = field(default_factory=dict)
+    sessions: set[int] = field(default_factory=set)
+    removed: bool = False
+    """Left the Swarm."""
+    terminated_at: float | None = None
+    version: int = 0
+    """Bumped on every change, so views of the node can be cached."""
+
+    @property
+    def id(self) -> str:
+        return f"node{self.index}"
+
+    @property
+    def hostname(self) -> str:
+        return f"sim-{self.index}"
+
+    @property
+    def instance_id(self) -> str:
+        return f"i-sim{self.index}"
+
+    @property
+    def alive(self) -> bool:
+        return self.terminated_at is None
+
+    @property
+    def in_swarm(self) -> bool:
+        return self.joined and not self.removed
+
+    @property
+    def state(self) -> str:
+        """launching, active, paused, draining; down (machine gone, node still listed),
+        left (out of the Swarm, machine still running), gone (both)."""
+        if not self.joined:
+            return "launching" if self.alive else "gone"
+        if self.removed:
+            return "gone" if not self.alive else "left"
+        if not self.alive:
+            return "down"
+        return {"active": "active", "pause": "paused", "drain": "draining"}[self.availability]
+
+    def touch(self) -> None:
+        self.version += 1
+
+
+@dataclass
+class Stats:
+    sessions: int = 0
+    failed: int = 0
+    killed: int = 0
+    waits: list[float] = field(default_factory=list)
+    starts: deque[float] = field(default_factory=deque)
+    """Times of successful starts (for arrival-rate signals)."""
+    failed_at: list[float] = field(default_factory=list)
+
+
+_READY, _END, _TIMEOUT = 0, 1, 2
+
+
+class SimCluster:
+    """The pool's machines, nodes and sessions over simulated time."""
+
+    def __init__(
+        self,
+        arrivals: Sequence[Arrival],
+        seats_per_node: int,
+        ready_time: ReadyTime,
+        seed: int,
+        service_wait: float = 60.0,
+        count_from: float = 0.0,
+    ) -> None:
+        if seats_per_node < 1:
+            raise ValueError("seats per node must be at least 1")
+        self.now = 0.0
+        self.seats_per_node = seats_per_node
+        self.service_wait = service_wait
+        self.count_from = count_from
+        """Sessions arriving (and kills happening) before this time are not counted."""
+        self.nodes: list[SimNode] = []
+        self.current: list[SimNode] = []
+        """Nodes not yet both out of the Swarm and terminated."""
+        self.sessions: dict[int, SimSession] = {}
+        """Sessions that hold a seat or wait for one."""
+        self.pending: deque[SimSession] = deque()
+        self.stats = Stats()
+        self._arrivals = arrivals
+        self._next = 0
+        self._events: list[tuple[float, int, int, object]] = []
+        self._seq = 0
+        self._ready_time = ready_time
+        self._rng = random.Random(seed)
+
+    # ---------------------------------------------------------------- time
+
+    def advance(self, to: float) -> None:
+        """Process every arrival and event up to and including ``to``."""
+        arrivals, events = self._arrivals, self._events
+        while True:
+            t_arr = arrivals[self._next].at if self._next < len(arrivals) else math.inf
+            t_evt = events[0][0] if events else math.inf
+            if min(t_arr, t_evt) > to:
+                break
+            if t_arr <= t_evt:
+                self.now = t_arr
+                self._arrive(self._next, arrivals[self._next])
+                self._next += 1
+            else:
+                t, _, kind, obj = heapq.heappop(events)
+                self.now = t
+                if kind == _READY:
+                    self._join(obj)  # type: ignore[arg-type]
+                elif kind == _END:
+                    self._end(obj)  # type: ignore[arg-type]
+                else:
+                    self._timeout(obj)  # type: ignore[arg-type]
+        self.now = to
+
+    def _push(self, t: float, kind: int, obj: object) -> None:
+        self._seq += 1
+        heapq.heappush(self._events, (t, self._seq, kind, obj))
+
+    # ---------------------------------------------------------------- sessions
+
+    def _arrive(self, i: int, a: Arrival) -> None:
+        s = SimSession(i, a.at, a.length)
+        if a.at >= self.count_from:
+            self.stats.sessions += 1
+        self.sessions[i] = s
+        if not self._place(s):
+            self.pending.append(s)
+            self._push(a.at + self.service_wait, _TIMEOUT, s)
+
+    def _place(self, s: SimSession) -> bool:
+        best: SimNode | None = None
+        for n in self.current:
+            if (
+                n.joined
+                and not n.removed
+                and n.availability == "active"
+                and n.terminated_at is None
+                and len(n.sessions) < n.seats
+                and (best is None or len(n.sessions) < len(best.sessions))
+            ):
+                best = n
+        if best is None:
+            return False
+        best.sessions.add(s.id)
+        s.node, s.started = best, self.now
+        if s.arrival >= self.count_from:
+            self.stats.waits.append(self.now - s.arrival)
+        self.stats.starts.append(self.now)
+        self._push(self.now + s.length, _END, s)
+        return True
+
+    def _place_pending(self) -> None:
+        while self.pending:
+            s = self.pending[0]
+            if s.done or s.node is not None:
+                self.pending.popleft()
+                continue
+            if not self._place(s):
+                return
+            self.pending.popleft()
+
+    def _end(self, s: SimSession) -> None:
+        if s.done:
+            return
+        self._release(s)
+        self._place_pending()
+
+    def _timeout(self, s: SimSession) -> None:
+        if s.done or s.node is not None:
+            return
+        s.done = True
+        self.sessions.pop(s.id, None)
+        if s.arrival >= self.count_from:
+            self.stats.failed += 1
+            self.stats.failed_at.append(self.now)
+
+    def _release(self, s: SimSession) -> None:
+        s.done = True
+        self.sessions.pop(s.id, None)
+        if s.node is not None:
+            s.node.sessions.discard(s.id)
+
+    def live(self) -> int:
+        return sum(1 for s in self.sessions.values() if s.node is not None)
+
+    def waiting(self) -> int:
+        return len(self.sessions) - self.live()
+
+    # ---------------------------------------------------------------- machines and nodes
+
+    def add_ready(self, count: int, labels: dict[str, str] | None = None) -> list[SimNode]:
+        """Nodes that are already part of the pool when the simulation starts."""
+        out = []
+        for _ in range(count):
+            n = SimNode(len(self.nodes), self.seats_per_node, self.now, self.now, joined=True)
+            n.labels = {k: v.format(instance=n.instance_id) for k, v in (labels or {}).items()}
+            self.nodes.append(n)
+            self.current.append(n)
+            out.append(n)
+        self._place_pending()
+        return out
+
+    def launch(self, count: int) -> list[SimNode]:
+        out = []
+        for _ in range(count):
+            ready = self.now + self._ready_time.draw(self._rng)
+            n = SimNode(len(self.nodes), self.seats_per_node, self.now, ready)
+            self.nodes.append(n)
+            self.current.append(n)
+            self._push(ready, _READY, n)
+            out.append(n)
+        return out
+
+    def _join(self, n: SimNode) -> None:
+        if not n.alive:
+            return
+        n.joined = True
+        n.touch()
+        self._place_pending()
+
+    def set_availability(self, n: SimNode, availability: Availability) -> None:
+        n.availability = availability
+        n.touch()
+        if availability == "drain":
+            self._kill(n)
+        elif availability == "active":
+            self._place_pending()
+
+    def _kill(self, n: SimNode) -> None:
+        for sid in sorted(n.sessions):
+            s = self.sessions.get(sid)
+            if s is None:
+                continue
+            self._release(s)
+            if self.now >= self.count_from:
+                self.stats.killed += 1
+        n.sessions.clear()
+
+    def label(self, n: SimNode, labels: dict[str, str]) -> None:
+        """Set labels; an empty value removes the label (as the node actuator does)."""
+        for k, v in labels.items():
+            if v:
+                n.labels[k] = v
+            else:
+                n.labels.pop(k, None)
+        n.touch()
+
+    def remove(self, n: SimNode) -> None:
+        """Leave the Swarm; whatever still ran there ends."""
+        self._kill(n)
+        n.removed = True
+        n.touch()
+        self._prune()
+
+    def terminate(self, n: SimNode) -> None:
+        if n.terminated_at is not None:
+            return
+        n.terminated_at = self.now
+        if n.in_swarm:
+            self._kill(n)  # the machine is gone: its node goes down with its tasks
+        n.touch()
+        self._prune()
+
+    def _prune(self) -> None:
+        self.current = [n for n in self.current if n.state not in ("gone",)]
+
+    def by_id(self, node_id: str) -> SimNode | None:
+        if node_id.startswith("node"):
+            i = int(node_id[4:])
+        elif node_id.startswith("i-sim"):
+            i = int(node_id[5:])
+        else:
+            return None
+        return self.nodes[i] if 0 <= i < len(self.nodes) else None
+
+    # ---------------------------------------------------------------- books
+
+    def counts(self) -> dict[str, int]:
+        out = {"launching": 0, "active": 0, "paused": 0, "draining": 0, "down": 0}
+        for n in self.current:
+            st = n.state
+            if st in out:
+                out[st] += 1
+        return out
+
+    def active_seats(self) -> int:
+        return sum(n.seats for n in self.current if n.state == "active")
+
+    def node_seconds(self, start: float, end: float) -> float:
+        """Machine time billed within [start, end]: from launch to termination."""
+        total = 0.0
+        for n in self.nodes:
+            a = max(start, n.launched_at)
+            b = min(end, n.terminated_at if n.terminated_at is not None else end)
+            total += max(0.0, b - a)
+        return total

@@ -1,0 +1,169 @@
+"""What the sidecar would read from the simulated cluster: a real Snapshot.
+
+Models are built with ``model_construct`` from values this module makes itself (fixed
+literals, ints, datetimes and str labels of the right types), so validation could only
+repeat what the types already guarantee; each node, machine and session model is cached
+and rebuilt only when that object changed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from autoscaler.rules.schema import Signal
+from autoscaler.sim.cluster import SimCluster, SimNode, SimSession
+from autoscaler.snapshot import (
+    Instance,
+    Node,
+    PendingTask,
+    Session,
+    SignalValue,
+    Snapshot,
+    SwarmState,
+)
+from autoscaler.sources.swarm_signals import swarm_signal
+
+SPEC = "app"
+_WINDOW = re.compile(r"now\(\)\s*-\s*(\d+)([smh])")
+_COUNT = re.compile(r"^\s*SELECT\s+count\([^)]*\)\s*(?:([*/])\s*(\d+(?:\.\d+)?))?\s+FROM", re.I)
+_UNIT = {"s": 1, "m": 60, "h": 3600}
+
+
+class Observer:
+    """Builds the Snapshot of one pool's simulated cluster at the cluster's current time."""
+
+    def __init__(self, cluster: SimCluster, start: datetime, pool: str) -> None:
+        self.cluster = cluster
+        self.start = start
+        self.pool = pool
+        self._nodes: dict[int, tuple[int, Node]] = {}
+        self._machines: dict[int, Instance] = {}
+
+    def at(self, t: float) -> datetime:
+        return self.start + timedelta(seconds=t)
+
+    def snapshot(self, signals: Mapping[str, Signal]) -> Snapshot:
+        c = self.cluster
+        now = self.at(c.now)
+        nodes = tuple(self._node(n) for n in c.current if n.in_swarm)
+        machines = tuple(self._machine(n) for n in c.current if n.alive)
+        sessions = tuple(self._session(s) for s in c.sessions.values())
+        pending = tuple(self._pending_task(s) for s in c.sessions.values() if s.node is None)
+        swarm = SwarmState.model_construct(
+            nodes=nodes, services=(), sessions=sessions, pending_tasks=pending
+        )
+        values = {name: self._signal(name, sig, swarm, now) for name, sig in signals.items()}
+        return Snapshot.model_construct(
+            taken_at=now, swarm=swarm, signals=values, sources={}, instances=machines
+        )
+
+    def _node(self, n: SimNode) -> Node:
+        cached = self._nodes.get(n.index)
+        if cached is not None and cached[0] == n.version:
+            return cached[1]
+        model = Node.model_construct(
+            id=n.id,
+            hostname=n.hostname,
+            role="worker",
+            availability=n.availability,
+            state="ready" if n.alive else "down",
+            addr="",
+            labels=dict(n.labels),
+            nano_cpus=0,
+            memory_bytes=0,
+        )
+        self._nodes[n.index] = (n.version, model)
+        return model
+
+    def _machine(self, n: SimNode) -> Instance:
+        cached = self._machines.get(n.index)
+        if cached is None:
+            cached = Instance.model_construct(
+                id=n.instance_id,
+                pool=self.pool,
+                state="running",
+                launched_at=self.at(n.launched_at),
+                instance_type="sim",
+                private_dns=n.hostname,
+                private_ip="",
+                tags={},
+            )
+            self._machines[n.index] = cached
+        return cached
+
+    def _session(self, s: SimSession) -> Session:
+        if isinstance(s.cache, Session) and s.cache.node_id == (s.node.id if s.node else None):
+            return s.cache
+        model = Session.model_construct(
+            service_id=f"svc{s.id}",
+            service_name=f"sp-service-{s.id}-0",
+            proxy_id=f"p{s.id}",
+            spec_id=SPEC,
+            user_id=f"u{s.id}",
+            node_id=s.node.id if s.node is not None else None,
+            state="running" if s.node is not None else "pending",
+            message="",
+            created_at=self.at(s.arrival),
+        )
+        s.cache = model
+        return model
+
+    def _pending_task(self, s: SimSession) -> PendingTask:
+        return PendingTask.model_construct(
+            task_id=f"t{s.id}",
+            service_id=f"svc{s.id}",
+            service_name=f"sp-service-{s.id}-0",
+            state="pending",
+            message="no suitable node (insufficient resources on nodes)",
+            error="",
+            since=self.at(s.arrival),
+        )
+
+    def _signal(self, name: str, sig: Signal, swarm: SwarmState, now: datetime) -> SignalValue:
+        value: float | None = None
+        error: str | None = None
+        if sig.swarm is not None:
+            try:
+                value = float(swarm_signal(swarm, sig.swarm))
+            except LookupError as e:
+                error = str(e)
+        elif sig.influx is not None and (counted := _count_query(sig.influx.query)) is not None:
+            window, scale = counted
+            value = self.starts_within(window) * scale
+        else:
+            error = f"{sig.source} signal not simulated (only counts of ProxyStart events are)"
+        return SignalValue.model_construct(
+            name=name, source=sig.source, value=value, observed_at=now, error=error
+        )
+
+    def starts_within(self, window: float) -> int:
+        """Successful session starts in the last ``window`` seconds: what an InfluxQL count
+        of ProxyStart events reads (ShinyProxy writes no event for a failed start)."""
+        starts = self.cluster.stats.starts
+        horizon = self.cluster.now - window
+        while starts and starts[0] <= self.cluster.now - 86400:
+            starts.popleft()  # a day back is more than any signal window
+        n = 0
+        for t in reversed(starts):  # newest first: stop at the window's edge
+            if t <= horizon:
+                break
+            n += 1
+        return n
+
+
+def _count_query(query: str) -> tuple[float, float] | None:
+    """(window seconds, factor) of ``SELECT count(..) [/ or * N] FROM .. 'ProxyStart' ..
+    time > now() - W``; None for any other query."""
+    count, window = _COUNT.search(query), _WINDOW.search(query)
+    if count is None or window is None or "'ProxyStart'" not in query:
+        return None
+    seconds = float(int(window.group(1)) * _UNIT[window.group(2)])
+    op, number = count.group(1), count.group(2)
+    if op is None:
+        return seconds, 1.0
+    n = float(number)
+    if op == "/" and n == 0:
+        return None
+    return seconds, (1.0 / n if op == "/" else n)

@@ -1,0 +1,133 @@
+"""The policy under test: every pass builds a real Snapshot of the simulated pool, calls the
+production planner ``autoscaler.decide.plan`` and carries out the returned actions with the
+node actuator's rules (a drain follows a pause and is refused while user sessions run unless
+the action says to end them; only drained or down nodes are removed)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime
+
+from autoscaler.decide.plan_types import (
+    Action,
+    DrainNode,
+    LabelNode,
+    LaunchNodes,
+    Memory,
+    PauseNode,
+    Plan,
+    RemoveNode,
+    ResumeNode,
+    TerminateInstance,
+)
+from autoscaler.decide.pools import labels as L
+from autoscaler.rules.schema import Policies
+from autoscaler.sim.cluster import SimCluster, SimNode
+from autoscaler.sim.observe import Observer
+from autoscaler.snapshot import Snapshot
+
+Planner = Callable[[Snapshot, Policies, Memory], Plan]
+
+
+def production_planner() -> Planner:
+    """``autoscaler.decide.plan``, looked up when called: the function the sidecar runs."""
+    import autoscaler.decide
+
+    return autoscaler.decide.plan
+
+
+class PlannerController:
+    """Drives one pool of ``policies`` with the production planner."""
+
+    def __init__(
+        self,
+        name: str,
+        pool: str,
+        policies: Policies,
+        start: datetime,
+        planner: Planner | None = None,
+    ) -> None:
+        if pool not in policies.pools:
+            known = ", ".join(sorted(policies.pools)) or "none"
+            raise ValueError(f"no pool {pool!r} in the rules (pools: {known})")
+        self.name = name
+        self.pool = pool
+        # only the pool under test and the signal it reads: services, other pools and
+        # alert rules have nothing to act on here, and every signal read costs time
+        policy = policies.pools[pool]
+        wanted = policy.headroom.signal
+        signals = {k: v for k, v in policies.signals.items() if k == wanted}
+        self.policies = Policies.model_construct(
+            **{**dict(policies), "services": {}, "pools": {pool: policy}, "signals": signals}
+        )
+        self.start_at = start
+        self.planner = planner or production_planner()
+        self.memory = Memory()
+        self.actions: Counter[str] = Counter()
+        self.refused: Counter[str] = Counter()
+        self.calls = 0
+        self._observer: Observer | None = None
+
+    def start(self, cluster: SimCluster) -> None:
+        self._observer = Observer(cluster, self.start_at, self.pool)
+        initial = max(1, self.policies.pools[self.pool].min)
+        labels = {L.POOL: self.pool, L.STATE: "active", L.INSTANCE: "{instance}"}
+        cluster.add_ready(initial, labels)
+
+    def step(self, cluster: SimCluster) -> None:
+        assert self._observer is not None, "start() first"
+        snap = self._observer.snapshot(self.policies.signals)
+        result = self.planner(snap, self.policies, self.memory)
+        self.calls += 1
+        self.memory = result.memory
+        for action in result.actions:
+            self.apply(cluster, action)
+
+    def apply(self, c: SimCluster, a: Action) -> None:
+        """Carry out one action as the actuators would (refusals are counted)."""
+        if isinstance(a, LaunchNodes):
+            c.launch(a.count)
+            self.actions[a.kind] += a.count
+            return
+        if isinstance(a, TerminateInstance):
+            n = c.by_id(a.instance_id)
+            if n is None or not n.alive:
+                self.refused[a.kind] += 1
+                return
+            c.terminate(n)
+            self.actions[a.kind] += 1
+            return
+        if not isinstance(a, PauseNode | ResumeNode | DrainNode | RemoveNode | LabelNode):
+            self.actions[a.kind] += 1  # notifications, service scaling: nothing to simulate
+            return
+        n = c.by_id(a.node_id)
+        if n is None or not n.in_swarm or not self._allowed(n, a):
+            self.refused[a.kind] += 1
+            return
+        if isinstance(a, PauseNode):
+            c.set_availability(n, "pause")
+            c.label(n, {L.STATE: "paused", L.PAUSED_AT: L.stamp(a.at), L.NOTIFIED_AT: ""})
+        elif isinstance(a, ResumeNode):
+            c.set_availability(n, "active")
+            c.label(n, {L.STATE: "active", L.PAUSED_AT: "", L.NOTIFIED_AT: ""})
+        elif isinstance(a, DrainNode):
+            c.set_availability(n, "drain")
+            c.label(n, {L.STATE: "draining", L.DRAINING_AT: L.stamp(a.at)})
+        elif isinstance(a, RemoveNode):
+            c.remove(n)
+        else:
+            c.label(n, a.labels)
+        self.actions[a.kind] += 1
+
+    @staticmethod
+    def _allowed(n: SimNode, a: Action) -> bool:
+        if isinstance(a, PauseNode):
+            return n.availability == "active"
+        if isinstance(a, ResumeNode):
+            return n.availability == "pause" and n.labels.get(L.STATE) == "paused"
+        if isinstance(a, DrainNode):
+            return n.availability == "pause" and (a.end_sessions or not n.sessions)
+        if isinstance(a, RemoveNode):
+            return not n.alive or (n.availability == "drain" and not n.sessions)
+        return True

@@ -1,0 +1,172 @@
+"""Run controllers over one workload on identical simulated pools, and the oracle."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from autoscaler.sim.arrivals import Workload
+from autoscaler.sim.cluster import ReadyTime, SimCluster
+from autoscaler.sim.controller import Controller
+from autoscaler.sim.oracle import oracle
+
+Progress = Callable[[float], None]
+"""Called with simulated seconds done since the last call."""
+
+
+@dataclass(frozen=True)
+class SimParams:
+    seats_per_node: int
+    max_nodes: int
+    ready_time: ReadyTime = field(default_factory=ReadyTime)
+    service_wait: float = 60.0
+    tick: float = 15.0
+    """Seconds between two passes of a controller (the sidecar's interval)."""
+    price: float = 1.0
+    """Per node-hour."""
+    seed: int = 1
+    warmup: float = 0.0
+    """Seconds at the start not counted (the pool settles from its initial size)."""
+    sample: float = 300.0
+    """Seconds between two timeline samples."""
+
+
+@dataclass
+class Sample:
+    t: float
+    demand: int
+    """Sessions running or waiting for a seat."""
+    seats: int
+    nodes: dict[str, int]
+    failed: int
+    """Failed starts so far."""
+
+
+@dataclass
+class RunResult:
+    name: str
+    sessions: int
+    failed_starts: int
+    sessions_killed: int
+    node_seconds: float
+    price: float
+    waits: list[float]
+    actions: Counter[str]
+    timeline: list[Sample] = field(default_factory=list)
+    plan_calls: int = 0
+    seconds: float = 0.0
+    """Wall-clock time the run took."""
+
+    @property
+    def node_hours(self) -> float:
+        return self.node_seconds / 3600.0
+
+    def summary(self) -> dict[str, object]:
+        pct = 100.0 * self.failed_starts / self.sessions if self.sessions else 0.0
+        return {
+            "sessions": self.sessions,
+            "failed_starts": self.failed_starts,
+            "failed_start_pct": round(pct, 3),
+            "sessions_killed": self.sessions_killed,
+            "node_hours": round(self.node_hours, 2),
+            "cost": round(self.node_hours * self.price, 2),
+            "seat_wait_p95_s": round(percentile(self.waits, 95), 1),
+            "actions": sum(self.actions.values()),
+        }
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile; 0 for no values."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    k = max(0, math.ceil(q / 100 * len(ordered)) - 1)
+    return ordered[k]
+
+
+def simulate(
+    workload: Workload,
+    controller: Controller,
+    params: SimParams,
+    progress: Progress | None = None,
+) -> RunResult:
+    import time
+
+    began = time.perf_counter()
+    cluster = SimCluster(
+        workload.arrivals,
+        params.seats_per_node,
+        params.ready_time,
+        params.seed,
+        params.service_wait,
+        count_from=params.warmup,
+    )
+    controller.start(cluster)
+    duration = workload.seconds
+    timeline: list[Sample] = []
+    next_sample = 0.0
+    done = 0.0
+    t = 0.0
+    while t < duration:
+        cluster.advance(t)
+        controller.step(cluster)
+        if t >= next_sample:
+            timeline.append(_sample(cluster))
+            next_sample += params.sample
+        if progress is not None and t - done >= 3600:
+            progress(t - done)
+            done = t
+        t += params.tick
+    cluster.advance(duration)
+    timeline.append(_sample(cluster))
+    if progress is not None:
+        progress(duration - done)
+    stats = cluster.stats
+    return RunResult(
+        name=controller.name,
+        sessions=stats.sessions,
+        failed_starts=stats.failed,
+        sessions_killed=stats.killed,
+        node_seconds=cluster.node_seconds(params.warmup, duration),
+        price=params.price,
+        waits=stats.waits,
+        actions=Counter(controller.actions),
+        timeline=timeline,
+        plan_calls=getattr(controller, "calls", 0),
+        seconds=time.perf_counter() - began,
+    )
+
+
+def _sample(c: SimCluster) -> Sample:
+    return Sample(c.now, len(c.sessions), c.active_seats(), c.counts(), c.stats.failed)
+
+
+def simulate_oracle(workload: Workload, params: SimParams) -> RunResult:
+    """The lower bound, with the same result fields (it fails, waits and kills nothing)."""
+    r = oracle(
+        workload.arrivals,
+        params.seats_per_node,
+        params.ready_time.median,
+        workload.seconds,
+        count_from=params.warmup,
+        cell=params.tick,
+    )
+    step = max(1, round(params.sample / r.cell))
+    timeline = [
+        Sample(i * r.cell, 0, n * params.seats_per_node, {"active": n}, 0)
+        for i, n in enumerate(r.nodes)
+        if i % step == 0
+    ]
+    return RunResult(
+        name="oracle",
+        sessions=r.sessions,
+        failed_starts=0,
+        sessions_killed=0,
+        node_seconds=r.node_seconds,
+        price=params.price,
+        waits=[],
+        actions=Counter({"launch_nodes": r.launches}),
+        timeline=timeline,
+    )

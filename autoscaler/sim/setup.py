@@ -1,0 +1,247 @@
+"""From command-line options to a ready run: the workload, the pool policy, the parameters."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from autoscaler.durations import parse_duration
+from autoscaler.rules.pools import PoolPolicy
+from autoscaler.rules.schema import Policies
+from autoscaler.sim.arrivals import (
+    SessionLengths,
+    Workload,
+    from_rates,
+    from_sessions,
+    pair_events,
+    read_session_csv,
+)
+from autoscaler.sim.baselines import NAMES as BASELINES
+from autoscaler.sim.cluster import ReadyTime
+from autoscaler.sim.controller import Controller
+from autoscaler.sim.oracle import peak_concurrency
+from autoscaler.sim.planner import Planner, PlannerController
+from autoscaler.sim.runner import Progress, RunResult, SimParams, simulate, simulate_oracle
+from autoscaler.sim.trace import parse_time, read_rates
+
+
+class SetupError(ValueError):
+    """Options or rules that cannot make a run."""
+
+
+@dataclass(frozen=True)
+class Setup:
+    workload: Workload
+    policies: Policies
+    pool: str
+    params: SimParams
+    params_json: dict[str, Any]
+    baselines: tuple[str, ...]
+
+
+def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
+    lengths = SessionLengths(args.session_median, args.session_p90, args.session_cap)
+    workload = load_workload(args, lengths, now or datetime.now(UTC))
+    policies, pool = load_pool(args)
+    policy = policies.pools[pool]
+    p90 = args.ready_time_p90 if args.ready_time_p90 is not None else args.ready_time * 4 / 3
+    try:
+        ready = ReadyTime(args.ready_time, p90)
+    except ValueError as e:
+        raise SetupError(str(e)) from None
+    if args.tick <= 0:
+        raise SetupError("--tick must be positive")
+    params = SimParams(
+        seats_per_node=policy.seats_per_node,
+        max_nodes=policy.max,
+        ready_time=ready,
+        service_wait=args.service_wait,
+        tick=args.tick,
+        price=args.price if args.price is not None else (policy.node_price() or 1.0),
+        seed=args.seed,
+        warmup=min(args.warmup, workload.seconds / 2),
+    )
+    baselines = parse_baselines(args.baselines)
+    described = {
+        "source": workload.source,
+        "from": workload.start.isoformat(),
+        "to": workload.end.isoformat(),
+        "arrivals": len(workload.arrivals),
+        "peak_sessions": args.peak_sessions if args.trace else None,
+        "session_median_min": lengths.median_minutes,
+        "session_p90_min": lengths.p90_minutes,
+        "session_cap_min": lengths.cap_minutes,
+        "seed": args.seed,
+        "rules": str(args.rules),
+        "pool": pool,
+        "seats_per_node": params.seats_per_node,
+        "max_nodes": params.max_nodes,
+        "ready_time_median_s": ready.median,
+        "ready_time_p90_s": ready.p90,
+        "service_wait_s": params.service_wait,
+        "tick_s": params.tick,
+        "warmup_s": params.warmup,
+        "price_per_node_hour": params.price,
+    }
+    return Setup(workload, policies, pool, params, described, tuple(baselines))
+
+
+def parse_baselines(text: str) -> list[str]:
+    chosen = [b.strip() for b in text.split(",") if b.strip() and b.strip() != "none"]
+    bad = [b for b in chosen if b not in BASELINES]
+    if bad:
+        raise SetupError(f"unknown baseline {', '.join(bad)}: choose from {', '.join(BASELINES)}")
+    return chosen
+
+
+def load_workload(args: argparse.Namespace, lengths: SessionLengths, now: datetime) -> Workload:
+    if args.trace is not None:
+        points = read_rates(args.trace, args.start, args.end)
+        try:
+            return from_rates(points, args.peak_sessions, args.seed, lengths)
+        except ValueError as e:
+            raise SetupError(f"{args.trace}: {e}") from None
+    if args.sessions is not None:
+        spans = read_session_csv(args.sessions)
+        try:
+            return from_sessions(spans, str(args.sessions), args.start, args.end)
+        except ValueError as e:
+            raise SetupError(str(e)) from None
+    from autoscaler.sim.usage import read_events
+    from autoscaler.sources.errors import NoData, SourceError
+    from autoscaler.sources.http_errors import redact_url
+
+    begin = args.start or since(args.since, now)
+    end = args.end or now
+    try:
+        events = read_events(args.influx, args.db, begin, end)
+    except (SourceError, NoData) as e:
+        raise SetupError(str(e)) from None
+    source = f"InfluxDB {redact_url(args.influx)}"
+    return from_sessions(pair_events(events, end), source, begin, end)
+
+
+def since(text: str | None, now: datetime) -> datetime:
+    """A timestamp, or a duration back from ``now`` (default 7 days)."""
+    if not text:
+        return now - parse_duration("7d")
+    try:
+        return parse_time(text)
+    except ValueError:
+        pass
+    try:
+        return now - parse_duration(text)
+    except ValueError:
+        raise SetupError(f"--since {text!r}: a timestamp or a duration such as 7d") from None
+
+
+def load_pool(args: argparse.Namespace) -> tuple[Policies, str]:
+    """The rules, with the pool under test adjusted by --seats-per-node and --max-nodes."""
+    from autoscaler.rules.loader import load_rules
+
+    loaded = load_rules(args.rules)
+    if loaded.policies is None:
+        raise SetupError("\n".join(str(p) for p in loaded.problems) or f"{args.rules}: no rules")
+    policies = loaded.policies
+    pools = sorted(policies.pools)
+    name = args.pool
+    if name is None:
+        if len(pools) != 1:
+            raise SetupError(f"choose a pool with --pool ({', '.join(pools) or 'none defined'})")
+        name = pools[0]
+    if name not in policies.pools:
+        raise SetupError(f"no pool {name!r} in {args.rules} (pools: {', '.join(pools) or 'none'})")
+    policy = override(policies.pools[name], args.seats_per_node, args.max_nodes)
+    return policies.model_copy(update={"pools": {**policies.pools, name: policy}}), name
+
+
+def override(policy: PoolPolicy, seats: int | None, max_nodes: int | None) -> PoolPolicy:
+    """The pool with other seats or max; a cost cap below the new max is raised to it (the
+    cap is a budget, not part of the sizing under test)."""
+    data = policy.model_dump()
+    if seats is not None:
+        data.update(seats_per_node=seats, seat=None)
+    if max_nodes is not None:
+        data["max"] = max_nodes
+        data["min"] = min(data["min"], max_nodes)
+        price = policy.node_price()
+        cap = policy.max_cost_per_hour
+        if cap is not None and price and math.floor(cap / price + 1e-9) < max_nodes:
+            data["max_cost_per_hour"] = price * max_nodes
+    try:
+        return PoolPolicy.model_validate(data)
+    except ValueError as e:
+        raise SetupError(f"pool override: {e}") from None
+
+
+def controllers(setup: Setup, planner: Planner | None = None) -> list[Controller]:
+    """The policy under test first, then the simulated baselines."""
+    from autoscaler.sim.baselines import ClusterAutoscalerStyle, HotBuffer, HpaStyle, StaticPeak
+
+    p = setup.params
+    out: list[Controller] = [
+        PlannerController(
+            f"policy:{setup.pool}", setup.pool, setup.policies, setup.workload.start, planner
+        )
+    ]
+    made: dict[str, Callable[[], Controller]] = {
+        "static-peak": lambda: StaticPeak(
+            math.ceil(peak_concurrency(setup.workload.arrivals) / p.seats_per_node)
+        ),
+        "hpa-style": lambda: HpaStyle(p.max_nodes),
+        "cluster-autoscaler-style": lambda: ClusterAutoscalerStyle(p.max_nodes),
+        "hot-buffer": lambda: HotBuffer(p.max_nodes),
+    }
+    out += [made[b]() for b in setup.baselines if b in made]
+    return out
+
+
+def run_all(
+    setup: Setup, show_progress: bool = False, planner: Planner | None = None
+) -> list[RunResult]:
+    """Every controller on the same arrivals and ready-time draws, then the oracle."""
+    runs = controllers(setup, planner)
+    total = setup.workload.seconds * len(runs)
+    results: list[RunResult] = []
+    with _progress(show_progress, total) as advance:
+        for c in runs:
+            results.append(simulate(setup.workload, c, setup.params, advance))
+    if "oracle" in setup.baselines:
+        results.append(simulate_oracle(setup.workload, setup.params))
+    return results
+
+
+class _progress:
+    """A rich progress bar on stderr over simulated time, or nothing."""
+
+    def __init__(self, show: bool, total: float) -> None:
+        self.show = show
+        self.total = total
+        self._bar: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> Progress:
+        if not self.show:
+            return lambda _: None
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self._bar = Progress(
+            TextColumn("simulating"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=Console(stderr=True),
+            transient=True,
+        )
+        self._bar.__enter__()
+        self._task = self._bar.add_task("sim", total=self.total)
+        return lambda s: self._bar.advance(self._task, s)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)

@@ -1,0 +1,111 @@
+"""Regenerate the simulation benchmark: the NASA-HTTP 1995 trace through the pool planner.
+
+    python bench/simulate/run.py            # every scenario, two at a time (about 3 min)
+    python bench/simulate/run.py july       # one scenario
+
+Each scenario runs ``autoscaler simulate`` with the parameters below (all recorded in its
+summary.json) and writes bench/simulate/results/<scenario>/{summary.json,report.md,
+timeline.png}; on July and August the shipped rules/pools.yml runs beside the benchmark
+policy on the same arrivals, and bench/simulate/results/TABLES.md collects the comparison tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from autoscaler.sim.cli import add_simulate_parser
+from autoscaler.sim.planner import PlannerController
+from autoscaler.sim.report import table, write
+from autoscaler.sim.runner import simulate
+from autoscaler.sim.setup import load_pool, prepare, run_all
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACE = ROOT.parent / "shared" / "traces" / "nasa-http-1995-per-minute.csv"
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+COMMON = [
+    "--trace", str(TRACE), "--rules", str(HERE / "rules"), "--pool", "workers",
+    "--peak-sessions", "200", "--seats-per-node", "8", "--max-nodes", "40",
+    "--ready-time", "150s", "--ready-time-p90", "200s", "--tick", "15s",
+    "--warmup", "1h", "--seed", "1995", "--no-progress",
+]  # fmt: skip
+SCENARIOS = {
+    "july": ["--from", "1995-07-01T00:00:00-04:00", "--to", "1995-07-28T13:33:00-04:00"],
+    "august": ["--from", "1995-08-01T00:00:00-04:00", "--to", "1995-09-01T00:00:00-04:00"],
+    "two-months": [],
+}
+START = "<!-- results:start (written by run.py) -->"
+END = "<!-- results:end -->"
+WITH_SHIPPED = ("july", "august")
+NOTES = {
+    "july": "The July piece (1995-07-01 to 07-28 13:32 EDT): the benchmark's goal.",
+    "august": "The August piece, with the 37.7 h outage from 08-01 14:52 (no demand at all).",
+    "two-months": "The whole trace (both pieces; the gap between them has no demand).",
+}
+
+
+def run(name: str) -> str:
+    parser = argparse.ArgumentParser(prog="autoscaler")
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    out = RESULTS / name
+    argv = ["simulate", *COMMON, *SCENARIOS[name], "--out", str(out)]
+    args = parser.parse_args(argv)
+    began = time.perf_counter()
+    setup = prepare(args)
+    results = run_all(setup)
+    if name in WITH_SHIPPED:  # the shipped rules/pools.yml, its pool resized the same way
+        args.rules = ROOT / "rules"
+        shipped, pool = load_pool(args)
+        controller = PlannerController(f"shipped:{pool}", pool, shipped, setup.workload.start)
+        results.insert(1, simulate(setup.workload, controller, setup.params))
+    took = time.perf_counter() - began
+    params = {**setup.params_json, "trace": "../shared/traces/nasa-http-1995-per-minute.csv"}
+    params["rules"] = "bench/simulate/rules"
+    if name in WITH_SHIPPED:
+        params["shipped_rules"] = "rules"
+    params["wall_seconds"] = round(took, 1)
+    command = "python bench/simulate/run.py " + name
+    write(out, params, results, command)
+    policy = results[0]
+    print(
+        f"{name}: {took:.0f} s in all; the policy's {policy.plan_calls} planner passes "
+        f"took {policy.seconds:.0f} s",
+        file=sys.stderr,
+    )
+    return f"### {name}\n\n{NOTES[name]} {len(setup.workload.arrivals):,} arrivals.\n\n" + table(
+        results
+    )
+
+
+def main(argv: list[str]) -> int:
+    names = argv or list(SCENARIOS)
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        print(f"unknown scenario {', '.join(unknown)}: {', '.join(SCENARIOS)}", file=sys.stderr)
+        return 2
+    if not TRACE.exists():
+        print(f"{TRACE} not found", file=sys.stderr)
+        return 1
+    with ProcessPoolExecutor(min(2, len(names))) as pool:  # two cores here
+        parts = list(pool.map(run, names))
+    text = "\n".join(parts)
+    print(text)
+    if not argv:
+        header = "# Simulation benchmark results\n\nRegenerate: `python bench/simulate/run.py`\n\n"
+        (RESULTS / "TABLES.md").write_text(header + text, encoding="utf-8")
+        summaries = {n: json.loads((RESULTS / n / "summary.json").read_text()) for n in names}
+        (RESULTS / "all.json").write_text(json.dumps(summaries, indent=1) + "\n", "utf-8")
+        readme = HERE / "README.md"
+        before, rest = readme.read_text(encoding="utf-8").split(START, 1)
+        after = rest.split(END, 1)[1]
+        readme.write_text(f"{before}{START}\n{text}{END}{after}", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,136 @@
+"""``autoscaler simulate`` end to end on small inputs: the files it writes and their shape."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from autoscaler.cli import main
+
+RESULT_KEYS = {
+    "sessions",
+    "failed_starts",
+    "failed_start_pct",
+    "sessions_killed",
+    "node_hours",
+    "cost",
+    "seat_wait_p95_s",
+    "actions",
+}
+POOL = """
+pools:
+  web:
+    provider: local
+    min: 1
+    max: 8
+    seats_per_node: 4
+    headroom: {seats: 2, node_ready_time: 3m}
+    prices: {local: 0.5}
+    scale_in: {unneeded_for: 5m, drain_for: 30s}
+    join_timeout: 10m
+"""
+
+
+@pytest.fixture
+def rules(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "pools.yml").write_text(POOL, encoding="utf-8")
+    return folder
+
+
+def trace(tmp_path: Path) -> Path:
+    """Six hours: quiet, a two-hour office peak, quiet again (no header, space format)."""
+    rows = []
+    for m in range(360):
+        count = 100 if 120 <= m < 240 else 20
+        rows.append(f"2024-05-06 {6 + m // 60:02d}:{m % 60:02d}:00,{count}")
+    path = tmp_path / "trace.csv"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_simulate_a_trace_writes_summary_report_and_plot(
+    tmp_path: Path, rules: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    argv = ["simulate", "--trace", str(trace(tmp_path)), "--rules", str(rules)]
+    argv += ["--peak-sessions", "20", "--seed", "5", "--warmup", "30m", "--out", str(out)]
+    assert main([*argv, "--no-progress"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary) == {"params", "results"}
+    names = ["policy:web", "static-peak", "hpa-style", "cluster-autoscaler-style", "hot-buffer"]
+    assert list(summary["results"]) == [*names, "oracle"]
+    for result in summary["results"].values():
+        assert set(result) == RESULT_KEYS
+    params = summary["params"]
+    assert (params["seed"], params["peak_sessions"], params["pool"]) == (5, 20, "web")
+    assert (params["seats_per_node"], params["price_per_node_hour"]) == (4, 0.5)
+    web, oracle = summary["results"]["policy:web"], summary["results"]["oracle"]
+    assert web["sessions"] == oracle["sessions"] > 100
+    assert web["node_hours"] >= oracle["node_hours"] > 0
+    assert web["cost"] == pytest.approx(web["node_hours"] * 0.5, abs=0.01)
+    assert web["sessions_killed"] == 0
+    report = (out / "report.md").read_text()
+    assert "| policy:web |" in report and "| oracle |" in report
+    assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    printed = capsys.readouterr().out
+    assert "| cluster-autoscaler-style |" in printed
+    # the same seed gives the same answer
+    again = tmp_path / "again"
+    assert main([*argv[:-1], str(again), "--no-progress", "--no-plot"]) == 0
+    assert json.loads((again / "summary.json").read_text()) == summary
+    assert not (again / "timeline.png").exists()
+
+
+def test_simulate_recorded_sessions_with_overrides(tmp_path: Path, rules: Path) -> None:
+    rows = ["start,end,user"]
+    for i in range(60):
+        rows.append(f"2024-05-06T08:{i:02d}:00Z,2024-05-06T09:{i:02d}:00Z,u{i}")
+    sessions = tmp_path / "sessions.csv"
+    sessions.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    out = tmp_path / "out"
+    argv = ["simulate", "--sessions", str(sessions), "--rules", str(rules), "--pool", "web"]
+    argv += ["--seats-per-node", "8", "--max-nodes", "3", "--baselines", "oracle,static-peak"]
+    argv += ["--warmup", "0s", "--to", "2024-05-06T11:00:00Z", "--no-progress", "--no-plot"]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert list(summary["results"]) == ["policy:web", "static-peak", "oracle"]
+    assert summary["params"]["max_nodes"] == 3
+    static = summary["results"]["static-peak"]
+    # 60 one-hour sessions, one a minute: 60 at once at 09:00 at most, 8 seats a node
+    assert static["sessions"] == 60 and static["failed_starts"] == 0
+    assert static["node_hours"] == pytest.approx(8 * 3.0)
+    # max 3 nodes = 24 seats for 60 sessions; only the start at 08:59 can still get the
+    # seat the first session frees at 09:00, so at least 35 starts fail
+    assert summary["results"]["policy:web"]["failed_starts"] >= 60 - 24 - 1
+
+
+def test_simulate_refuses_bad_options(
+    tmp_path: Path, rules: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["simulate", "--trace", str(trace(tmp_path)), "--rules", str(rules), "--no-progress"]
+    assert main([*base, "--pool", "db", "--out", str(tmp_path / "a")]) == 1
+    assert "no pool 'db'" in capsys.readouterr().err
+    assert main([*base, "--baselines", "magic", "--out", str(tmp_path / "b")]) == 1
+    assert "unknown baseline magic" in capsys.readouterr().err
+    assert main([*base, "--from", "2030-01-01 00:00:00", "--out", str(tmp_path / "c")]) == 1
+    assert "no rows between" in capsys.readouterr().err
+    (rules / "bad.yml").write_text("pools:\n  web2:\n    provider: local\n", encoding="utf-8")
+    assert main([*base, "--out", str(tmp_path / "d")]) == 1
+    assert "bad.yml:2: pools.web2.max: missing" in capsys.readouterr().err
+
+
+def test_since_is_a_time_or_a_duration_back_from_now() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from autoscaler.sim.setup import SetupError, since
+
+    now = datetime(2024, 5, 13, 12, tzinfo=UTC)
+    assert since(None, now) == now - timedelta(days=7)
+    assert since("36h", now) == now - timedelta(hours=36)
+    assert since("2024-05-01 00:00:00", now) == datetime(2024, 5, 1, tzinfo=UTC)
+    with pytest.raises(SetupError, match="--since 'last week'"):
+        since("last week", now)

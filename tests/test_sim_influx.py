@@ -1,0 +1,87 @@
+"""Backtest input from a real influxd holding ShinyProxy usage events."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import requests
+
+from autoscaler.cli import main
+from autoscaler.sim.arrivals import pair_events
+from autoscaler.sim.usage import read_events
+from autoscaler.sources.errors import NoData, SourceError
+from tests.fixtures_backends import InfluxLab
+
+pytestmark = pytest.mark.real
+
+T0 = datetime(2024, 5, 6, 8, tzinfo=UTC)
+
+
+def write_events(lab: InfluxLab, events: list[tuple[int, str, str, str]]) -> None:
+    """ShinyProxy's line format, stamped in the past (seconds after T0) for a backtest."""
+    lines = []
+    for offset, user, kind, spec in events:
+        ns = int((T0 + timedelta(seconds=offset)).timestamp()) * 1_000_000_000
+        lines.append(f'event,username={user},type={kind} data="{spec}" {ns}')
+    r = requests.post(
+        f"{lab.url}/write?db={lab.database}", data="\n".join(lines).encode(), timeout=5
+    )
+    assert r.status_code == 204, r.text
+
+
+EVENTS = [
+    (0, "alice", "Login", ""),
+    (10, "alice", "ProxyStart", "euler"),
+    (20, "bob", "ProxyStart", "euler"),
+    (30, "alice", "ProxyStart", "gauss"),
+    (600, "alice", "ProxyStop", "euler"),
+    (1200, "bob", "ProxyStop", "euler"),
+    (1300, "carol", "ProxyStop", "euler"),  # started before the window
+]
+
+
+def test_events_are_read_and_paired(usagestats: InfluxLab) -> None:
+    write_events(usagestats, EVENTS)
+    until = T0 + timedelta(hours=1)
+    events = read_events(usagestats.url, usagestats.database, T0, until)
+    assert sorted((e.user, e.type, e.spec) for e in events) == sorted(
+        (u, k, s) for _, u, k, s in EVENTS if k != "Login"
+    )
+    at = [T0 + timedelta(seconds=s) for s in (10, 20, 30, 600, 1200)]
+    assert pair_events(events, until) == [(at[0], at[3]), (at[1], at[4]), (at[2], until)]
+    with pytest.raises(NoData):
+        read_events(usagestats.url, usagestats.database, until, until + timedelta(hours=1))
+
+
+def test_simulate_from_influx(usagestats: InfluxLab, tmp_path: Path) -> None:
+    write_events(usagestats, EVENTS)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "p.yml").write_text(
+        "pools:\n  web:\n    provider: local\n    max: 4\n    seats_per_node: 2\n",
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+    argv = ["simulate", "--influx", usagestats.url, "--db", usagestats.database]
+    argv += ["--from", "2024-05-06T08:00:00Z", "--to", "2024-05-06T09:00:00Z"]
+    argv += ["--rules", str(rules), "--warmup", "0s", "--no-plot", "--no-progress"]
+    assert main([*argv, "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["results"]["oracle"]["sessions"] == 3
+    assert summary["results"]["policy:web"]["sessions"] == 3
+    assert summary["params"]["source"].startswith("InfluxDB http://127.0.0.1:")
+
+
+def test_a_database_that_is_down_is_reported(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"http://user:secret@127.0.0.1:{port}"
+    with pytest.raises(SourceError) as err:
+        read_events(url, "db", T0, T0 + timedelta(hours=1), timeout=2)
+    assert "secret" not in str(err.value)

@@ -1,0 +1,104 @@
+"""Rate traces and recorded sessions: formats, windows, and file:line errors."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from autoscaler.cli import main
+from autoscaler.sim.arrivals import read_session_csv
+from autoscaler.sim.trace import TraceError, parse_rates, parse_time, read_rates
+
+NASA = Path(__file__).resolve().parents[2] / "shared" / "traces" / "nasa-http-1995-per-minute.csv"
+
+
+def write(tmp_path: Path, text: str, name: str = "trace.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_timestamp_format_with_and_without_header() -> None:
+    rows = [
+        "minute,requests",
+        "1995-07-01T00:00:00-04:00,42",
+        "1995-07-01T04:01:00Z,7",
+        "1995-07-01 04:02:00,3.5",
+        "1995-07-01T04:03:00,0",
+    ]
+    points = parse_rates(rows, "t.csv")
+    assert [p.count for p in points] == [42, 7, 3.5, 0]
+    assert points[0].at == datetime(1995, 7, 1, 0, 0, tzinfo=timezone(timedelta(hours=-4)))
+    # no offset: UTC, so all four are one minute apart
+    assert [(p.at - points[0].at).total_seconds() for p in points] == [0, 60, 120, 180]
+    assert parse_rates(rows[1:], "t.csv") == points
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("1995-07-01 00:02:00", "expected two columns"),
+        ("yesterday,5", "bad timestamp 'yesterday'"),
+        ("1995-07-01 00:02:00,many", "count 'many' is not a number"),
+        ("1995-07-01 00:02:00,-1", "finite number >= 0"),
+        ("1995-07-01 00:02:00,nan", "finite number >= 0"),
+        ("1995-07-01 00:00:30,5", "is not after the row before"),
+    ],
+)
+def test_malformed_rows_name_file_and_line(tmp_path: Path, line: str, message: str) -> None:
+    path = write(tmp_path, f"time,count\n1995-07-01 00:00:00,1\n1995-07-01 00:01:00,2\n{line}\n")
+    with pytest.raises(TraceError) as err:
+        read_rates(path)
+    assert str(err.value).startswith(f"{path}:4: ")
+    assert message in str(err.value)
+
+
+def test_empty_file_and_empty_window(tmp_path: Path) -> None:
+    with pytest.raises(TraceError, match=r"empty\.csv:1: no data rows"):
+        read_rates(write(tmp_path, "time,count\n", "empty.csv"))
+    path = write(tmp_path, "1995-07-01 00:00:00,1\n")
+    with pytest.raises(TraceError, match="no rows between"):
+        read_rates(path, start=parse_time("1996-01-01 00:00:00"))
+
+
+def test_window_from_is_inclusive_to_is_exclusive(tmp_path: Path) -> None:
+    rows = "".join(f"1995-07-01 00:{m:02d}:00,{m}\n" for m in range(10))
+    path = write(tmp_path, rows)
+    got = read_rates(path, parse_time("1995-07-01 00:03:00"), parse_time("1995-07-01 00:06:00"))
+    assert [p.count for p in got] == [3, 4, 5]
+
+
+def test_the_nasa_trace_reads_whole() -> None:
+    if not NASA.exists():
+        pytest.skip(f"{NASA} not present")
+    points = read_rates(NASA)
+    assert len(points) == 84_334
+    assert sum(p.count for p in points) == 3_461_610
+    assert points[0].at == datetime(1995, 7, 1, 4, 0, tzinfo=UTC)
+
+
+def test_session_csv_header_optional_and_errors(tmp_path: Path) -> None:
+    path = write(tmp_path, "start,end\n2024-05-06 08:00:00,2024-05-06 08:30:00\n", "s.csv")
+    assert read_session_csv(path) == [
+        (datetime(2024, 5, 6, 8, tzinfo=UTC), datetime(2024, 5, 6, 8, 30, tzinfo=UTC))
+    ]
+    bad = write(
+        tmp_path, "2024-05-06 08:00:00,2024-05-06 08:30:00\n2024-05-06 09:00:00,x\n", "b.csv"
+    )
+    with pytest.raises(TraceError, match=rf"^{bad}:2: bad timestamp 'x'"):
+        read_session_csv(bad)
+    backwards = write(tmp_path, "2024-05-06 08:00:00,2024-05-06 07:00:00\n", "r.csv")
+    with pytest.raises(TraceError, match=rf"^{backwards}:1: session ends before it starts"):
+        read_session_csv(backwards)
+
+
+def test_cli_reports_a_malformed_trace_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, "time,count\n1995-07-01 00:00:00,1\n1995-07-01 00:01:00,lots\n")
+    code = main(["simulate", "--trace", str(path), "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert f"{path}:3: count 'lots' is not a number" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
