@@ -281,20 +281,6 @@ class ServicePolicy(Frozen):
 # ---------------------------------------------------------------- the whole set
 
 
-class Policies(Frozen):
-    """Every policy from every file in ``rules/``, merged."""
-
-    signals: dict[str, Signal] = Field(default_factory=dict)
-    services: dict[str, ServicePolicy] = Field(default_factory=dict)
-    alerts: dict[str, AlertRule] = Field(default_factory=dict)
-    """Alert rules; routing below is in Alertmanager's own format (docs/alerting.md)."""
-    route: RouteConfig | None = None
-    receivers: tuple[ReceiverConfig, ...] = ()
-    inhibit_rules: tuple[InhibitRuleConfig, ...] = ()
-    time_intervals: tuple[TimeInterval, ...] = ()
-    pools: dict[str, PoolPolicy] = Field(default_factory=dict)
-
-
 class RulesFile(Frozen):
     """What one ``rules/*.yml`` file may contain (any subset of the sections)."""
 
@@ -307,3 +293,7 @@ class RulesFile(Frozen):
     inhibit_rules: tuple[InhibitRuleConfig, ...] = ()
     time_intervals: tuple[TimeInterval, ...] = ()
     pools: dict[str, PoolPolicy] = Field(default_factory=dict)
+
+
+class Policies(RulesFile):
+    """Every policy from every file in ``rules/``, merged (the sections of one file, whole)."""
