@@ -1,4 +1,4 @@
-"""Sweep the benchmark pool's headroom and scale-in settings on one window of the trace.
+"""Sweep the shipped pool's headroom and scale-in settings on one window of the trace.
 
     python bench/simulate/sweep.py [FROM TO]     # default: the July piece
 
@@ -21,6 +21,7 @@ from autoscaler.sim.arrivals import Workload, from_rates
 from autoscaler.sim.cluster import ReadyTime
 from autoscaler.sim.planner import PlannerController
 from autoscaler.sim.runner import SimParams, simulate, simulate_oracle
+from autoscaler.sim.setup import override
 from autoscaler.sim.trace import parse_time, read_rates
 
 HERE = Path(__file__).resolve().parent
@@ -31,10 +32,10 @@ PARAMS = SimParams(
 JULY = ("1995-07-01T00:00:00-04:00", "1995-07-28T13:33:00-04:00")
 GRID = list(
     itertools.product(
-        (0, 2, 8),  # headroom.seats
-        ("1m", "90s", "2m", "3m"),  # headroom.node_ready_time
-        ("3m", "5m", "10m"),  # scale_in.unneeded_for
-        (2,),  # scale_in.nodes_per_step
+        (0, 2, 4),  # headroom.seats
+        ("30s", "1m", "90s", "2m"),  # headroom.node_ready_time
+        ("2m", "3m", "5m"),  # scale_in.unneeded_for
+        (1,),  # scale_in.nodes_per_step
     )
 )
 
@@ -45,9 +46,9 @@ def workload(start: str, end: str) -> Workload:
 
 def one(job: tuple[Workload, tuple[Any, ...]]) -> str:
     w, (seats, ready, unneeded, step) = job
-    policies = load_rules(HERE / "rules").policies
+    policies = load_rules(HERE.parents[1] / "rules").policies
     assert policies is not None
-    data = policies.pools["workers"].model_dump()
+    data = override(policies.pools["workers"], PARAMS.seats_per_node, PARAMS.max_nodes).model_dump()
     data["headroom"].update(seats=seats, node_ready_time=ready)
     data["scale_in"].update(unneeded_for=unneeded, nodes_per_step=step)
     pools = {"workers": PoolPolicy.model_validate(data)}
