@@ -7,15 +7,11 @@ alive, and a sidecar that stops lets it resolve instead of firing forever.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
-
-import requests
 
 from autoscaler.alerts.config import AlertmanagerForward
 from autoscaler.alerts.model import Notification
-from autoscaler.alerts.receivers.http import post_json
+from autoscaler.alerts.receivers.http import JsonPoster, post_json
 
 
 def _ts(value: Any) -> str:
@@ -39,22 +35,9 @@ def forward_payload(n: Notification) -> list[dict[str, Any]]:
     return out
 
 
-class AlertmanagerIntegration:
+class AlertmanagerIntegration(JsonPoster):
     kind = "alertmanager"
-
-    def __init__(
-        self,
-        cfg: AlertmanagerForward,
-        *,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        attempts: int = 5,
-    ) -> None:
-        self.cfg = cfg
-        self.send_resolved = cfg.send_resolved
-        self.session = session or requests.Session()
-        self.sleep = sleep
-        self.attempts = attempts
+    cfg: AlertmanagerForward
 
     def send(self, notification: Notification) -> None:
         post_json(

@@ -124,3 +124,21 @@ def post_json(
             sleep(delay)
             delay = min(delay * 2, max_backoff)
     raise DeliveryError(f"{what}: gave up after {attempts} attempts ({last})")
+
+
+class JsonPoster:
+    """What a receiver that POSTs JSON keeps: its config, a session and its retry budget."""
+
+    def __init__(
+        self,
+        cfg: Any,
+        *,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = 5,
+    ) -> None:
+        self.cfg = cfg
+        self.send_resolved: bool = cfg.send_resolved
+        self.session = session or requests.Session()
+        self.sleep = sleep
+        self.attempts = attempts

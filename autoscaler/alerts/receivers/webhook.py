@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections.abc import Callable
-
-import requests
 
 from autoscaler.alerts.config import WebhookConfig
 from autoscaler.alerts.dispatch import DeliveryError
 from autoscaler.alerts.model import Notification
-from autoscaler.alerts.receivers.http import keep_out_of_logs, post_json
+from autoscaler.alerts.receivers.http import JsonPoster, keep_out_of_logs, post_json
 from autoscaler.settings import read_secret
 
 
-class WebhookIntegration:
+class WebhookIntegration(JsonPoster):
     kind = "webhook"
-
-    def __init__(
-        self,
-        cfg: WebhookConfig,
-        *,
-        session: requests.Session | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        attempts: int = 5,
-    ) -> None:
-        self.cfg = cfg
-        self.send_resolved = cfg.send_resolved
-        self.session = session or requests.Session()
-        self.sleep = sleep
-        self.attempts = attempts
+    cfg: WebhookConfig
 
     def send(self, notification: Notification) -> None:
         try:
