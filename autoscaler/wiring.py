@@ -75,12 +75,11 @@ def build_actuator(
     from autoscaler.actuate.dispatch import Dispatcher
     from autoscaler.actuate.machines import MachineActuator
     from autoscaler.actuate.nodes import NodeActuator
-    from autoscaler.actuate.nodes_dryrun import NodeDryRun
     from autoscaler.providers.build import JoinPublisher
 
     if settings.dry_run:
-        twin = NodeDryRun()
-        return Dispatcher(services=DryRunActuator(), nodes=twin, machines=twin, notify=twin)
+        twin = DryRunActuator()
+        return Dispatcher(services=twin, nodes=twin, machines=twin, notify=twin)
     store = rules if rules is not None else RulesStore(settings.rules)
     if rules is None:
         store.refresh()
