@@ -4,17 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
-
-import requests
-from influxdb import InfluxDBClient
-from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
 from autoscaler.sim.arrivals import Event
-from autoscaler.sources.errors import NoData, SourceError
-from autoscaler.sources.http_errors import describe_request_error, redact_url
-
-SOURCE = "influx"
+from autoscaler.sources.errors import NoData
+from autoscaler.sources.influx import InfluxReader
 
 
 def _rfc3339(t: datetime) -> str:
@@ -26,38 +19,17 @@ def read_events(
 ) -> list[Event]:
     """Every ProxyStart and ProxyStop in [since, until); SourceError when InfluxDB fails,
     NoData when there is none."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"InfluxDB URL {redact_url(url)!r}: expected http(s)://host:port")
-    client = InfluxDBClient(
-        host=parts.hostname,
-        port=parts.port or (443 if parts.scheme == "https" else 8086),
-        username=parts.username,
-        password=parts.password,
-        database=database,
-        ssl=parts.scheme == "https",
-        verify_ssl=parts.scheme == "https",
-        timeout=timeout,
-        retries=1,
-        path=parts.path.rstrip("/"),
-    )
+    reader = InfluxReader(url, database, None, None, timeout)
     query = (
         'SELECT "data", "type", "username" FROM "event" '
         "WHERE (\"type\" = 'ProxyStart' OR \"type\" = 'ProxyStop') "
         f"AND time >= '{_rfc3339(since)}' AND time < '{_rfc3339(until)}'"
     )
     try:
-        result = client.query(query, database=database, epoch="ms", chunked=True)
-    except requests.RequestException as e:
-        raise SourceError(SOURCE, describe_request_error(e, timeout)) from None
-    except (InfluxDBClientError, InfluxDBServerError) as e:
-        text = str(e)[:300]
-        if parts.password:
-            text = text.replace(parts.password, "***")
-        raise SourceError(SOURCE, f"{redact_url(url)}: {text}") from None
+        raw = reader.raw(query, chunked=True)
     finally:
-        client.close()
-    events = _events(result.raw if hasattr(result, "raw") else {})
+        reader.close()
+    events = _events(raw or {})
     if not events:
         raise NoData(f"influx: no ProxyStart/ProxyStop events in {database} from {since}")
     return events

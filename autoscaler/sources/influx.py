@@ -59,18 +59,26 @@ class InfluxReader:
     ) -> Reading:
         """Value of ``field`` (default: first non-time column) in the newest row of the
         first series; ``database`` overrides the reader's default."""
-        db = database or self._database
         now = datetime.now(UTC)
+        raw = self.raw(influxql, database)
+        return Reading(value=_newest_value(raw, field, influxql), observed_at=now)
+
+    def raw(self, influxql: str, database: str | None = None, chunked: bool = False) -> Any:
+        """The first result of a query as InfluxDB's JSON (times in epoch ms); every failure
+        is a SourceError without the password."""
+        db = database or self._database
         try:
-            result = self._client.query(influxql, database=db, epoch="ms")
+            result = self._client.query(influxql, database=db, epoch="ms", chunked=chunked)
         except requests.RequestException as e:
             raise SourceError(SOURCE, describe_request_error(e, self._timeout)) from None
         except InfluxDBServerError as e:
             raise SourceError(SOURCE, self._scrub(f"server error: {_text(e.args)}")) from None
         except InfluxDBClientError as e:
             raise SourceError(SOURCE, self._scrub(_client_error(e, db))) from None
-        raw = result[0].raw if isinstance(result, list) else result.raw
-        return Reading(value=_newest_value(raw, field, influxql), observed_at=now)
+        return result[0].raw if isinstance(result, list) else result.raw
+
+    def close(self) -> None:
+        self._client.close()
 
     def _scrub(self, message: str) -> str:
         if self._password:
