@@ -19,12 +19,12 @@ import yaml
 from autoscaler.alerts.config import AlertmanagerForward, AlertRule
 from autoscaler.alerts.manager import Alerting
 from autoscaler.alerts.model import Alert, Notification
-from autoscaler.alerts.promql import VectorQuery
 from autoscaler.alerts.receivers.alertmanager import AlertmanagerIntegration
 from autoscaler.lab.backends import Backend, start_alertmanager
 from autoscaler.loop import PassResult
 from autoscaler.rules.schema import Policies
 from autoscaler.sources.errors import SourceError
+from autoscaler.sources.prometheus import PrometheusClient
 from tests.fixtures_backends import PrometheusLab, need_binary
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,7 +116,7 @@ def test_a_down_alertmanager_is_a_delivery_error_not_silence() -> None:
 
 @pytest.mark.real
 def test_promql_rule_yields_one_alert_per_series(prometheus: PrometheusLab) -> None:
-    query = VectorQuery(prometheus.url)
+    query = PrometheusClient(prometheus.url, 10.0)
     rows = query.query_vector('up{job="shinyproxy"} == 1 or vector(2)')
     assert sorted(v for _, v in rows) == [1.0, 2.0]
     policies = Policies(
@@ -144,11 +144,11 @@ def test_promql_rule_yields_one_alert_per_series(prometheus: PrometheusLab) -> N
         ("shinyproxy", "shinyproxy is 1", "firing"),
     ]
     with pytest.raises(SourceError, match="prometheus"):
-        VectorQuery(prometheus.url).query_vector("rate(up[")
+        PrometheusClient(prometheus.url, 10.0).query_vector("rate(up[")
 
 
 def test_promql_rule_keeps_its_state_while_prometheus_is_down() -> None:
-    alerting = Alerting(prometheus=VectorQuery("http://127.0.0.1:9", timeout=1))
+    alerting = Alerting(prometheus=PrometheusClient("http://127.0.0.1:9", timeout=1))
     alerting.configure(Policies(alerts={"X": AlertRule.model_validate({"expr": "up"})}))
     alerting.after_pass(PassResult("t", True, 0.0))
     assert [a for a in alerting.list_alerts() if a["labels"]["alertname"] == "X"] == []

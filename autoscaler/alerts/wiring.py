@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from autoscaler.alerts.manager import Alerting
-from autoscaler.alerts.promql import VectorQuery
 from autoscaler.metrics import SidecarMetrics
 from autoscaler.settings import Settings
+from autoscaler.sources.prometheus import PrometheusClient
 
 
 def build_alerting(settings: Settings, metrics: SidecarMetrics) -> Alerting:
@@ -18,7 +18,7 @@ def build_alerting(settings: Settings, metrics: SidecarMetrics) -> Alerting:
         metrics=metrics,
         state_dir=state,
         prometheus=(
-            VectorQuery(settings.prometheus_url, settings.source_timeout.total_seconds())
+            PrometheusClient(settings.prometheus_url, settings.source_timeout.total_seconds())
             if settings.prometheus_url
             else None
         ),

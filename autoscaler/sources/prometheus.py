@@ -1,4 +1,4 @@
-"""Prometheus HTTP API, instant queries only: one PromQL expression -> one number."""
+"""Prometheus HTTP API, instant queries: one number (signals) or every series (alert rules)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,9 @@ from autoscaler.sources.http_errors import describe_request_error, split_credent
 from autoscaler.sources.reading import Reading
 
 SOURCE = "prometheus"
+
+Series = tuple[dict[str, str], float]
+"""One series of an instant vector: its labels and its value."""
 
 
 class PrometheusClient:
@@ -34,6 +37,20 @@ class PrometheusClient:
 
     def query(self, promql: str) -> Reading:
         """Evaluate ``promql`` now; it must give one sample (aggregate with sum(...) etc.)."""
+        return _single_reading(self._instant(promql), promql)
+
+    def query_vector(self, promql: str) -> list[Series]:
+        """Every series the expression gives now, NaN ones left out (empty when none)."""
+        data = self._instant(promql)
+        kind, result = data.get("resultType"), data.get("result")
+        if kind == "scalar" and isinstance(result, list) and len(result) == 2:
+            return _finite([({}, result[1])])
+        if kind != "vector" or not isinstance(result, list):
+            raise SourceError(SOURCE, f"expected an instant vector, got {kind}")
+        return _finite([(dict(s.get("metric") or {}), s["value"][1]) for s in result])
+
+    def _instant(self, promql: str) -> dict[str, Any]:
+        """The ``data`` of an instant query; every failure is a SourceError."""
         try:
             resp = self._session.get(
                 f"{self._base}/api/v1/query",
@@ -51,7 +68,8 @@ class PrometheusClient:
             raise SourceError(SOURCE, f"HTTP {resp.status_code}{detail}")
         if body is None or body.get("status") != "success":
             raise SourceError(SOURCE, "invalid answer (not a Prometheus API response)")
-        return _single_reading(body.get("data") or {}, promql)
+        data = body.get("data")
+        return data if isinstance(data, dict) else {}
 
     def ready(self) -> bool:
         """True when Prometheus answers /-/ready with 200."""
@@ -108,3 +126,15 @@ def _reading(sample: list[Any], promql: str) -> Reading:
     if not math.isfinite(raw):
         raise NoData(f"prometheus: {promql} is {sample[1]} (no value)")
     return Reading(value=raw, observed_at=datetime.fromtimestamp(ts, UTC))
+
+
+def _finite(rows: list[tuple[dict[str, str], Any]]) -> list[Series]:
+    out = []
+    for labels, raw in rows:
+        try:
+            v = float(raw)
+        except (TypeError, ValueError):
+            continue
+        if not math.isnan(v):
+            out.append((labels, v))
+    return out
