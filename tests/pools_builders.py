@@ -139,5 +139,10 @@ def on(p: Plan, kind: str) -> list[Action]:
     return [a for a in p.actions if a.kind == kind]
 
 
+def hosts(p: Plan, kind: str) -> list[str]:
+    """Host names of the actions of one kind, in plan order."""
+    return [getattr(a, "hostname", "") for a in on(p, kind)]
+
+
 def reasons(p: Plan) -> str:
     return " | ".join(r for d in p.decisions for r in d.reasons)

@@ -18,9 +18,11 @@ from autoscaler.decide.plan_types import (
 )
 from autoscaler.decide.pools import labels as L
 from autoscaler.decide.pools.inventory import STATES, take_inventory
+from autoscaler.rules.schema import Signal
 from tests.pools_builders import (
     POOL,
     T0,
+    hosts,
     kinds,
     machine,
     node,
@@ -46,10 +48,6 @@ def paused(name: str, minutes: float = 1, **extra: str) -> Any:
 
 def draining(name: str, minutes: float) -> Any:
     return node(name, state="draining", extra={L.DRAINING_AT: ago(minutes)})
-
-
-def hosts(p: Any, kind: str) -> list[str]:
-    return [a.hostname for a in on(p, kind)]
 
 
 # ---------------------------------------------------------------- states
@@ -119,7 +117,7 @@ def test_scale_in_only_after_unneeded_for(since_minutes: float | None, pauses: i
         T0 - timedelta(minutes=since_minutes) if since_minutes is not None else T0
     )
     if not pauses:
-        assert "scale-in waits until" in reasons(p)
+        assert "pausing waits until" in reasons(p)
 
 
 def test_surplus_gone_resets_the_clock() -> None:
@@ -357,3 +355,41 @@ def test_a_newcomer_is_not_paused_in_the_pass_that_labels_it() -> None:
     )
     p = run(labelled, pool(min=1, headroom={"seats": 0}), memory)
     assert [(a.kind, a.hostname) for a in p.actions] == [("pause_node", "b")]
+
+
+# ---------------------------------------------------------------- packing
+
+
+def test_a_node_holding_sessions_is_paused_to_pack_new_ones_elsewhere() -> None:
+    """Swarm would spread new sessions onto the emptier node and keep both alive: pausing
+    it sends them to the fuller one while its own session runs to its end."""
+    nodes = [node("a"), node("b")]
+    sess = sessions("a", 3) + sessions("b", 1, start=10)
+    p = run(snapshot(nodes, sess), pool(headroom={"seats": 1}), memory=LONG_AGO)
+    assert hosts(p, "pause_node") == ["b"]
+    (action,) = on(p, "pause_node")
+    assert "it empties while 1 session(s) end" in action.reason
+    assert not on(p, "drain_node")
+
+
+def test_packing_keeps_the_seats_wanted_at_once() -> None:
+    nodes = [node("a"), node("b")]
+    sess = sessions("a", 3) + sessions("b", 2, start=10)
+    # pausing b would leave 1 free seat on a: 2 are wanted at once
+    p = run(snapshot(nodes, sess), pool(headroom={"seats": 2}), memory=LONG_AGO)
+    assert not on(p, "pause_node")
+    assert p.memory.pools[POOL].unneeded_since is None
+
+
+ARRIVALS = {"arrivals": Signal.model_validate({"influx": {"query": "SELECT 1"}})}
+
+
+def test_an_empty_node_the_reserve_needs_stays() -> None:
+    headroom = {"signal": "arrivals", "node_ready_time": "2m"}  # 2/min -> 4 seats
+    nodes = [node("a"), node("b")]
+    snap = snapshot(nodes, sessions("a", 4), signals={"arrivals": 2.0})
+    p = run(snap, pool(headroom=headroom), memory=LONG_AGO, signals=ARRIVALS)
+    assert not on(p, "pause_node")
+    quiet = snapshot(nodes, sessions("a", 4), signals={"arrivals": 0.0})
+    p = run(quiet, pool(headroom=headroom), memory=LONG_AGO, signals=ARRIVALS)
+    assert hosts(p, "pause_node") == ["b"]

@@ -12,6 +12,7 @@ from autoscaler.rules.schema import Signal
 from tests.pools_builders import (
     POOL,
     T0,
+    hosts,
     kinds,
     machine,
     node,
@@ -95,7 +96,8 @@ def test_resume_before_launch() -> None:
     p = run(snapshot(nodes, sess), pool())
     resumed = [a.hostname for a in on(p, "resume_node") if isinstance(a, ResumeNode)]
     assert resumed == ["p-full", "p-empty"]
-    assert launched(p) == 1  # 4 used + 12 waiting = 16 seats -> 4 nodes: a + 2 resumed + 1
+    # 12 waiting: the resumed nodes free 1 + 4 seats, the other 7 need 2 more nodes
+    assert launched(p) == 2
     assert "resume 2 paused node(s) before launching" in reasons(p)
     # a resumed node is not drained in the same pass, even when empty
     assert not on(p, "drain_node")
@@ -225,3 +227,60 @@ def test_swarm_unreadable_decides_nothing() -> None:
     p = run(snap, pool())
     assert kinds(p) == []
     assert p.decisions[0].outcome == "error"
+
+
+def test_headroom_confidence_is_a_poisson_quantile() -> None:
+    headroom = {"signal": "arrivals", "node_ready_time": "3m", "confidence": 0.95}
+    snap = snapshot([node("a")], signals={"arrivals": 2.0})
+    p = run(snap, pool(headroom=headroom), signals=ARRIVALS)
+    # Poisson(6): P(N <= 9) = 0.916, P(N <= 10) = 0.957
+    assert p.pools[0].seats["headroom"] == 10
+    assert "node-ready time at 95% = 10" in reasons(p)
+
+
+@pytest.mark.parametrize(
+    ("mean", "p", "k"),
+    [(0.0, 0.99, 0), (0.5, 0.5, 0), (6.0, 0.5, 6), (6.0, 0.95, 10), (1000.0, 0.99, 1074)],
+)
+def test_poisson_quantile(mean: float, p: float, k: int) -> None:
+    from autoscaler.decide.pools.sizing import poisson_quantile
+
+    assert poisson_quantile(mean, p) == k
+
+
+SIX_SEATS = {"seats": 1, "signal": "arrivals", "node_ready_time": "3m"}  # 2/min -> 6
+
+
+def test_paused_nodes_with_sessions_are_reserve() -> None:
+    """Their free seats are a resume away: only what they cannot cover is launched."""
+    nodes = [node("a"), node("p", state="paused", extra={"autoscaler.paused-at": "x"})]
+    sess = sessions("a", 2) + sessions("p", 2, start=10)
+    snap = snapshot(nodes, sess, signals={"arrivals": 2.0})
+    p = run(snap, pool(headroom=SIX_SEATS), signals=ARRIVALS)
+    # reserve: 2 free on a + 2 free on p = 4 of 6 wanted -> one node, p stays paused
+    assert launched(p) == 1
+    assert not on(p, "resume_node")
+    assert "4 within a node-ready time, 6 wanted" in reasons(p)
+
+
+def test_an_empty_paused_node_is_resumed_rather_than_a_launch() -> None:
+    extra = {"autoscaler.paused-at": "2024-05-06T11:00:00Z"}
+    nodes = [node("a"), node("p", state="paused", extra=extra)]
+    snap = snapshot(nodes, sessions("a", 2), signals={"arrivals": 2.0})
+    p = run(snap, pool(headroom=SIX_SEATS), signals=ARRIVALS)
+    assert hosts(p, "resume_node") == ["p"]
+    assert launched(p) == 0
+    assert not on(p, "drain_node")  # resumed, so not drained as an empty paused node
+
+
+def test_seats_wanted_at_once_resume_the_fullest_paused_node() -> None:
+    extra = {"autoscaler.paused-at": "2024-05-06T11:00:00Z"}
+    nodes = [
+        node("a"),
+        node("p1", state="paused", extra=extra),
+        node("p3", state="paused", extra=extra),
+    ]
+    sess = sessions("a", 4) + sessions("p1", 1, start=10) + sessions("p3", 3, start=20)
+    p = run(snapshot(nodes, sess), pool(headroom={"seats": 1}))
+    assert hosts(p, "resume_node") == ["p3"]  # 1 free seat is enough; p1 keeps emptying
+    assert launched(p) == 0

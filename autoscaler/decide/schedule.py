@@ -43,13 +43,28 @@ def active_window(schedule: CronWindow, now: datetime) -> Window | None:
     return None
 
 
-@lru_cache(maxsize=1024)
+_SPANS: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+"""(cron, zone) -> [an opening, the next one): every minute in between has that opening as
+its latest, so one cron walk serves every pass until the next opening."""
+
+
 def _latest_opening(cron: str, zone: str, local_minute: datetime) -> datetime | None:
+    at = utc(local_minute)
+    known = _SPANS.get((cron, zone))
+    if known is not None and known[0] <= at < known[1]:
+        return known[0]
+    return _walk(cron, zone, local_minute)
+
+
+@lru_cache(maxsize=1024)
+def _walk(cron: str, zone: str, local_minute: datetime) -> datetime | None:
     try:
         # get_prev is strictly before its start; nudge so an opening exactly at now counts
         opened = croniter(cron, local_minute + timedelta(microseconds=1)).get_prev(datetime)
+        following = croniter(cron, opened).get_next(datetime)
     except ValueError:  # a valid expression that never fires, e.g. 30 February
         return None
+    _SPANS[(cron, zone)] = (utc(opened), utc(following))
     return utc(opened)
 
 

@@ -32,8 +32,9 @@ class SeatSize(Frozen):
 
 
 class Headroom(Frozen):
-    """Free seats kept ahead of demand: the larger of ``seats`` and the arrivals expected
-    during one ``node_ready_time``."""
+    """Free seats kept ahead of demand: ``seats`` free on active nodes at all times, and
+    room for the arrivals of one ``node_ready_time`` on active nodes, on paused nodes that
+    still hold sessions (resumed at once) and on machines on their way."""
 
     seats: int = Field(default=0, ge=0)
     signal: str | None = None
@@ -42,6 +43,9 @@ class Headroom(Frozen):
     """The span the signal counts arrivals over: 15m for a count of the last 15 minutes."""
     node_ready_time: Duration = timedelta(minutes=3)
     """Launch + boot + join + image pull: how far ahead capacity must be."""
+    confidence: float | None = Field(default=None, gt=0, lt=1)
+    """Cover the arrivals of one node_ready_time with this probability (Poisson arrivals at
+    the signal's rate); unset: the expected number of arrivals."""
 
     @field_validator("signal_per", "node_ready_time")
     @classmethod
@@ -51,7 +55,7 @@ class Headroom(Frozen):
 
 class ScaleIn(Frozen):
     unneeded_for: Duration = timedelta(minutes=10)
-    """Surplus must last this long before a node is paused."""
+    """A node must be spare this long before it is paused."""
     nodes_per_step: int = Field(default=1, ge=1)
     """At most this many nodes paused per pass."""
     allow_ending_sessions: bool = False

@@ -53,8 +53,8 @@ class SimSession:
     started: float | None = None
     done: bool = False
     """Ended, failed or killed: holds no seat and waits for nothing."""
-    cache: object = None
-    """The controller's view of this session (rebuilt once it has a node)."""
+    cache: tuple[SimNode | None, object] | None = None
+    """The controller's view of this session and the node it was made for."""
 
 
 @dataclass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import cast
 
 from autoscaler.rules.schema import Signal
 from autoscaler.sim.cluster import SimCluster, SimNode, SimSession
@@ -94,8 +95,9 @@ class Observer:
         return cached
 
     def _session(self, s: SimSession) -> Session:
-        if isinstance(s.cache, Session) and s.cache.node_id == (s.node.id if s.node else None):
-            return s.cache
+        # the view is rebuilt only when the session got (or lost) its node
+        if s.cache is not None and s.cache[0] is s.node:
+            return cast(Session, s.cache[1])
         model = Session.model_construct(
             service_id=f"svc{s.id}",
             service_name=f"sp-service-{s.id}-0",
@@ -107,7 +109,7 @@ class Observer:
             message="",
             created_at=self.at(s.arrival),
         )
-        s.cache = model
+        s.cache = (s.node, model)
         return model
 
     def _pending_task(self, s: SimSession) -> PendingTask:

@@ -89,6 +89,7 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
     swarm = snapshot.swarm
     nodes = swarm.nodes if swarm is not None else ()
     sessions = swarm.sessions if swarm is not None else ()
+    loads = _loads(sessions)
     instances = tuple(i for i in snapshot.instances or () if i.pool == name)
     alive = [i for i in instances if i.alive]
     mine = [n for n in nodes if n.labels.get(L.POOL) == name]
@@ -101,13 +102,13 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
         inst = _instance_of(node, alive) or _by_label(node, instances)
         if inst is not None:
             matched.add(inst.id)
-        members.append(_classify(node, inst, policy, snapshot, sessions))
+        members.append(_classify(node, inst, policy, snapshot, loads))
     for node in newcomers:
         inst = _instance_of(node, [i for i in alive if i.id not in matched])
         if inst is None:
             continue  # not ours: never touched
         matched.add(inst.id)
-        members.append(_newcomer(node, inst, policy, snapshot, sessions))
+        members.append(_newcomer(node, inst, policy, snapshot, loads))
     for inst in instances:
         if inst.state == "shutting-down" and inst.id not in matched:
             members.append(Member("removed", instance=inst))
@@ -143,9 +144,20 @@ def _by_label(node: Node, instances: tuple[Instance, ...]) -> Instance | None:
     return next((i for i in instances if wanted and i.id == wanted), None)
 
 
-def _load(node: Node, sessions: tuple[Session, ...]) -> tuple[int, int]:
-    here = [s for s in sessions if s.node_id == node.id and (s.is_live or s.is_pending)]
-    return len(here), sum(1 for s in here if s.is_user_session)
+Loads = dict[str, tuple[int, int]]
+"""Node id -> (session containers, user sessions) on it, in any state short of finished."""
+
+
+def _loads(sessions: tuple[Session, ...]) -> Loads:
+    """Counted once per pass: a scan of every session per node is quadratic."""
+    out: Loads = {}
+    for s in sessions:
+        node = s.node_id
+        if node is None or not (s.is_live or s.is_pending):
+            continue
+        used, users = out.get(node, (0, 0))
+        out[node] = (used + 1, users + (s.user_id is not None))
+    return out
 
 
 def node_seats(node: Node, policy: PoolPolicy) -> int:
@@ -167,9 +179,9 @@ def _classify(
     inst: Instance | None,
     policy: PoolPolicy,
     snapshot: Snapshot,
-    sessions: tuple[Session, ...],
+    loads: Loads,
 ) -> Member:
-    used, users = _load(node, sessions)
+    used, users = loads.get(node.id, (0, 0))
     label = node.labels.get(L.STATE, "")
 
     def member(state: State, needs_label: bool = False) -> Member:
@@ -204,10 +216,10 @@ def _newcomer(
     inst: Instance,
     policy: PoolPolicy,
     snapshot: Snapshot,
-    sessions: tuple[Session, ...],
+    loads: Loads,
 ) -> Member:
     """A node our machine brought into the Swarm, not labelled yet: capacity once Ready."""
-    used, users = _load(node, sessions)
+    used, users = loads.get(node.id, (0, 0))
     if node.state == "ready" and node.availability == "active":
         return Member("active", node, inst, node_seats(node, policy), used, users, True)
     if node.state == "ready":

@@ -2,12 +2,14 @@
 
 Pure. Order: the lifecycle of each node first (label newcomers, end timed-out joins, move
 paused nodes on when their sessions have ended, remove drained and vanished nodes), then
-sizing: resume paused nodes before launching anything; pause the emptiest active nodes only
-after a surplus has lasted ``unneeded_for``.
+seats: resume paused nodes (fullest first) when seats are wanted at once, launch only for
+what the reserve still lacks, and pause the emptiest active nodes the pool can spare once
+that has lasted ``unneeded_for``, so new sessions pack onto the fullest nodes.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -55,6 +57,8 @@ class _Pass:
     now: datetime
     actions: list[Action] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    spare: bool = False
+    """A node could be paused this pass (the unneeded_for clock runs)."""
 
     def node(self, m: Member) -> dict[str, str]:
         assert m.node is not None
@@ -102,7 +106,7 @@ def decide_pool(
         p.reasons.append("machines unknown (provider not read): no launch, no termination")
     resumed = _scale(p, inv, sizing, memory)
     _lifecycle(p, inv, resumed)
-    next_memory = _next_memory(p, inv, sizing, memory)
+    next_memory = _next_memory(p, memory)
     outcome = "scale" if p.actions else "hold"
     decision = Decision(
         policy=name,
@@ -116,11 +120,22 @@ def decide_pool(
 
 
 # ---------------------------------------------------------------- sizing moves
+#
+# Swarm places a new session on the active node with the fewest tasks, which spreads the
+# sessions over every node and keeps all of them alive. Availability steers it instead:
+# only the fullest nodes stay active, just enough for the seats wanted at once, so new
+# sessions pack onto them (best fit) while the other nodes are paused and empty out. A
+# paused node that still holds sessions is paid for anyway, so its free seats are reserve:
+# it is resumed the moment they are needed, before any machine is launched.
 
 
 def _have(inv: Inventory) -> int:
     """Nodes that are or will soon be capacity: active, joining, launching."""
     return inv.count("active", "joining", "launching")
+
+
+def _free(m: Member) -> int:
+    return max(0, m.seats - m.used)
 
 
 def _unlisted(inv: Inventory, memory: PoolMemory | None, now: datetime) -> int:
@@ -141,30 +156,102 @@ def _machines(inv: Inventory) -> int:
     return len([m for m in inv.members if m.state not in ("removed", "terminated", "join_timeout")])
 
 
+@dataclass
+class _Seats:
+    """Free seats of one pass, by how soon a session can take them."""
+
+    at_once: int
+    """Wanted free on active nodes: headroom.seats + sessions waiting."""
+    reserve_wanted: int
+    """Wanted within one node-ready time: the headroom + sessions waiting."""
+    active: int
+    """Free on active nodes."""
+    reserve: int
+    """Free on active nodes, on paused nodes holding user sessions, on machines on their way."""
+    active_nodes: int
+    coming: int
+    """Machines on their way (joining, launching, launched but not listed yet)."""
+
+
 def _scale(p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None) -> set[str]:
-    have = _have(inv)
     unlisted = _unlisted(inv, memory, p.now)
-    wanted = sizing.wanted_nodes
-    p.reasons.append(f"{have} node(s) active or on their way, {wanted} wanted")
     if unlisted:
         p.reasons.append(f"{unlisted} machine(s) of the last launch not listed yet")
-    if wanted > have + unlisted:
-        return _grow(p, inv, sizing, wanted - have - unlisted, unlisted)
-    if wanted < have:
-        _shrink(p, inv, sizing, memory, have - wanted)
-    return set()
+    active = inv.having("active")
+    # best fit: the fullest paused node first, since its sessions keep it alive anyway
+    paused = sorted(inv.having("paused"), key=lambda m: (-m.used, m.name))
+    coming = inv.count("joining", "launching") + unlisted
+    seats = _Seats(
+        at_once=p.policy.headroom.seats + inv.pending,
+        reserve_wanted=sizing.headroom + inv.pending,
+        active=sum(_free(m) for m in active),
+        reserve=0,
+        active_nodes=len(active),
+        coming=coming,
+    )
+    resumed = _resume_for_now(p, paused, seats, sizing.low)
+    rest = [m for m in paused if m not in resumed]
+    seats.reserve = (
+        seats.active
+        + sum(_free(m) for m in rest if m.user_sessions > 0)
+        + coming * p.policy.seats_per_node
+    )
+    p.reasons.append(
+        f"{seats.active} free seat(s) on {seats.active_nodes} active node(s), "
+        f"{seats.at_once} wanted at once; {seats.reserve} within a node-ready time, "
+        f"{seats.reserve_wanted} wanted"
+    )
+    resumed += _resume_for_reserve(p, [m for m in rest if m.user_sessions == 0], seats)
+    launched = _launch(p, inv, sizing, seats, unlisted)
+    if resumed:
+        p.reasons.append(f"resume {len(resumed)} paused node(s) before launching")
+    elif not launched:
+        _pack(p, sizing, memory, active, seats)
+    return {m.node.id for m in resumed if m.node is not None}
 
 
-def _grow(p: _Pass, inv: Inventory, sizing: Sizing, deficit: int, unlisted: int) -> set[str]:
-    paused = sorted(inv.having("paused"), key=lambda m: (-m.used, m.name))[:deficit]
+def _resume_for_now(p: _Pass, paused: list[Member], seats: _Seats, low: int) -> list[Member]:
+    """Resume paused nodes, fullest first, until the seats wanted at once are free and the
+    active and coming nodes reach the minimum."""
+    out: list[Member] = []
     for m in paused:
-        p.actions.append(ResumeNode(**p.node(m), reason=f"demand back: {deficit} node(s) short"))
-    missing = deficit - len(paused)
-    if paused:
-        p.reasons.append(f"resume {len(paused)} paused node(s) before launching")
-    if missing <= 0:
-        return {m.node.id for m in paused if m.node}
-    count = missing
+        short = seats.active < seats.at_once
+        if not short and seats.active_nodes + seats.coming >= low:
+            break
+        why = (
+            f"{seats.at_once - seats.active} seat(s) short at once" if short else f"below min {low}"
+        )
+        p.actions.append(ResumeNode(**p.node(m), reason=f"{why}: resume ({_free(m)} free)"))
+        seats.active += _free(m)
+        seats.active_nodes += 1
+        out.append(m)
+    return out
+
+
+def _resume_for_reserve(p: _Pass, empty: list[Member], seats: _Seats) -> list[Member]:
+    """Keep (resume) paused nodes without sessions, which would be drained, when the reserve
+    needs their seats: cheaper and sooner than a launch."""
+    out: list[Member] = []
+    for m in empty:
+        if seats.reserve >= seats.reserve_wanted:
+            break
+        why = f"reserve {seats.reserve_wanted - seats.reserve} seat(s) short"
+        p.actions.append(ResumeNode(**p.node(m), reason=f"{why}: resume rather than launch"))
+        seats.active += _free(m)
+        seats.reserve += _free(m)
+        seats.active_nodes += 1
+        out.append(m)
+    return out
+
+
+def _launch(p: _Pass, inv: Inventory, sizing: Sizing, seats: _Seats, unlisted: int) -> bool:
+    per_node = p.policy.seats_per_node
+    for_seats = max(0, math.ceil((seats.reserve_wanted - seats.reserve) / per_node))
+    for_min = max(0, sizing.low - seats.active_nodes - seats.coming)
+    wanted = max(for_seats, for_min)
+    if wanted <= 0:
+        return False
+    count = wanted
     machines = _machines(inv) + unlisted
     if machines + count > p.policy.max:
         count = max(0, p.policy.max - machines)
@@ -174,53 +261,86 @@ def _grow(p: _Pass, inv: Inventory, sizing: Sizing, deficit: int, unlisted: int)
         p.reasons.append(cost_cap_text(p.policy, sizing.cost_cap_nodes))
     if not inv.instances_known:
         count = 0
-    if count > 0:
-        token = f"{p.name}-{int(utc(p.now).timestamp())}-{count}"
-        reason = f"{missing} node(s) short of {sizing.wanted_nodes}"
-        p.actions.append(
-            LaunchNodes(
-                pool=p.name, provider=p.policy.provider, count=count, reason=reason, token=token
-            )
+    if count <= 0:
+        return False
+    reason = (
+        f"{seats.reserve_wanted - seats.reserve} seat(s) short within a node-ready time"
+        if for_seats >= for_min
+        else f"{for_min} node(s) short of min {sizing.low}"
+    )
+    token = f"{p.name}-{int(utc(p.now).timestamp())}-{count}"
+    p.actions.append(
+        LaunchNodes(
+            pool=p.name, provider=p.policy.provider, count=count, reason=reason, token=token
         )
-    return {m.node.id for m in paused if m.node}
+    )
+    return True
 
 
-def _shrink(
-    p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None, surplus: int
+def _pack(
+    p: _Pass,
+    sizing: Sizing,
+    memory: PoolMemory | None,
+    active: list[Member],
+    seats: _Seats,
 ) -> None:
-    since = memory.unneeded_since if memory and memory.unneeded_since else p.now
-    waited = utc(p.now) - utc(since)
-    need = p.policy.scale_in.unneeded_for
+    """Pause the emptiest active nodes the seats wanted at once can do without: one holding
+    sessions keeps its free seats in reserve and empties; one without is drained, so only
+    when the reserve can spare it. A node without a machine of ours (labelled by hand) could
+    leave the Swarm but its machine would keep running: it is capacity, never paused."""
+    candidates = sorted(
+        (m for m in active if m.instance is not None),
+        key=lambda m: (m.used, m.user_sessions, m.name),
+    )
+    spare: list[tuple[Member, int]] = []  # with the seats left free on active nodes
+    free, reserve, nodes = seats.active, seats.reserve, seats.active_nodes
+    for m in candidates:
+        if len(spare) >= p.policy.scale_in.nodes_per_step or nodes - 1 < sizing.low:
+            break
+        # only ever the emptiest: pausing a fuller node instead would leave the new
+        # sessions to the emptier one and keep both alive
+        empties = m.user_sessions == 0
+        if free - _free(m) < seats.at_once:
+            break
+        if empties and reserve - _free(m) < seats.reserve_wanted:
+            break  # the reserve needs it: it stays, active
+        free -= _free(m)
+        spare.append((m, free))
+        nodes -= 1
+        reserve -= _free(m) if empties else 0
+    if not spare:
+        return
     if not sizing.headroom_known:
         p.reasons.append("no scale-in while the headroom signal is unusable")
         return
+    p.spare = True
+    since = memory.unneeded_since if memory and memory.unneeded_since else p.now
+    waited = utc(p.now) - utc(since)
+    need = p.policy.scale_in.unneeded_for
     if waited < need:
         p.reasons.append(
-            f"surplus of {surplus} since {clock(since)}: scale-in waits until "
+            f"{len(spare)} node(s) spare since {clock(since)}: pausing waits until "
             f"{clock(utc(since) + need)} (unneeded_for {span(need)})"
         )
         return
     # A newcomer is labelled `active` in this very pass, which would overwrite a pause
     # (the node would then look "paused by someone else" and never be retired); it may
     # also be the emptiest node, so the whole step waits one pass for its label.
-    if any(m.needs_label for m in inv.having("active")):
+    if any(m.needs_label for m in active):
         p.reasons.append("a node just joined: scale-in waits until it is labelled")
         return
-    # a node without a machine of ours (labelled by hand) could leave the Swarm but its
-    # machine would keep running: it is capacity, never retired
-    candidates = sorted(
-        (m for m in inv.having("active") if m.instance is not None),
-        key=lambda m: (m.used, m.user_sessions, m.name),
-    )
-    step = min(surplus, p.policy.scale_in.nodes_per_step, len(candidates))
-    for m in candidates[:step]:
+    for m, left in spare:
+        what = (
+            f"it empties while {m.user_sessions} session(s) end"
+            if m.user_sessions
+            else "no user session: then drained"
+        )
         reason = (
-            f"surplus of {surplus} for {span(waited)}: pause the emptiest node "
-            f"({m.used} session container(s))"
+            f"spare for {span(waited)}: pause the emptiest node ({m.used} session "
+            f"container(s); {what}); {left} seat(s) stay free on active nodes, "
+            f"{seats.at_once} wanted at once"
         )
         p.actions.append(PauseNode(**p.node(m), reason=reason, at=p.now))
-    if step < surplus:
-        p.reasons.append(f"{surplus - step} more surplus node(s) wait for later passes")
 
 
 # ---------------------------------------------------------------- lifecycle
@@ -319,8 +439,7 @@ def _draining(p: _Pass, m: Member) -> None:
 # ---------------------------------------------------------------- memory and status
 
 
-def _next_memory(p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None) -> PoolMemory:
-    surplus = _have(inv) > sizing.wanted_nodes
+def _next_memory(p: _Pass, memory: PoolMemory | None) -> PoolMemory:
     since = (memory.unneeded_since if memory else None) or p.now
     launches = [a for a in p.actions if isinstance(a, LaunchNodes)]
     launched_at, launched = (memory.launched_at, memory.launched) if memory else (None, 0)
@@ -329,7 +448,7 @@ def _next_memory(p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | 
     if launched_at is not None and utc(p.now) - utc(launched_at) >= LAUNCH_SETTLE:
         launched_at, launched = None, 0
     return PoolMemory(
-        unneeded_since=since if surplus else None, launched_at=launched_at, launched=launched
+        unneeded_since=since if p.spare else None, launched_at=launched_at, launched=launched
     )
 
 

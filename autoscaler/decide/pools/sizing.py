@@ -1,8 +1,11 @@
-"""How many nodes a pool wants: seats in use, seats waited for, headroom; then the bounds.
+"""How many seats a pool keeps free, and the nodes that makes: the figures each pass plans by.
 
-Pure. wanted seats = sessions on the pool's active nodes + session tasks waiting for a node
-+ headroom; wanted nodes = ceil(wanted seats / seats_per_node), within the (scheduled)
-minimum, the maximum and the hourly cost cap. Every bound that changes the answer is a reason.
+Pure. The headroom is the larger of the fixed free seats and the arrivals of one
+node-ready time (their expected number, or a Poisson quantile of it). wanted seats =
+sessions on the active nodes + session tasks waiting for a node + headroom; wanted nodes =
+ceil(wanted seats / seats_per_node) within the (scheduled) minimum, the maximum and the
+hourly cost cap: what the pool reports, while the planner moves seat by seat. Every bound
+that changes the answer is a reason.
 """
 
 from __future__ import annotations
@@ -42,6 +45,20 @@ class Sizing:
     """Nodes the seats call for before min, max and the cost cap."""
 
 
+def poisson_quantile(mean: float, p: float) -> int:
+    """The smallest k with P(N <= k) >= p for N ~ Poisson(mean)."""
+    if mean <= 0:
+        return 0
+    # log-space terms: exp(-mean) underflows for a mean above ~700
+    k, log_term = 0, -mean
+    cdf = math.exp(log_term)
+    while cdf < p and k < mean + 50 * math.sqrt(mean) + 50:
+        k += 1
+        log_term += math.log(mean / k)
+        cdf += math.exp(log_term)
+    return k
+
+
 def headroom(policy: PoolPolicy, arrivals: SignalReading | None) -> Headroom:
     """The larger of the fixed free seats and the arrivals during one node-ready time."""
     h = policy.headroom
@@ -51,13 +68,17 @@ def headroom(policy: PoolPolicy, arrivals: SignalReading | None) -> Headroom:
         why = arrivals.problem if arrivals is not None else f"signal {h.signal} missing"
         return Headroom(h.seats, False, f"headroom {h.seats} seats ({why}: no scale-in)")
     per_minute = max(0.0, arrivals.value) * 60 / h.signal_per.total_seconds()
-    expected = math.ceil(per_minute * h.node_ready_time.total_seconds() / 60 - 1e-9)
+    mean = per_minute * h.node_ready_time.total_seconds() / 60
+    if h.confidence is None:
+        expected, how = math.ceil(mean - 1e-9), ""
+    else:
+        expected, how = poisson_quantile(mean, h.confidence), f" at {h.confidence:.0%}"
     seats = max(h.seats, expected)
     return Headroom(
         seats,
         True,
         f"headroom {seats} seats ({num(per_minute)} arrivals/min over "
-        f"{span(h.node_ready_time)} node-ready time = {expected}, fixed {h.seats})",
+        f"{span(h.node_ready_time)} node-ready time{how} = {expected}, fixed {h.seats})",
     )
 
 
