@@ -1,0 +1,163 @@
+"""The July benchmark over several seeds: one seed's arrivals and ready-time draws can
+flatter or hurt a policy by a dozen failed starts, more than most differences between
+settings. Each seed draws new arrivals and lengths from the same rates.
+
+    python bench/simulate/seeds.py          # about 2.5 minutes on 2 cores
+    python bench/simulate/seeds.py --plot   # only rewrite seeds.md and seeds.png
+
+Runs the July scenario of run.py (the shipped rules/pools.yml and every baseline) once
+per seed in SEEDS, adds the packing floor (autoscaler/sim/floor.py: what never killing a
+session costs before any headroom or boot time) and writes results/seeds.json (each
+seed's summaries, each policy's mean, min and max, and the goal checked seed by seed),
+results/seeds.md (the table) and results/seeds.png (failed starts against node-hours,
+one point per seed and policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
+
+from run import COMMON, RESULTS, SCENARIOS
+
+from autoscaler.sim.cli import add_simulate_parser
+from autoscaler.sim.floor import packing_floor
+from autoscaler.sim.setup import prepare, run_all
+
+SEEDS = (1995, 1, 2, 3, 4, 5, 6, 7)
+POLICY = "policy:workers"
+RIVALS = ("hpa-style", "cluster-autoscaler-style")
+FLOOR = "packing-floor"
+PLOTTED = (POLICY, *RIVALS, FLOOR, "oracle")
+COLUMNS = ("failed_starts", "sessions_killed", "node_hours", "x_oracle")
+
+
+def one(seed: int) -> dict[str, dict[str, Any]]:
+    parser = argparse.ArgumentParser(prog="autoscaler")
+    add_simulate_parser(parser.add_subparsers(dest="command"))
+    argv = ["simulate", *COMMON, *SCENARIOS["july"], "--seed", str(seed)]
+    setup = prepare(parser.parse_args(argv))
+    results = run_all(setup)
+    oracle = next(r for r in results if r.name == "oracle").node_hours
+    out = {r.name: {**r.summary(), "x_oracle": round(r.node_hours / oracle, 3)} for r in results}
+    w, p = setup.workload, setup.params
+    floor = packing_floor(w.arrivals, p.seats_per_node, w.seconds, p.warmup) / 3600
+    out[FLOOR] = {
+        "failed_starts": 0,
+        "sessions_killed": 0,
+        "node_hours": round(floor, 2),
+        "x_oracle": round(floor / oracle, 3),
+    }
+    return out
+
+
+def goal(run: dict[str, dict[str, Any]]) -> dict[str, bool]:
+    """The benchmark's goal for one seed (bench/simulate/README.md)."""
+    p = run[POLICY]
+    checks = {
+        "failed_at_most_0.5pct": p["failed_start_pct"] <= 0.5,
+        "none_killed": p["sessions_killed"] == 0,
+        "at_most_1.25x_oracle": p["x_oracle"] <= 1.25,
+    }
+    for rival in RIVALS:
+        r = run[rival]
+        checks[f"beats_{rival}"] = (
+            p["failed_starts"] < r["failed_starts"] and p["node_hours"] <= r["node_hours"]
+        )
+    return checks
+
+
+def spread(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """Mean, min and max of each column, per policy."""
+    names = next(iter(runs.values())).keys()
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        out[name] = {}
+        for col in COLUMNS:
+            values = [run[name][col] for run in runs.values()]
+            out[name][col] = {
+                "mean": round(statistics.fmean(values), 3),
+                "min": min(values),
+                "max": max(values),
+            }
+    return out
+
+
+def markdown(data: dict[str, Any]) -> str:
+    seeds = ", ".join(str(s) for s in data["seeds"])
+    lines = [
+        f"July, 200 peak sessions, 8 seats per node, seeds {seeds}: mean (min to max).",
+        "",
+        "| policy | failed starts | sessions killed | node-hours | x oracle |",
+        "|---|---|---|---|---|",
+    ]
+    for name, cols in data["spread"].items():
+        cells = []
+        for col in COLUMNS:
+            c = cols[col]
+            digits = 3 if col == "x_oracle" else 1 if col == "failed_starts" else 0
+            ends = 3 if col == "x_oracle" else 0
+            mean = f"{c['mean']:,.{digits}f}"
+            low, high = (f"{c[k]:,.{ends}f}" for k in ("min", "max"))
+            cells.append(f"{mean} ({low} to {high})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "The goal, seed by seed (met in how many of them):", ""]
+    total = len(data["seeds"])
+    for check in next(iter(data["goal"].values())):
+        met = sum(1 for g in data["goal"].values() if g[check])
+        lines.append(f"- {check}: {met} of {total}")
+    return "\n".join(lines) + "\n"
+
+
+def plot(data: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, marker in zip(PLOTTED, ("*", "x", "+", "|", "o"), strict=True):
+        runs = data["runs"].values()
+        xs = [run[name]["node_hours"] for run in runs]
+        ys = [run[name]["failed_starts"] for run in runs]
+        killed = data["spread"][name]["sessions_killed"]["mean"]
+        text = f"{name} ({killed:,.0f} killed)" if killed else name
+        ax.scatter(xs, ys, marker=marker, s=70, label=text)
+    ax.set_yscale("symlog", linthresh=10)
+    ax.set_xlabel("node-hours (July)")
+    ax.set_ylabel("failed starts")
+    ax.set_title(f"One point per seed ({len(data['seeds'])} seeds): NASA July, 200 peak, 8 seats")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "seeds.png", dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str]) -> int:
+    path = RESULTS / "seeds.json"
+    if argv == ["--plot"]:
+        data = json.loads(path.read_text())
+    else:
+        with ProcessPoolExecutor(2) as pool:  # two cores here
+            runs = dict(zip((str(s) for s in SEEDS), pool.map(one, SEEDS), strict=True))
+        data = {
+            "seeds": list(SEEDS),
+            "spread": spread(runs),
+            "goal": {seed: goal(run) for seed, run in runs.items()},
+            "runs": runs,
+        }
+        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    text = markdown(data)
+    (RESULTS / "seeds.md").write_text("# The July benchmark over seeds\n\n" + text, "utf-8")
+    plot(data)
+    print(text + f"wrote {path}, seeds.md and seeds.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
