@@ -10,6 +10,7 @@ import pytest
 from autoscaler.cli import main
 
 RESULT_KEYS = {
+    "node_hours_by_use",
     "sessions",
     "failed_starts",
     "failed_start_pct",
@@ -73,7 +74,12 @@ def test_simulate_a_trace_writes_summary_report_and_plot(
     assert web["node_hours"] >= oracle["node_hours"] > 0
     assert web["cost"] == pytest.approx(web["node_hours"] * 0.5, abs=0.01)
     assert web["sessions_killed"] == 0
+    for result in summary["results"].values():  # the uses split the node-hours
+        assert sum(result["node_hours_by_use"].values()) == pytest.approx(
+            result["node_hours"], abs=0.05
+        )
     report = (out / "report.md").read_text()
+    assert "## Where the node-hours go" in report
     assert "| policy:web |" in report and "| oracle |" in report
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out

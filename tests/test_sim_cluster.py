@@ -136,3 +136,32 @@ def test_ready_time_draws_have_the_asked_median() -> None:
     assert draws[18_000] == pytest.approx(200, rel=0.05)
     with pytest.raises(ValueError):
         ReadyTime(200, 100)
+
+
+def test_usage_splits_paid_seats_by_what_they_are_for() -> None:
+    from autoscaler.sim.runner import Usage
+
+    c = cluster([Arrival(0.0, 3600.0) for _ in range(5)])
+    a, b, d, e = c.add_ready(4)
+    c.advance(1.0)
+    assert [len(n.sessions) for n in (a, b, d, e)] == [2, 1, 1, 1]  # spread
+    c.set_availability(b, "pause")  # holds 1 session: emptying
+    c.set_availability(d, "drain")  # kills its session: retiring
+    c.terminate(e)  # costs nothing from now on
+    c.launch(1)
+    usage = Usage()
+    usage.add(c, 10.0)
+    assert usage.seat_seconds == {
+        "sessions": 30.0,  # 2 on a, 1 on b
+        "free_active": 20.0,  # 2 free on a
+        "free_paused": 30.0,  # 3 free on b
+        "booting": 40.0,  # the launched machine's 4 seats
+        "retiring": 40.0,  # the drained node d
+    }
+    assert sum(usage.shares().values()) == pytest.approx(1.0)
+    c.set_availability(b, "active")
+    c.set_availability(b, "pause")
+    c.advance(4000.0)  # every session has ended: b is paused and empty
+    after = Usage()
+    after.add(c, 1.0)
+    assert after.seat_seconds["retiring"] == 8.0 and after.seat_seconds["free_paused"] == 0.0

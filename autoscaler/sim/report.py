@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from autoscaler.sim.runner import RunResult
+from autoscaler.sim.runner import USES, RunResult
 
 COLUMNS = (
     ("sessions", "sessions"),
@@ -38,6 +38,28 @@ def table(results: Sequence[RunResult], oracle: str = "oracle") -> str:
     return "\n".join(lines) + "\n"
 
 
+USE_TITLES = {
+    "sessions": "holding sessions",
+    "free_active": "free, active nodes",
+    "free_paused": "free, paused nodes emptying",
+    "booting": "booting",
+    "retiring": "retiring",
+}
+
+
+def uses_table(results: Sequence[RunResult]) -> str:
+    """Where each policy's node-hours went (USES), in node-hours and shares."""
+    head = ["policy", *(USE_TITLES[k] for k in USES)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in results:
+        cells = [r.name]
+        for k in USES:
+            share = r.usage.get(k, 0.0)
+            cells.append(f"{r.node_hours * share:,.0f} ({share:.0%})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def _cell(v: object) -> str:
     if isinstance(v, float):
         return f"{v:,.2f}" if abs(v) >= 1 or v == 0 else f"{v:.3f}"
@@ -61,6 +83,11 @@ def markdown(params: Mapping[str, Any], results: Sequence[RunResult], command: s
         "failed %: starts that found no seat within the service wait time; killed: sessions "
         "ended by a drain; node-hours: machine time from launch to termination; oracle: "
         "ceil(concurrent sessions / seats) paid from one ready time ahead, the lower bound.\n\n"
+        f"## Where the node-hours go\n\n{uses_table(results)}\n"
+        "Seats by use, sampled at every pass, in node-hours (seat-hours / seats per node). "
+        "Holding sessions is the same for every policy that ends no session early; a policy "
+        "that kills sessions pays less for it. Free on paused nodes: nodes that take no new "
+        "session and wait for their last ones to end (their seats are reserve).\n\n"
         f"## Actions\n\n{detail}\n\n## Parameters\n\n{rows}\n"
     )
 

@@ -44,6 +44,43 @@ class Sample:
     """Failed starts so far."""
 
 
+USES = ("sessions", "free_active", "free_paused", "booting", "retiring")
+"""What a node's seats were paid for: holding a session, free on an active node (headroom),
+free on a paused node that still holds sessions (emptying, and reserve), a machine not yet
+in the Swarm, or free on a node on its way out (draining, or paused and empty)."""
+
+
+@dataclass
+class Usage:
+    """Paid seat-seconds by use (USES), sampled at every pass after its actions."""
+
+    seat_seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(USES, 0.0))
+
+    def add(self, c: SimCluster, dt: float) -> None:
+        acc = self.seat_seconds
+        for n in c.current:
+            if not n.alive:
+                continue  # a terminated machine costs nothing
+            if not n.joined:
+                acc["booting"] += n.seats * dt
+                continue
+            used = len(n.sessions)
+            free = max(0, n.seats - used) * dt
+            acc["sessions"] += used * dt
+            if n.removed or n.availability == "drain":
+                acc["retiring"] += free
+            elif n.availability == "active":
+                acc["free_active"] += free
+            elif used:
+                acc["free_paused"] += free
+            else:
+                acc["retiring"] += free
+
+    def shares(self) -> dict[str, float]:
+        total = sum(self.seat_seconds.values())
+        return {k: v / total if total else 0.0 for k, v in self.seat_seconds.items()}
+
+
 @dataclass
 class RunResult:
     name: str
@@ -58,6 +95,8 @@ class RunResult:
     plan_calls: int = 0
     seconds: float = 0.0
     """Wall-clock time the run took."""
+    usage: dict[str, float] = field(default_factory=dict)
+    """Share of the paid node time by use (USES), summing to 1."""
 
     @property
     def node_hours(self) -> float:
@@ -74,6 +113,9 @@ class RunResult:
             "cost": round(self.node_hours * self.price, 2),
             "seat_wait_p95_s": round(percentile(self.waits, 95), 1),
             "actions": sum(self.actions.values()),
+            "node_hours_by_use": {
+                k: round(self.node_hours * self.usage.get(k, 0.0), 2) for k in USES
+            },
         }
 
 
@@ -106,12 +148,15 @@ def simulate(
     controller.start(cluster)
     duration = workload.seconds
     timeline: list[Sample] = []
+    usage = Usage()
     next_sample = 0.0
     done = 0.0
     t = 0.0
     while t < duration:
         cluster.advance(t)
         controller.step(cluster)
+        if t >= params.warmup:
+            usage.add(cluster, min(params.tick, duration - t))
         if t >= next_sample:
             timeline.append(_sample(cluster))
             next_sample += params.sample
@@ -136,6 +181,7 @@ def simulate(
         timeline=timeline,
         plan_calls=getattr(controller, "calls", 0),
         seconds=time.perf_counter() - began,
+        usage=usage.shares(),
     )
 
 
@@ -159,6 +205,12 @@ def simulate_oracle(workload: Workload, params: SimParams) -> RunResult:
         for i, n in enumerate(r.nodes)
         if i % step == 0
     ]
+    busy = sum(
+        max(0.0, min(a.at + a.length, workload.seconds) - max(a.at, params.warmup))
+        for a in workload.arrivals
+    )
+    paid = r.node_seconds * params.seats_per_node
+    in_use = min(1.0, busy / paid) if paid > 0 else 0.0
     return RunResult(
         name="oracle",
         sessions=r.sessions,
@@ -169,4 +221,5 @@ def simulate_oracle(workload: Workload, params: SimParams) -> RunResult:
         waits=[],
         actions=Counter({"launch_nodes": r.launches}),
         timeline=timeline,
+        usage={**dict.fromkeys(USES, 0.0), "sessions": in_use, "free_active": 1.0 - in_use},
     )

@@ -20,7 +20,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from autoscaler.sim.cli import add_simulate_parser
-from autoscaler.sim.report import table, write
+from autoscaler.sim.report import table, uses_table, write
 from autoscaler.sim.setup import prepare, run_all
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +40,7 @@ SCENARIOS = {
 }
 START = "<!-- results:start (written by run.py) -->"
 END = "<!-- results:end -->"
+USES_HEAD = "\nWhere the node-hours go (docs/simulate.md):\n\n"
 NOTES = {
     "july": "The July piece (1995-07-01 to 07-28 13:32 EDT): the benchmark's goal.",
     "august": "The August piece, with the 37.7 h outage from 08-01 14:52 (no demand at all).",
@@ -68,9 +69,8 @@ def run(name: str) -> str:
         f"took {policy.seconds:.0f} s",
         file=sys.stderr,
     )
-    return f"### {name}\n\n{NOTES[name]} {len(setup.workload.arrivals):,} arrivals.\n\n" + table(
-        results
-    )
+    head = f"### {name}\n\n{NOTES[name]} {len(setup.workload.arrivals):,} arrivals.\n\n"
+    return head + table(results) + USES_HEAD + uses_table(results)
 
 
 def main(argv: list[str]) -> int:
@@ -89,7 +89,7 @@ def main(argv: list[str]) -> int:
     if not argv:
         header = "# Simulation benchmark results\n\nRegenerate: `python bench/simulate/run.py`\n\n"
         (RESULTS / "TABLES.md").write_text(header + text, encoding="utf-8")
-        july = parts[names.index("july")].split("\n\n", 2)[2]
+        july = parts[names.index("july")].split("\n\n", 2)[2].split(USES_HEAD)[0]
         (RESULTS / "README-table.md").write_text(
             "Simulated on the NASA-HTTP July 1995 trace (200 peak sessions, 8 seats per node, "
             "150 s median ready time): the shipped `rules/pools.yml` (`policy:workers`) against "
