@@ -16,8 +16,10 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from autoscaler.sim.cli import add_simulate_parser
 from autoscaler.sim.report import table, uses_table, write
@@ -71,6 +73,29 @@ def run(name: str) -> str:
     )
     head = f"### {name}\n\n{NOTES[name]} {len(setup.workload.arrivals):,} arrivals.\n\n"
     return head + table(results) + USES_HEAD + uses_table(results)
+
+
+def rerun_or_replot(
+    argv: list[str],
+    stem: str,
+    title: str,
+    compute: Callable[[], dict[str, Any]],
+    markdown: Callable[[dict[str, Any]], str],
+    plot: Callable[[dict[str, Any]], None],
+) -> int:
+    """A multi-run benchmark's main: compute (or, with --plot, reload) results/STEM.json,
+    then write STEM.md and STEM.png from it."""
+    path = RESULTS / f"{stem}.json"
+    if argv == ["--plot"]:
+        data = json.loads(path.read_text())
+    else:
+        data = compute()
+        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
+    text = markdown(data)
+    (RESULTS / f"{stem}.md").write_text(f"# {title}\n\n{text}", "utf-8")
+    plot(data)
+    print(text + f"wrote {path}, {stem}.md and {stem}.png")
+    return 0
 
 
 def main(argv: list[str]) -> int:

@@ -14,13 +14,12 @@ results/scale.png (failed starts and node-hours against the peak).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from run import COMMON, RESULTS, SCENARIOS
+from run import COMMON, RESULTS, SCENARIOS, rerun_or_replot
 from seeds import POLICY, RIVALS, goal
 
 from autoscaler.sim.cli import add_simulate_parser
@@ -114,27 +113,22 @@ def plot(data: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def compute() -> dict[str, Any]:
+    jobs = [(p, s) for p in sorted(PEAKS, reverse=True) for s in SEEDS]  # longest first
+    with ProcessPoolExecutor(2) as pool:  # two cores here
+        runs = {f"{p}/{s}": r for (p, s), r in zip(jobs, pool.map(one, jobs), strict=True)}
+    return {
+        "peaks": list(PEAKS),
+        "seeds": list(SEEDS),
+        "max_nodes": {str(p): max_nodes(p) for p in PEAKS},
+        "goal": {key: goal(run) for key, run in runs.items()},
+        "runs": runs,
+    }
+
+
 def main(argv: list[str]) -> int:
-    path = RESULTS / "scale.json"
-    if argv == ["--plot"]:
-        data = json.loads(path.read_text())
-    else:
-        jobs = [(p, s) for p in sorted(PEAKS, reverse=True) for s in SEEDS]  # longest first
-        with ProcessPoolExecutor(2) as pool:  # two cores here
-            runs = {f"{p}/{s}": r for (p, s), r in zip(jobs, pool.map(one, jobs), strict=True)}
-        data = {
-            "peaks": list(PEAKS),
-            "seeds": list(SEEDS),
-            "max_nodes": {str(p): max_nodes(p) for p in PEAKS},
-            "goal": {key: goal(run) for key, run in runs.items()},
-            "runs": runs,
-        }
-        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    text = markdown(data)
-    (RESULTS / "scale.md").write_text("# The July benchmark by pool size\n\n" + text, "utf-8")
-    plot(data)
-    print(text + f"wrote {path}, scale.md and scale.png")
-    return 0
+    title = "The July benchmark by pool size"
+    return rerun_or_replot(argv, "scale", title, compute, markdown, plot)
 
 
 if __name__ == "__main__":

@@ -16,13 +16,12 @@ one point per seed and policy).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from run import COMMON, RESULTS, SCENARIOS
+from run import COMMON, RESULTS, SCENARIOS, rerun_or_replot
 
 from autoscaler.sim.cli import add_simulate_parser
 from autoscaler.sim.floor import packing_floor
@@ -138,25 +137,20 @@ def plot(data: dict[str, Any]) -> None:
     plt.close(fig)
 
 
+def compute() -> dict[str, Any]:
+    with ProcessPoolExecutor(2) as pool:  # two cores here
+        runs = dict(zip((str(s) for s in SEEDS), pool.map(one, SEEDS), strict=True))
+    return {
+        "seeds": list(SEEDS),
+        "spread": spread(runs),
+        "goal": {seed: goal(run) for seed, run in runs.items()},
+        "runs": runs,
+    }
+
+
 def main(argv: list[str]) -> int:
-    path = RESULTS / "seeds.json"
-    if argv == ["--plot"]:
-        data = json.loads(path.read_text())
-    else:
-        with ProcessPoolExecutor(2) as pool:  # two cores here
-            runs = dict(zip((str(s) for s in SEEDS), pool.map(one, SEEDS), strict=True))
-        data = {
-            "seeds": list(SEEDS),
-            "spread": spread(runs),
-            "goal": {seed: goal(run) for seed, run in runs.items()},
-            "runs": runs,
-        }
-        path.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    text = markdown(data)
-    (RESULTS / "seeds.md").write_text("# The July benchmark over seeds\n\n" + text, "utf-8")
-    plot(data)
-    print(text + f"wrote {path}, seeds.md and seeds.png")
-    return 0
+    title = "The July benchmark over seeds"
+    return rerun_or_replot(argv, "seeds", title, compute, markdown, plot)
 
 
 if __name__ == "__main__":
