@@ -78,6 +78,13 @@ def test_simulate_a_trace_writes_summary_report_and_plot(
         assert sum(result["node_hours_by_use"].values()) == pytest.approx(
             result["node_hours"], abs=0.05
         )
+    # sampled at every pass, the seats held by sessions match the sessions' exact length
+    # where nothing failed or was killed; kills cut that time short
+    held = {k: r["node_hours_by_use"]["sessions"] for k, r in summary["results"].items()}
+    assert summary["results"]["static-peak"]["failed_starts"] == 0
+    assert held["static-peak"] == pytest.approx(held["oracle"], rel=0.01)
+    assert summary["results"]["hpa-style"]["sessions_killed"] > 0
+    assert held["hpa-style"] < 0.95 * held["oracle"]
     report = (out / "report.md").read_text()
     assert "## Where the node-hours go" in report
     assert "| policy:web |" in report and "| oracle |" in report

@@ -7,6 +7,7 @@ import pytest
 from autoscaler.sim.arrivals import Arrival
 from autoscaler.sim.cluster import ReadyTime, SimCluster
 from autoscaler.sim.oracle import oracle, peak_concurrency
+from autoscaler.sim.runner import Usage
 
 FIXED_150 = ReadyTime(150.0, 150.0)
 
@@ -139,8 +140,6 @@ def test_ready_time_draws_have_the_asked_median() -> None:
 
 
 def test_usage_splits_paid_seats_by_what_they_are_for() -> None:
-    from autoscaler.sim.runner import Usage
-
     c = cluster([Arrival(0.0, 3600.0) for _ in range(5)])
     a, b, d, e = c.add_ready(4)
     c.advance(1.0)
