@@ -67,13 +67,13 @@ class Usage:
             used = len(n.sessions)
             free = max(0, n.seats - used) * dt
             acc["sessions"] += used * dt
-            if n.removed or n.availability == "drain":
+            if n.removed:
                 acc["retiring"] += free
             elif n.availability == "active":
                 acc["free_active"] += free
-            elif used:
+            elif n.availability == "pause" and used:
                 acc["free_paused"] += free
-            else:
+            else:  # draining, or paused and empty: on its way out
                 acc["retiring"] += free
 
     def shares(self) -> dict[str, float]:

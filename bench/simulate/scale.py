@@ -13,17 +13,13 @@ results/scale.png (failed starts and node-hours against the peak).
 
 from __future__ import annotations
 
-import argparse
 import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-from run import COMMON, RESULTS, SCENARIOS, rerun_or_replot
-from seeds import POLICY, RIVALS, goal
-
-from autoscaler.sim.cli import add_simulate_parser
-from autoscaler.sim.setup import prepare, run_all
+from run import RESULTS, rerun_or_replot
+from seeds import POLICY, RIVALS, goal, july
 
 PEAKS = (100, 200, 400, 800)
 SEEDS = (1995, 1, 2)
@@ -38,14 +34,9 @@ def max_nodes(peak: int) -> int:
 
 def one(job: Job) -> dict[str, dict[str, Any]]:
     peak, seed = job
-    parser = argparse.ArgumentParser(prog="autoscaler")
-    add_simulate_parser(parser.add_subparsers(dest="command"))
-    argv = ["simulate", *COMMON, *SCENARIOS["july"], "--seed", str(seed)]
-    argv += ["--peak-sessions", str(peak), "--max-nodes", str(max_nodes(peak))]
-    argv += ["--baselines", ",".join((*RIVALS, "oracle"))]
-    results = run_all(prepare(parser.parse_args(argv)))
-    oracle = next(r for r in results if r.name == "oracle").node_hours
-    return {r.name: {**r.summary(), "x_oracle": round(r.node_hours / oracle, 3)} for r in results}
+    extra = ["--peak-sessions", str(peak), "--max-nodes", str(max_nodes(peak))]
+    extra += ["--baselines", ",".join((*RIVALS, "oracle"))]
+    return july(seed, *extra)[2]
 
 
 def means(data: dict[str, Any], peak: int, name: str, col: str) -> float:

@@ -25,7 +25,7 @@ from run import COMMON, RESULTS, SCENARIOS, rerun_or_replot
 
 from autoscaler.sim.cli import add_simulate_parser
 from autoscaler.sim.floor import packing_floor
-from autoscaler.sim.setup import prepare, run_all
+from autoscaler.sim.setup import Setup, prepare, run_all
 
 SEEDS = (1995, 1, 2, 3, 4, 5, 6, 7)
 POLICY = "policy:workers"
@@ -35,14 +35,21 @@ PLOTTED = (POLICY, *RIVALS, FLOOR, "oracle")
 COLUMNS = ("failed_starts", "sessions_killed", "node_hours", "x_oracle")
 
 
-def one(seed: int) -> dict[str, dict[str, Any]]:
+def july(seed: int, *extra: str) -> tuple[Setup, float, dict[str, dict[str, Any]]]:
+    """One July run of run.py's scenario (``extra`` arguments appended): its setup, the
+    oracle's node-hours and every policy's summary with its node-hours over the oracle's."""
     parser = argparse.ArgumentParser(prog="autoscaler")
     add_simulate_parser(parser.add_subparsers(dest="command"))
-    argv = ["simulate", *COMMON, *SCENARIOS["july"], "--seed", str(seed)]
+    argv = ["simulate", *COMMON, *SCENARIOS["july"], "--seed", str(seed), *extra]
     setup = prepare(parser.parse_args(argv))
     results = run_all(setup)
     oracle = next(r for r in results if r.name == "oracle").node_hours
     out = {r.name: {**r.summary(), "x_oracle": round(r.node_hours / oracle, 3)} for r in results}
+    return setup, oracle, out
+
+
+def one(seed: int) -> dict[str, dict[str, Any]]:
+    setup, oracle, out = july(seed)
     w, p = setup.workload, setup.params
     floor = packing_floor(w.arrivals, p.seats_per_node, w.seconds, p.warmup) / 3600
     out[FLOOR] = {
