@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -123,6 +124,40 @@ def test_headroom_from_the_arrivals_signal_avoids_failures() -> None:
     ahead = simulate(w, PlannerController("p", "web", pols, T0), PARAMS)
     assert ahead.failed_starts < fixed.failed_starts
     assert ahead.sessions_killed == fixed.sessions_killed == 0
+
+
+def test_a_stabilization_window_keeps_the_reserve_for_the_next_burst() -> None:
+    """Bursts of 12 and 8 five-minute sessions 40 minutes apart; the reserve is the last 15
+    minutes' arrivals. Without a window it is gone when the second burst comes (nodes
+    retired, starts fail); with a 1-hour window it is still there, at a price. Only the
+    second burst is counted (the first meets no reserve either way)."""
+    signal = Signal.model_validate(
+        {
+            "influx": {
+                "query": 'SELECT count("data") FROM "event" WHERE "type" = '
+                "'ProxyStart' AND time > now() - 15m"
+            },
+            "max_age": "5m",
+            "on_empty": "zero",
+        }
+    )
+    bursts = [1800.0 + 5.0 * i for i in range(12)] + [4200.0 + 5.0 * i for i in range(8)]
+    arrivals = tuple(Arrival(t, 300.0) for t in bursts)
+    w = Workload(T0, datetime(2024, 5, 6, 10, tzinfo=UTC), arrivals, "two bursts")
+    room: dict[str, Any] = {"seats": 2, "signal": "arrivals", "signal_per": "15m"}
+    room["node_ready_time"] = "15m"
+
+    def run(**extra: str) -> Any:
+        pols = policies(headroom={**room, **extra}, scale_in={"unneeded_for": "15s"})
+        pols = pols.model_copy(update={"signals": {"arrivals": signal}})
+        counted = replace(PARAMS, warmup=3600.0)
+        return simulate(w, PlannerController("p", "web", pols, T0), counted)
+
+    plain, held = run(), run(stabilization_window="1h")
+    assert plain.failed_starts > 0
+    assert held.failed_starts == 0
+    assert held.sessions_killed == plain.sessions_killed == 0
+    assert held.node_hours > plain.node_hours
 
 
 def test_unknown_pool_is_refused() -> None:

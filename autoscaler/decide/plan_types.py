@@ -132,12 +132,20 @@ class ServiceMemory(Frozen):
     events: tuple[ScaleEvent, ...] = ()
 
 
+class Reading(Frozen):
+    at: datetime
+    value: float
+
+
 class PoolMemory(Frozen):
     unneeded_since: datetime | None = None
     """Since when the pool has had more nodes than it wants (scale-in waits unneeded_for)."""
     launched_at: datetime | None = None
     launched: int = 0
     """The last launch, counted as on its way until its machines are listed."""
+    arrivals: tuple[Reading, ...] = ()
+    """Arrivals readings within headroom.stabilization_window that may still be its highest:
+    oldest first, each higher than every later one."""
 
 
 class Memory(Frozen):

@@ -46,6 +46,10 @@ class Headroom(Frozen):
     confidence: float | None = Field(default=None, gt=0, lt=1)
     """Cover the arrivals of one node_ready_time with this probability (Poisson arrivals at
     the signal's rate); unset: the expected number of arrivals."""
+    stabilization_window: Duration = timedelta(0)
+    """Plan by the highest arrivals reading of this span (0: the current one only): bursts
+    come in clusters, and a pool that lets its reserve go the moment one has passed meets
+    the next one short. As HPA's scale-down stabilisation, it never delays a scale-up."""
 
     @field_validator("signal_per", "node_ready_time")
     @classmethod

@@ -24,6 +24,7 @@ from autoscaler.decide.plan_types import (
     PauseNode,
     PoolMemory,
     PoolStatus,
+    Reading,
     RemoveNode,
     ResumeNode,
     TerminateInstance,
@@ -31,6 +32,7 @@ from autoscaler.decide.plan_types import (
 from autoscaler.decide.pools import labels as L
 from autoscaler.decide.pools.inventory import STATES, Inventory, Member, take_inventory
 from autoscaler.decide.pools.sizing import Sizing, cost_cap_text, size
+from autoscaler.decide.pools.stabilize import stabilize
 from autoscaler.decide.signals import read_signal
 from autoscaler.decide.text import clock, span, utc
 from autoscaler.rules.pools import PoolPolicy
@@ -99,14 +101,22 @@ def decide_pool(
     arrivals = (
         read_signal(policy.headroom.signal, snapshot, signals) if policy.headroom.signal else None
     )
-    sizing = size(policy, inv, arrivals, now)
+    held = stabilize(
+        arrivals,
+        policy.headroom.stabilization_window,
+        memory.arrivals if memory is not None else (),
+        now,
+    )
+    sizing = size(policy, inv, held.reading, now)
     p = _Pass(name, policy, now)
+    if held.reason is not None:
+        p.reasons.append(held.reason)
     p.reasons += sizing.reasons
     if not inv.instances_known:
         p.reasons.append("machines unknown (provider not read): no launch, no termination")
     resumed = _scale(p, inv, sizing, memory)
     _lifecycle(p, inv, resumed)
-    next_memory = _next_memory(p, memory)
+    next_memory = _next_memory(p, memory, held.memory)
     outcome = "scale" if p.actions else "hold"
     decision = Decision(
         policy=name,
@@ -439,7 +449,7 @@ def _draining(p: _Pass, m: Member) -> None:
 # ---------------------------------------------------------------- memory and status
 
 
-def _next_memory(p: _Pass, memory: PoolMemory | None) -> PoolMemory:
+def _next_memory(p: _Pass, memory: PoolMemory | None, arrivals: tuple[Reading, ...]) -> PoolMemory:
     since = (memory.unneeded_since if memory else None) or p.now
     launches = [a for a in p.actions if isinstance(a, LaunchNodes)]
     launched_at, launched = (memory.launched_at, memory.launched) if memory else (None, 0)
@@ -448,7 +458,10 @@ def _next_memory(p: _Pass, memory: PoolMemory | None) -> PoolMemory:
     if launched_at is not None and utc(p.now) - utc(launched_at) >= LAUNCH_SETTLE:
         launched_at, launched = None, 0
     return PoolMemory(
-        unneeded_since=since if p.spare else None, launched_at=launched_at, launched=launched
+        unneeded_since=since if p.spare else None,
+        launched_at=launched_at,
+        launched=launched,
+        arrivals=arrivals,
     )
 
 
