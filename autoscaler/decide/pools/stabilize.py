@@ -3,8 +3,8 @@
 Pure. Kubernetes' HPA keeps the highest recommendation of its scale-down stabilisation
 window; the pool keeps the highest arrivals reading of its window instead, so the reserve
 sized from it outlasts a burst by the window and a following burst finds it. Only readings
-that can still become the window's highest are remembered (a monotonic queue), so the
-memory stays small whatever the window and the pass interval.
+that can still become the window's highest are remembered (a monotonic queue): a flat or
+rising signal keeps one, and never more than one per pass of the window.
 """
 
 from __future__ import annotations
