@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.decide.plan_types import Reading
 from autoscaler.decide.signals import SignalReading
-from autoscaler.decide.text import clock, num, span, utc
+from autoscaler.decide.text import num, span, utc
 
 
 @dataclass(frozen=True)
@@ -39,18 +39,26 @@ def stabilize(
     """
     if window <= timedelta(0):
         return Stabilized(current, ())
-    since = utc(now) - window
-    kept = tuple(r for r in remembered if utc(r.at) > since)
+    at = utc(now)
+    # oldest first and each higher than every later one: expired readings are a prefix,
+    # and readings no higher than the current one (never again the highest) a suffix
+    start = 0
+    while start < len(remembered) and remembered[start].at <= at - window:
+        start += 1
     if current is None or current.value is None:
-        return Stabilized(current, kept)
+        return Stabilized(current, remembered[start:])
     value = current.value
-    # a reading no higher than the current one can never again be the highest
-    kept = (*(r for r in kept if r.value > value), Reading(at=now, value=value))
+    end = len(remembered)
+    while end > start and remembered[end - 1].value <= value:
+        end -= 1
+    # built from a datetime and a float this function holds: nothing left to validate
+    kept = (*remembered[start:end], Reading.model_construct(at=at, value=value))
     top = kept[0]
     if top.value <= value:
         return Stabilized(current, kept)
+    ago = int((at - top.at).total_seconds() // 60)
     reason = (
         f"arrivals signal {current.name} reads {num(value)}; planned by {num(top.value)}, "
-        f"its highest of the last {span(window)} (at {clock(top.at)})"
+        f"its highest of the last {span(window)} ({ago} min ago)"
     )
     return Stabilized(SignalReading(current.name, top.value), kept, reason)
