@@ -23,6 +23,7 @@ from typing import Any
 
 from autoscaler.rules.loader import load_rules
 from autoscaler.rules.pools import PoolPolicy
+from autoscaler.rules.schema import Policies
 from autoscaler.sim.arrivals import Workload, from_rates
 from autoscaler.sim.cluster import ReadyTime
 from autoscaler.sim.planner import PlannerController
@@ -62,19 +63,30 @@ def workload() -> Workload:
     return from_rates(rates, 200, PARAMS.seed)
 
 
-def one(job: tuple[Workload, Setting]) -> dict[str, Any]:
-    w, (ready, confidence, unneeded) = job
+def shipped_with(
+    headroom: dict[str, Any], scale_in: dict[str, Any] | None = None
+) -> tuple[Policies, PoolPolicy]:
+    """The shipped rules, pool `workers` resized as in run.py, with these settings changed."""
     policies = load_rules(HERE.parents[1] / "rules").policies
     assert policies is not None
     data = override(policies.pools["workers"], PARAMS.seats_per_node, PARAMS.max_nodes).model_dump()
+    data["headroom"].update(headroom)
+    data["scale_in"].update(scale_in or {})
+    pool = PoolPolicy.model_validate(data)
+    return policies.model_copy(update={"pools": {"workers": pool}}), pool
+
+
+def one(job: tuple[Workload, Setting]) -> dict[str, Any]:
+    w, (ready, confidence, unneeded) = job
     # the sweep that chose the setting shipped before the stabilisation window (windows.py
     # sweeps that): without it, so its rows stay what they were
-    data["headroom"].update(
-        node_ready_time=ready, confidence=confidence, seats=2, stabilization_window="0s"
-    )
-    data["scale_in"].update(unneeded_for=unneeded)
-    pools = {"workers": PoolPolicy.model_validate(data)}
-    policies = policies.model_copy(update={"pools": pools})
+    headroom = {
+        "node_ready_time": ready,
+        "confidence": confidence,
+        "seats": 2,
+        "stabilization_window": "0s",
+    }
+    policies, _ = shipped_with(headroom, {"unneeded_for": unneeded})
     r = simulate(w, PlannerController("p", "workers", policies, w.start), PARAMS)
     oracle = simulate_oracle(w, PARAMS).node_hours
     a = r.actions

@@ -22,14 +22,11 @@ from typing import Any
 
 from run import RESULTS, rerun_or_replot
 from seeds import RIVALS, SEEDS
-from sweep import JULY, PARAMS, TRACE
+from sweep import JULY, PARAMS, TRACE, shipped_with
 
-from autoscaler.rules.loader import load_rules
-from autoscaler.rules.pools import PoolPolicy
 from autoscaler.sim.arrivals import from_rates
 from autoscaler.sim.planner import PlannerController
 from autoscaler.sim.runner import simulate, simulate_oracle
-from autoscaler.sim.setup import override
 from autoscaler.sim.trace import parse_time, read_rates
 
 SHIPPED = "shipped"
@@ -59,16 +56,10 @@ def one(job: tuple[str, int]) -> dict[str, Any]:
     params = replace(PARAMS, seed=seed)
     rates = read_rates(TRACE, parse_time(JULY[0]), parse_time(JULY[1]))
     w = from_rates(rates, 200, seed)
-    policies = load_rules(RESULTS.parents[2] / "rules").policies
-    assert policies is not None
-    data = override(policies.pools["workers"], params.seats_per_node, params.max_nodes)
-    pool = data.model_dump()
-    pool["headroom"].update(SETTINGS[label])
-    pools = {"workers": PoolPolicy.model_validate(pool)}
-    policies = policies.model_copy(update={"pools": pools})
+    policies, pool = shipped_with(SETTINGS[label])
     r = simulate(w, PlannerController("p", "workers", policies, w.start), params)
     oracle = simulate_oracle(w, params).node_hours
-    headroom = pools["workers"].headroom.model_dump(mode="json")
+    headroom = pool.headroom.model_dump(mode="json")
     return {
         "setting": label,
         "seed": seed,
