@@ -58,9 +58,9 @@ GRID: list[Setting] = [
 ]
 
 
-def workload() -> Workload:
+def workload(seed: int = PARAMS.seed) -> Workload:
     rates = read_rates(TRACE, parse_time(JULY[0]), parse_time(JULY[1]))
-    return from_rates(rates, 200, PARAMS.seed)
+    return from_rates(rates, 200, seed)
 
 
 def shipped_with(

@@ -22,12 +22,10 @@ from typing import Any
 
 from run import RESULTS, rerun_or_replot
 from seeds import RIVALS, SEEDS
-from sweep import JULY, PARAMS, TRACE, shipped_with
+from sweep import PARAMS, shipped_with, workload
 
-from autoscaler.sim.arrivals import from_rates
 from autoscaler.sim.planner import PlannerController
 from autoscaler.sim.runner import simulate, simulate_oracle
-from autoscaler.sim.trace import parse_time, read_rates
 
 SHIPPED = "shipped"
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -49,13 +47,14 @@ SETTINGS: dict[str, dict[str, Any]] = {
     SHIPPED: {},
 }
 """Label -> headroom settings over the shipped ones ({}: rules/pools.yml as it is)."""
+SHOWN = ("node_ready_time", "seats", "stabilization_window")
+"""The headroom settings each row records."""
 
 
 def one(job: tuple[str, int]) -> dict[str, Any]:
     label, seed = job
     params = replace(PARAMS, seed=seed)
-    rates = read_rates(TRACE, parse_time(JULY[0]), parse_time(JULY[1]))
-    w = from_rates(rates, 200, seed)
+    w = workload(seed)
     policies, pool = shipped_with(SETTINGS[label])
     r = simulate(w, PlannerController("p", "workers", policies, w.start), params)
     oracle = simulate_oracle(w, params).node_hours
@@ -63,7 +62,7 @@ def one(job: tuple[str, int]) -> dict[str, Any]:
     return {
         "setting": label,
         "seed": seed,
-        "headroom": {k: headroom[k] for k in sorted(SETTINGS["no window (shipped until now)"])},
+        "headroom": {k: headroom[k] for k in SHOWN},
         **r.summary(),
         "x_oracle": round(r.node_hours / oracle, 3),
     }
