@@ -42,6 +42,12 @@ class Service(Frozen):
     """A ShinyProxy per-session service (container label sp-proxied-app): never scaled."""
 
 
+PENDING_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "starting"})
+"""Task states of a session on its way to running."""
+SEAT_STATES = PENDING_STATES | {"running"}
+"""Task states of a session that holds a seat (or will once it has a node)."""
+
+
 class Session(Frozen):
     """One ShinyProxy proxy container: a Swarm service with ShinyProxy's container labels."""
 
@@ -67,7 +73,7 @@ class Session(Frozen):
 
     @property
     def is_pending(self) -> bool:
-        return self.state in ("new", "pending", "assigned", "accepted", "preparing", "starting")
+        return self.state in PENDING_STATES
 
 
 class PendingTask(Frozen):

@@ -91,9 +91,9 @@ def test_simulate_a_trace_writes_summary_report_and_plot(
     assert (out / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     printed = capsys.readouterr().out
     assert "| cluster-autoscaler-style |" in printed
-    # the same seed gives the same answer
+    # the same seed gives the same answer, also with the baselines in a second process
     again = tmp_path / "again"
-    assert main([*argv[:-1], str(again), "--no-progress", "--no-plot"]) == 0
+    assert main([*argv[:-1], str(again), "--no-progress", "--no-plot", "--jobs", "2"]) == 0
     assert json.loads((again / "summary.json").read_text()) == summary
     assert not (again / "timeline.png").exists()
 
@@ -147,3 +147,24 @@ def test_since_is_a_time_or_a_duration_back_from_now() -> None:
     assert since("2024-05-01 00:00:00", now) == datetime(2024, 5, 1, tzinfo=UTC)
     with pytest.raises(SetupError, match="--since 'last week'"):
         since("last week", now)
+
+
+def test_baselines_go_to_a_second_process_only_when_it_pays(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from types import SimpleNamespace
+    from typing import Any, cast
+
+    from autoscaler.sim import cli
+
+    def setup(days: float) -> Any:
+        return cast(Any, SimpleNamespace(workload=SimpleNamespace(seconds=days * 86400)))
+
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 2)
+    assert cli._jobs(None, setup(61)) == 2
+    assert cli._jobs(None, setup(0.25)) == 1  # a process costs more than it saves
+    assert cli._jobs(1, setup(61)) == 1
+    assert cli._jobs(0, setup(61)) == 1
+    monkeypatch.setattr(cli.os, "cpu_count", lambda: 1)
+    assert cli._jobs(None, setup(61)) == 1
+    assert cli._jobs(3, setup(1)) == 3

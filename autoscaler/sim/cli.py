@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoscaler.durations import parse_duration
 from autoscaler.sim.baselines import NAMES as BASELINES
+
+if TYPE_CHECKING:
+    from autoscaler.sim.setup import Setup
 
 
 def _seconds(text: str) -> float:
@@ -89,6 +93,13 @@ def add_simulate_parser(subparsers: Any) -> None:
     run.add_argument("--out", type=Path, default=Path("simulation"), help="output folder")
     run.add_argument("--no-plot", action="store_true", help="skip timeline.png")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--jobs",
+        type=int,
+        default=None,
+        help="processes: 2 runs the baselines beside the policy (default: 2 when there "
+        "are two cores and the run spans a day or more, else 1)",
+    )
     p.set_defaults(handler=cmd_simulate)
 
 
@@ -102,7 +113,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     except (TraceError, SetupError) as e:
         print(f"autoscaler simulate: {e}", file=sys.stderr)
         return 1
-    results = run_all(setup, show_progress=not args.no_progress)
+    results = run_all(setup, show_progress=not args.no_progress, jobs=_jobs(args.jobs, setup))
     given = sys.argv[1:]
     command = (
         shlex.join(["autoscaler", *given])
@@ -113,3 +124,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sys.stdout.write(table(results))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _jobs(asked: int | None, setup: Setup) -> int:
+    """A second process pays for its start only on runs of a day or more."""
+    if asked is not None:
+        return max(1, asked)
+    return 2 if (os.cpu_count() or 1) >= 2 and setup.workload.seconds >= 86400 else 1

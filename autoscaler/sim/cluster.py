@@ -149,6 +149,8 @@ class SimCluster:
         """Nodes not yet both out of the Swarm and terminated."""
         self.sessions: dict[int, SimSession] = {}
         """Sessions that hold a seat or wait for one."""
+        self.sessions_version = 0
+        """Bumped whenever a session comes, goes or takes a seat, so views can be cached."""
         self.pending: deque[SimSession] = deque()
         self.stats = Stats()
         self._arrivals = arrivals
@@ -194,6 +196,7 @@ class SimCluster:
         if a.at >= self.count_from:
             self.stats.sessions += 1
         self.sessions[i] = s
+        self.sessions_version += 1
         if not self._place(s):
             self.pending.append(s)
             self._push(a.at + self.service_wait, _TIMEOUT, s)
@@ -214,6 +217,7 @@ class SimCluster:
             return False
         best.sessions.add(s.id)
         s.node, s.started = best, self.now
+        self.sessions_version += 1
         if s.arrival >= self.count_from:
             self.stats.waits.append(self.now - s.arrival)
         self.stats.starts.append(self.now)
@@ -241,6 +245,7 @@ class SimCluster:
             return
         s.done = True
         self.sessions.pop(s.id, None)
+        self.sessions_version += 1
         if s.arrival >= self.count_from:
             self.stats.failed += 1
             self.stats.failed_at.append(self.now)
@@ -248,6 +253,7 @@ class SimCluster:
     def _release(self, s: SimSession) -> None:
         s.done = True
         self.sessions.pop(s.id, None)
+        self.sessions_version += 1
         if s.node is not None:
             s.node.sessions.discard(s.id)
 

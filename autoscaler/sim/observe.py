@@ -8,6 +8,8 @@ and rebuilt only when that object changed.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -41,6 +43,7 @@ class Observer:
         self.pool = pool
         self._nodes: dict[int, tuple[int, Node]] = {}
         self._machines: dict[int, Instance] = {}
+        self._sessions: tuple[int, tuple[Session, ...], tuple[PendingTask, ...]] | None = None
 
     def at(self, t: float) -> datetime:
         return self.start + timedelta(seconds=t)
@@ -50,8 +53,7 @@ class Observer:
         now = self.at(c.now)
         nodes = tuple(self._node(n) for n in c.current if n.in_swarm)
         machines = tuple(self._machine(n) for n in c.current if n.alive)
-        sessions = tuple(self._session(s) for s in c.sessions.values())
-        pending = tuple(self._pending_task(s) for s in c.sessions.values() if s.node is None)
+        sessions, pending = self._session_views()
         swarm = SwarmState.model_construct(
             nodes=nodes, services=(), sessions=sessions, pending_tasks=pending
         )
@@ -93,6 +95,16 @@ class Observer:
             )
             self._machines[n.index] = cached
         return cached
+
+    def _session_views(self) -> tuple[tuple[Session, ...], tuple[PendingTask, ...]]:
+        """The sessions and the pending tasks, rebuilt only when a session came, went or
+        took a seat (most passes see none of that)."""
+        c = self.cluster
+        if self._sessions is None or self._sessions[0] != c.sessions_version:
+            sessions = tuple(self._session(s) for s in c.sessions.values())
+            pending = tuple(self._pending_task(s) for s in c.sessions.values() if s.node is None)
+            self._sessions = (c.sessions_version, sessions, pending)
+        return self._sessions[1], self._sessions[2]
 
     def _session(self, s: SimSession) -> Session:
         # the view is rebuilt only when the session got (or lost) its node
@@ -144,17 +156,12 @@ class Observer:
         """Successful session starts in the last ``window`` seconds: what an InfluxQL count
         of ProxyStart events reads (ShinyProxy writes no event for a failed start)."""
         starts = self.cluster.stats.starts
-        horizon = self.cluster.now - window
         while starts and starts[0] <= self.cluster.now - 86400:
             starts.popleft()  # a day back is more than any signal window
-        n = 0
-        for t in reversed(starts):  # newest first: stop at the window's edge
-            if t <= horizon:
-                break
-            n += 1
-        return n
+        return len(starts) - bisect.bisect_right(starts, self.cluster.now - window)
 
 
+@functools.lru_cache(maxsize=64)  # the same few queries, every pass
 def _count_query(query: str) -> tuple[float, float] | None:
     """(window seconds, factor) of ``SELECT count(..) [/ or * N] FROM .. 'ProxyStart' ..
     time > now() - W``; None for any other query."""

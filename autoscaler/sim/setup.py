@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import math
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -201,18 +203,38 @@ def controllers(setup: Setup, planner: Planner | None = None) -> list[Controller
 
 
 def run_all(
-    setup: Setup, show_progress: bool = False, planner: Planner | None = None
+    setup: Setup, show_progress: bool = False, planner: Planner | None = None, jobs: int = 1
 ) -> list[RunResult]:
-    """Every controller on the same arrivals and ready-time draws, then the oracle."""
+    """Every controller on the same arrivals and ready-time draws, then the oracle.
+
+    With ``jobs`` above 1 the baselines and the oracle run in a second process while this
+    one runs the policy, the longest run by far. Each run draws from its own seeded
+    generator, so the results are the same either way."""
     runs = controllers(setup, planner)
-    total = setup.workload.seconds * len(runs)
-    results: list[RunResult] = []
-    with _progress(show_progress, total) as advance:
-        for c in runs:
-            results.append(simulate(setup.workload, c, setup.params, advance))
-    if "oracle" in setup.baselines:
+    policy, baselines = runs[:1], runs[1:]
+    if jobs < 2 or not (baselines or "oracle" in setup.baselines):
+        with _progress(show_progress, setup.workload.seconds * len(runs)) as advance:
+            return _simulate_all(setup, runs, advance)
+    # forkserver: a fork of this process could inherit a lock held by another thread
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver")) as pool:
+        others = pool.submit(_baselines, setup)
+        with _progress(show_progress, setup.workload.seconds) as advance:
+            mine = _simulate_all(setup, policy, advance, oracle=False)
+        return mine + others.result()
+
+
+def _simulate_all(
+    setup: Setup, runs: list[Controller], advance: Progress, oracle: bool = True
+) -> list[RunResult]:
+    results = [simulate(setup.workload, c, setup.params, advance) for c in runs]
+    if oracle and "oracle" in setup.baselines:
         results.append(simulate_oracle(setup.workload, setup.params))
     return results
+
+
+def _baselines(setup: Setup) -> list[RunResult]:
+    """The baselines and the oracle, in a worker process."""
+    return _simulate_all(setup, controllers(setup)[1:], lambda _: None)
 
 
 class _progress:

@@ -7,12 +7,13 @@ the provider's instances), so a restarted sidecar sees what the last one left.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Literal
 
 from autoscaler.decide.pools import labels as L
 from autoscaler.decide.text import utc
 from autoscaler.rules.pools import PoolPolicy
-from autoscaler.snapshot import Instance, Node, Session, Snapshot
+from autoscaler.snapshot import SEAT_STATES, Instance, Node, Session, Snapshot
 
 State = Literal[
     "launching",  # a machine, no node in the Swarm yet
@@ -78,11 +79,26 @@ class Inventory:
     warm: int = 0
     """Stopped machines of the pool (a warm pool)."""
 
+    @cached_property
+    def _by_state(self) -> dict[State, list[Member]]:
+        # a pass asks a dozen times: one scan of the members serves them all
+        out: dict[State, list[Member]] = {}
+        for m in self.members:
+            out.setdefault(m.state, []).append(m)
+        return out
+
     def having(self, *states: State) -> list[Member]:
+        if len(states) == 1:
+            return list(self._by_state.get(states[0], ()))
         return [m for m in self.members if m.state in states]
 
     def count(self, *states: State) -> int:
-        return len(self.having(*states))
+        return sum(len(self._by_state.get(s, ())) for s in states)
+
+    def counts(self) -> dict[str, int]:
+        """Members in each state, every state listed."""
+        by = self._by_state
+        return {s: len(by.get(s, ())) for s in STATES}
 
 
 def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Inventory:
@@ -153,7 +169,7 @@ def _loads(sessions: tuple[Session, ...]) -> Loads:
     out: Loads = {}
     for s in sessions:
         node = s.node_id
-        if node is None or not (s.is_live or s.is_pending):
+        if node is None or s.state not in SEAT_STATES:
             continue
         used, users = out.get(node, (0, 0))
         out[node] = (used + 1, users + (s.user_id is not None))

@@ -30,7 +30,7 @@ from autoscaler.decide.plan_types import (
     TerminateInstance,
 )
 from autoscaler.decide.pools import labels as L
-from autoscaler.decide.pools.inventory import STATES, Inventory, Member, take_inventory
+from autoscaler.decide.pools.inventory import Inventory, Member, take_inventory
 from autoscaler.decide.pools.sizing import Sizing, cost_cap_text, size
 from autoscaler.decide.pools.stabilize import stabilize
 from autoscaler.decide.signals import read_signal
@@ -466,7 +466,7 @@ def _next_memory(p: _Pass, memory: PoolMemory | None, arrivals: tuple[Reading, .
 
 
 def _status(name: str, policy: PoolPolicy, inv: Inventory, sizing: Sizing) -> PoolStatus:
-    nodes: dict[str, int] = {s: inv.count(s) for s in STATES}
+    nodes = inv.counts()
     nodes["warm"] = inv.warm
     capacity = sum(m.seats for m in inv.having("active"))
     price = policy.node_price()
