@@ -98,7 +98,7 @@ class Observer:
 
     def _session_views(self) -> tuple[tuple[Session, ...], tuple[PendingTask, ...]]:
         """The sessions and the pending tasks, rebuilt only when a session came, went or
-        took a seat (most passes see none of that)."""
+        took a seat (many passes see none of that)."""
         c = self.cluster
         if self._sessions is None or self._sessions[0] != c.sessions_version:
             sessions = tuple(self._session(s) for s in c.sessions.values())
