@@ -69,6 +69,7 @@ def test_simulate_a_trace_writes_summary_report_and_plot(
     params = summary["params"]
     assert (params["seed"], params["peak_sessions"], params["pool"]) == (5, 20, "web")
     assert (params["seats_per_node"], params["price_per_node_hour"]) == (4, 0.5)
+    assert params["event_gap_s"] is None
     web, oracle = summary["results"]["policy:web"], summary["results"]["oracle"]
     assert web["sessions"] == oracle["sessions"] > 100
     assert web["node_hours"] >= oracle["node_hours"] > 0
@@ -131,6 +132,9 @@ def test_simulate_refuses_bad_options(
     assert "unknown baseline magic" in capsys.readouterr().err
     assert main([*base, "--from", "2030-01-01 00:00:00", "--out", str(tmp_path / "c")]) == 1
     assert "no rows between" in capsys.readouterr().err
+    for gap in ("0s", "20s"):  # the interval pass comes every 15 s anyway
+        assert main([*base, "--event-passes", gap, "--out", str(tmp_path / "e")]) == 1
+        assert "--event-passes needs a gap above 0" in capsys.readouterr().err
     (rules / "bad.yml").write_text("pools:\n  web2:\n    provider: local\n", encoding="utf-8")
     assert main([*base, "--out", str(tmp_path / "d")]) == 1
     assert "bad.yml:2: pools.web2.max: missing" in capsys.readouterr().err

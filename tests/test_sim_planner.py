@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -101,6 +102,54 @@ def test_the_pool_grows_for_a_burst_and_retires_without_killing() -> None:
     # (arrived 1857) is still within its 60 s wait: 15 starts fail, one waited 58 s
     assert r.failed_starts == 15
     assert sorted(r.waits) == [0.0] * 4 + [58.0]
+
+
+def test_passes_on_events_act_at_the_arrival_not_at_the_next_tick() -> None:
+    tick = simulate(burst(), PlannerController("p", "web", policies(), T0), PARAMS)
+    events = replace(PARAMS, event_gap=1.0)
+    r = simulate(burst(), PlannerController("p", "web", policies(), T0), events)
+    # by hand: the arrival at 1806 leaves one seat free, below the two wanted at once, and
+    # its pass launches a node, Ready at 1906: in time for i = 16..19 (arrived 1848 to
+    # 1857), where the launch of the 1815 tick came in time for i = 19 alone
+    assert tick.failed_starts == 15
+    assert r.failed_starts == 12
+    assert sorted(r.waits) == [0.0] * 4 + [49.0, 52.0, 55.0, 58.0]
+    assert r.plan_calls > tick.plan_calls == int(burst().seconds / PARAMS.tick)
+    assert r.sessions_killed == 0
+
+
+def test_passes_on_events_share_one_pass_within_the_gap(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = autoscaler.decide.plan
+    at: list[float] = []
+
+    def spy(snapshot: Snapshot, pols: Policies, memory: Memory) -> Plan:
+        at.append((snapshot.taken_at - T0).total_seconds())
+        return real(snapshot, pols, memory)
+
+    monkeypatch.setattr(autoscaler.decide, "plan", spy)
+    gap = 10.0
+    r = simulate(
+        burst(), PlannerController("p", "web", policies(), T0), replace(PARAMS, event_gap=gap)
+    )
+    assert len(at) == r.plan_calls
+    between = [t for t in at if t % PARAMS.tick]
+    assert between  # arrivals every 3 s ask for passes between the ticks
+    for before, t in itertools.pairwise(at):
+        assert t > before
+        if t % PARAMS.tick:  # an event's pass waits out the gap after any pass
+            assert t - before >= gap
+    # the arrivals at 1800 + 3i: the tick at 1800 sees the first; those at 1803 to 1809
+    # wait for one pass at 1810; the tick at 1815 sees 1812 and 1815; 1818 to 1824 share
+    # 1825; and so on, one pass 10 s after each tick
+    assert [t for t in between if 1800 < t < 1860] == [1810.0, 1825.0, 1840.0, 1855.0]
+
+
+def test_baselines_keep_their_interval() -> None:
+    from autoscaler.sim.baselines import HpaStyle
+
+    plain = simulate(burst(), HpaStyle(10), PARAMS)
+    events = simulate(burst(), HpaStyle(10), replace(PARAMS, event_gap=1.0))
+    assert events.summary() == plain.summary()
 
 
 def test_headroom_from_the_arrivals_signal_avoids_failures() -> None:

@@ -84,6 +84,15 @@ def add_simulate_parser(subparsers: Any) -> None:
     pol.add_argument("--price", type=float, help="per node-hour (default: the pool's price, 1)")
     run = p.add_argument_group("the run")
     run.add_argument("--tick", type=_seconds, default=15.0, help="time between passes (15s)")
+    run.add_argument(
+        "--event-passes",
+        type=_seconds,
+        nargs="?",
+        const=1.0,
+        metavar="GAP",
+        help="also a pass of the policy at every arrival, session end and join, at most one "
+        "per GAP (1s), as the sidecar's passes on Docker events",
+    )
     run.add_argument("--warmup", type=_seconds, default=3600.0, help="not counted (1h)")
     run.add_argument(
         "--baselines",

@@ -185,6 +185,12 @@ class SimCluster:
                     self._timeout(obj)  # type: ignore[arg-type]
         self.now = to
 
+    def next_event_at(self) -> float:
+        """When the next arrival or event (a join, an end, a failed start) happens."""
+        arrivals = self._arrivals
+        t_arr = arrivals[self._next].at if self._next < len(arrivals) else math.inf
+        return min(t_arr, self._events[0][0] if self._events else math.inf)
+
     def _push(self, t: float, kind: int, obj: object) -> None:
         self._seq += 1
         heapq.heappush(self._events, (t, self._seq, kind, obj))

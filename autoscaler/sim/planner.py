@@ -67,6 +67,8 @@ class PlannerController:
         self.actions: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self.calls = 0
+        self.on_events = True
+        """The sidecar also runs a pass on Docker events (SimParams.event_gap)."""
         self._observer: Observer | None = None
 
     def start(self, cluster: SimCluster) -> None:

@@ -24,6 +24,10 @@ class SimParams:
     service_wait: float = 60.0
     tick: float = 15.0
     """Seconds between two passes of a controller (the sidecar's interval)."""
+    event_gap: float | None = None
+    """With a value, the policy also gets a pass at every event of the pool (an arrival, a
+    session's end or failure, a node joining), at most one per this many seconds: the
+    passes the sidecar runs on Docker events. Baselines keep their interval."""
     price: float = 1.0
     """Per node-hour."""
     seed: int = 1
@@ -152,9 +156,14 @@ def simulate(
     next_sample = 0.0
     done = 0.0
     t = 0.0
+    gap = params.event_gap if getattr(controller, "on_events", False) else None
+    last = -math.inf
     while t < duration:
+        if gap is not None:
+            last = _event_passes(cluster, controller, t, gap, last)
         cluster.advance(t)
         controller.step(cluster)
+        last = t
         if t >= params.warmup:
             usage.add(cluster, min(params.tick, duration - t))
         if t >= next_sample:
@@ -183,6 +192,21 @@ def simulate(
         seconds=time.perf_counter() - began,
         usage=usage.shares(),
     )
+
+
+def _event_passes(
+    cluster: SimCluster, controller: Controller, until: float, gap: float, last: float
+) -> float:
+    """The passes events ask for before the interval pass at ``until``. Events within
+    ``gap`` of the last pass wait and share one pass, as the sidecar coalesces the events
+    that come while a pass runs. Returns when the last pass ran."""
+    while True:
+        at = max(cluster.next_event_at(), last + gap)
+        if at >= until:  # the interval pass at ``until`` sees it
+            return last
+        cluster.advance(at)
+        controller.step(cluster)
+        last = at
 
 
 def _sample(c: SimCluster) -> Sample:

@@ -57,12 +57,15 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
         raise SetupError(str(e)) from None
     if args.tick <= 0:
         raise SetupError("--tick must be positive")
+    if args.event_passes is not None and not 0 < args.event_passes <= args.tick:
+        raise SetupError("--event-passes needs a gap above 0 and at most --tick")
     params = SimParams(
         seats_per_node=policy.seats_per_node,
         max_nodes=policy.max,
         ready_time=ready,
         service_wait=args.service_wait,
         tick=args.tick,
+        event_gap=args.event_passes,
         price=args.price if args.price is not None else (policy.node_price() or 1.0),
         seed=args.seed,
         warmup=min(args.warmup, workload.seconds / 2),
@@ -86,6 +89,7 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
         "ready_time_p90_s": ready.p90,
         "service_wait_s": params.service_wait,
         "tick_s": params.tick,
+        "event_gap_s": params.event_gap,
         "warmup_s": params.warmup,
         "price_per_node_hour": params.price,
     }
