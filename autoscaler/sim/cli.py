@@ -90,8 +90,8 @@ def add_simulate_parser(subparsers: Any) -> None:
         nargs="?",
         const=1.0,
         metavar="GAP",
-        help="also a pass of the policy at every arrival, session end and join, at most one "
-        "per GAP (1s), as the sidecar's passes on Docker events",
+        help="also a pass of the policy at every arrival, session end, failed start and join, "
+        "at most one per GAP (1s), as the sidecar's passes on Docker events",
     )
     run.add_argument("--warmup", type=_seconds, default=3600.0, help="not counted (1h)")
     run.add_argument(
