@@ -15,6 +15,7 @@ RESULT_KEYS = {
     "failed_starts",
     "failed_start_pct",
     "sessions_killed",
+    "sessions_reopened",
     "node_hours",
     "cost",
     "seat_wait_p95_s",
@@ -172,3 +173,32 @@ def test_baselines_go_to_a_second_process_only_when_it_pays(
     monkeypatch.setattr(cli.os, "cpu_count", lambda: 1)
     assert cli._jobs(None, setup(61)) == 1
     assert cli._jobs(3, setup(1)) == 3
+
+
+def test_killed_users_can_come_back(tmp_path: Path, rules: Path) -> None:
+    argv = ["simulate", "--trace", str(trace(tmp_path)), "--rules", str(rules), "--seed", "5"]
+    argv += ["--peak-sessions", "20", "--warmup", "0s", "--no-progress", "--no-plot"]
+    argv += ["--baselines", "hpa-style,oracle"]
+    runs = {}
+    for name, extra in (("gone", []), ("back", ["--reopen-after", "10s"])):
+        assert main([*argv, *extra, "--out", str(tmp_path / name)]) == 0
+        runs[name] = json.loads((tmp_path / name / "summary.json").read_text())
+    gone, back = (runs[k]["results"] for k in ("gone", "back"))
+    assert runs["gone"]["params"]["reopen_after_s"] is None
+    assert runs["back"]["params"]["reopen_after_s"] == 10.0
+    assert gone["policy:web"] == back["policy:web"]  # it ends no session: nothing comes back
+    hpa, hpa_back = gone["hpa-style"], back["hpa-style"]
+    assert hpa["sessions_reopened"] == 0 < hpa["sessions_killed"]
+    # every killed session had time left, so each comes back once (and may be killed again)
+    assert hpa_back["sessions_reopened"] == hpa_back["sessions_killed"] > 0
+    assert hpa_back["sessions"] == hpa["sessions"]  # arrivals from the trace only
+    # the time the kills cut short is served after all, and paid for
+    held = {
+        k: r["hpa-style"]["node_hours_by_use"]["sessions"]
+        for k, r in (("gone", gone), ("back", back))
+    }
+    assert held["back"] > held["gone"]
+    assert hpa_back["node_hours"] > hpa["node_hours"]
+    column = "| reopened |"
+    assert column in (tmp_path / "back" / "report.md").read_text()
+    assert column not in (tmp_path / "gone" / "report.md").read_text()

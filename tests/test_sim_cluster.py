@@ -87,6 +87,37 @@ def test_drain_kills_exactly_the_sessions_on_that_node() -> None:
     assert (c.stats.killed, c.live()) == (2, 0)
 
 
+def test_killed_users_come_back_for_what_was_left_of_their_session() -> None:
+    c = SimCluster([Arrival(float(i), 1000.0) for i in range(5)], 4, FIXED_150, 1, 60.0, 0.0, 20)
+    a, b = c.add_ready(2)
+    c.advance(10.0)  # a holds the sessions of 0, 2, 4; b those of 1, 3
+    c.set_availability(b, "drain")
+    assert (c.stats.killed, c.stats.reopened, len(c.sessions)) == (2, 2, 3)
+    c.advance(30.0)  # both users come back 20 s later: a has one seat left
+    assert (c.live(), c.waiting(), len(a.sessions)) == (4, 1, 4)
+    c.advance(90.0)  # nothing frees a seat within the service wait: the other fails
+    assert (c.stats.failed, c.stats.failed_at, c.live()) == (1, [90.0], 4)
+    # user 1 (first back) got the seat, for what was left: 1000 - (10 - 1) s from 30
+    c.advance(1003.0)
+    assert c.live() == 2  # those of 0 and 2 ended at 1000 and 1002
+    c.advance(1004.0)
+    assert c.live() == 1  # that of 4 at 1004; user 1's goes on
+    c.advance(1020.0)
+    assert c.live() == 1
+    c.advance(1021.0)
+    assert (c.live(), c.stats.sessions, c.stats.waits) == (0, 5, [0.0] * 6)
+
+
+def test_no_user_comes_back_unless_asked() -> None:
+    c = cluster([Arrival(0.0, 1000.0)])
+    (a,) = c.add_ready(1)
+    c.advance(1.0)
+    c.set_availability(a, "drain")
+    c.add_ready(1)
+    c.advance(2000.0)
+    assert (c.stats.killed, c.stats.reopened, c.live(), c.stats.waits) == (1, 0, 0, [0.0])
+
+
 def test_pause_keeps_sessions_and_resume_places_waiting_starts_at_once() -> None:
     c = cluster([Arrival(0.0, 1000.0), Arrival(5.0, 1000.0)], seats=1)
     (a,) = c.add_ready(1)

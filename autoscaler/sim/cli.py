@@ -82,6 +82,13 @@ def add_simulate_parser(subparsers: Any) -> None:
     pol.add_argument("--ready-time-p90", type=_seconds, help="90th percentile (4/3 x median)")
     pol.add_argument("--service-wait", type=_seconds, default=60.0, help="start timeout (60s)")
     pol.add_argument("--price", type=float, help="per node-hour (default: the pool's price, 1)")
+    pol.add_argument(
+        "--reopen-after",
+        type=_seconds,
+        metavar="DURATION",
+        help="users whose session a drain killed open the app again this long after, for "
+        "what was left of it (default: they do not come back)",
+    )
     run = p.add_argument_group("the run")
     run.add_argument("--tick", type=_seconds, default=15.0, help="time between passes (15s)")
     run.add_argument(

@@ -4,6 +4,8 @@
   (Swarm's spread placement); with no seat it waits, and fails after ``service_wait``
   (ShinyProxy's ``service-wait-time``, 60 s). There is no queue beyond that wait.
 - A session stays on its node until it ends; draining a node ends (kills) its sessions.
+  Optionally their users open the app again after ``reopen_after`` seconds, for what was
+  left of their session: a new start, which takes a seat or fails like any other.
 - A launched machine joins as a Ready node after a drawn ready time; a paused node takes
   no new session and is resumed at once; a terminated machine stops costing money.
 
@@ -116,13 +118,15 @@ class Stats:
     sessions: int = 0
     failed: int = 0
     killed: int = 0
+    reopened: int = 0
+    """Starts of users whose session was killed (counted in ``failed`` when they fail)."""
     waits: list[float] = field(default_factory=list)
     starts: deque[float] = field(default_factory=deque)
     """Times of successful starts (for arrival-rate signals)."""
     failed_at: list[float] = field(default_factory=list)
 
 
-_READY, _END, _TIMEOUT = 0, 1, 2
+_READY, _END, _TIMEOUT, _REOPEN = 0, 1, 2, 3
 
 
 class SimCluster:
@@ -136,6 +140,7 @@ class SimCluster:
         seed: int,
         service_wait: float = 60.0,
         count_from: float = 0.0,
+        reopen_after: float | None = None,
     ) -> None:
         if seats_per_node < 1:
             raise ValueError("seats per node must be at least 1")
@@ -144,6 +149,8 @@ class SimCluster:
         self.service_wait = service_wait
         self.count_from = count_from
         """Sessions arriving (and kills happening) before this time are not counted."""
+        self.reopen_after = reopen_after
+        """Seconds after a kill when its user opens the app again; None: they do not."""
         self.nodes: list[SimNode] = []
         self.current: list[SimNode] = []
         """Nodes not yet both out of the Swarm and terminated."""
@@ -181,6 +188,8 @@ class SimCluster:
                     self._join(obj)  # type: ignore[arg-type]
                 elif kind == _END:
                     self._end(obj)  # type: ignore[arg-type]
+                elif kind == _REOPEN:
+                    self._start(obj)  # type: ignore[arg-type]
                 else:
                     self._timeout(obj)  # type: ignore[arg-type]
         self.now = to
@@ -198,14 +207,16 @@ class SimCluster:
     # ---------------------------------------------------------------- sessions
 
     def _arrive(self, i: int, a: Arrival) -> None:
-        s = SimSession(i, a.at, a.length)
         if a.at >= self.count_from:
             self.stats.sessions += 1
-        self.sessions[i] = s
+        self._start(SimSession(i, a.at, a.length))
+
+    def _start(self, s: SimSession) -> None:
+        self.sessions[s.id] = s
         self.sessions_version += 1
         if not self._place(s):
             self.pending.append(s)
-            self._push(a.at + self.service_wait, _TIMEOUT, s)
+            self._push(s.arrival + self.service_wait, _TIMEOUT, s)
 
     def _place(self, s: SimSession) -> bool:
         best: SimNode | None = None
@@ -317,7 +328,21 @@ class SimCluster:
             self._release(s)
             if self.now >= self.count_from:
                 self.stats.killed += 1
+            self._reopen_later(s)
         n.sessions.clear()
+
+    def _reopen_later(self, killed: SimSession) -> None:
+        if self.reopen_after is None or killed.started is None:
+            return
+        left = killed.started + killed.length - self.now
+        if left <= 0:
+            return
+        at = self.now + self.reopen_after
+        # ids above every arrival's index, so they never collide with one
+        s = SimSession(len(self._arrivals) + self._seq, at, left)
+        if at >= self.count_from:
+            self.stats.reopened += 1
+        self._push(at, _REOPEN, s)
 
     def label(self, n: SimNode, labels: dict[str, str]) -> None:
         """Set labels; an empty value removes the label (as the node actuator does)."""

@@ -28,12 +28,15 @@ def summary(params: Mapping[str, Any], results: Sequence[RunResult]) -> dict[str
 def table(results: Sequence[RunResult], oracle: str = "oracle") -> str:
     """The comparison as a Markdown table, with node-hours relative to the oracle."""
     base = next((r.node_hours for r in results if r.name == oracle), 0.0)
-    head = ["policy", *(title for _, title in COLUMNS), "x oracle"]
+    columns = list(COLUMNS)
+    if any(r.sessions_reopened for r in results):  # only when killed users come back
+        columns.insert(4, ("sessions_reopened", "reopened"))
+    head = ["policy", *(title for _, title in columns), "x oracle"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         s = r.summary()
         ratio = f"{r.node_hours / base:.2f}" if base > 0 else "-"
-        cells = [r.name, *(_cell(s[k]) for k, _ in COLUMNS), ratio]
+        cells = [r.name, *(_cell(s[k]) for k, _ in columns), ratio]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -81,8 +84,10 @@ def markdown(params: Mapping[str, Any], results: Sequence[RunResult], command: s
         f"Command:\n\n    {command}\n\n"
         f"## Results\n\n{table(results)}\n"
         "failed %: starts that found no seat within the service wait time; killed: sessions "
-        "ended by a drain; node-hours: machine time from launch to termination; oracle: "
-        "ceil(concurrent sessions / seats) paid from one ready time ahead, the lower bound.\n\n"
+        "ended by a drain; reopened (with --reopen-after): their users' new starts, whose "
+        "failures count as failed starts; node-hours: machine time from launch to "
+        "termination; oracle: ceil(concurrent sessions / seats) paid from one ready time "
+        "ahead, the lower bound.\n\n"
         f"## Where the node-hours go\n\n{uses_table(results)}\n"
         "Seats by use, sampled at every pass, in node-hours (seat-hours / seats per node). "
         "Holding sessions is the same for every policy that ends no session early; a policy "

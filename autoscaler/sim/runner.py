@@ -28,6 +28,9 @@ class SimParams:
     """With a value, the policy also gets a pass at every event of the pool (an arrival, a
     session's end or failure, a node joining), at most one per this many seconds: the
     passes the sidecar runs on Docker events. Baselines keep their interval."""
+    reopen_after: float | None = None
+    """With a value, users whose session a drain killed open the app again this many
+    seconds later, for what was left of it (None: they do not come back)."""
     price: float = 1.0
     """Per node-hour."""
     seed: int = 1
@@ -101,6 +104,8 @@ class RunResult:
     """Wall-clock time the run took."""
     usage: dict[str, float] = field(default_factory=dict)
     """Share of the paid node time by use (USES), summing to 1."""
+    sessions_reopened: int = 0
+    """Starts of users whose session was killed (SimParams.reopen_after)."""
 
     @property
     def node_hours(self) -> float:
@@ -113,6 +118,7 @@ class RunResult:
             "failed_starts": self.failed_starts,
             "failed_start_pct": round(pct, 3),
             "sessions_killed": self.sessions_killed,
+            "sessions_reopened": self.sessions_reopened,
             "node_hours": round(self.node_hours, 2),
             "cost": round(self.node_hours * self.price, 2),
             "seat_wait_p95_s": round(percentile(self.waits, 95), 1),
@@ -148,6 +154,7 @@ def simulate(
         params.seed,
         params.service_wait,
         count_from=params.warmup,
+        reopen_after=params.reopen_after,
     )
     controller.start(cluster)
     duration = workload.seconds
@@ -191,6 +198,7 @@ def simulate(
         plan_calls=getattr(controller, "calls", 0),
         seconds=time.perf_counter() - began,
         usage=usage.shares(),
+        sessions_reopened=stats.reopened,
     )
 
 

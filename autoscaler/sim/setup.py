@@ -66,6 +66,7 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
         service_wait=args.service_wait,
         tick=args.tick,
         event_gap=args.event_passes,
+        reopen_after=args.reopen_after,
         price=args.price if args.price is not None else (policy.node_price() or 1.0),
         seed=args.seed,
         warmup=min(args.warmup, workload.seconds / 2),
@@ -90,6 +91,7 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
         "service_wait_s": params.service_wait,
         "tick_s": params.tick,
         "event_gap_s": params.event_gap,
+        "reopen_after_s": params.reopen_after,
         "warmup_s": params.warmup,
         "price_per_node_hour": params.price,
     }

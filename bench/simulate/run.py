@@ -1,6 +1,6 @@
 """Regenerate the simulation benchmark: the NASA-HTTP 1995 trace through the pool planner.
 
-    python bench/simulate/run.py            # every scenario, one after the other (~2 min)
+    python bench/simulate/run.py            # every scenario, one after the other (~3 min)
     python bench/simulate/run.py july       # one scenario
 
 Each scenario runs ``autoscaler simulate`` with the parameters below (all recorded in its
@@ -38,7 +38,11 @@ SCENARIOS = {
     "july": ["--from", "1995-07-01T00:00:00-04:00", "--to", "1995-07-28T13:33:00-04:00"],
     "august": ["--from", "1995-08-01T00:00:00-04:00", "--to", "1995-09-01T00:00:00-04:00"],
     "two-months": [],
-}
+    "july-reopen": [
+        "--from", "1995-07-01T00:00:00-04:00", "--to", "1995-07-28T13:33:00-04:00",
+        "--reopen-after", "1m",
+    ],
+}  # fmt: skip
 START = "<!-- results:start (written by run.py) -->"
 END = "<!-- results:end -->"
 USES_HEAD = "\nWhere the node-hours go (docs/simulate.md):\n\n"
@@ -46,6 +50,8 @@ NOTES = {
     "july": "The July piece (1995-07-01 to 07-28 13:32 EDT): the benchmark's goal.",
     "august": "The August piece, with the 37.7 h outage from 08-01 14:52 (no demand at all).",
     "two-months": "The whole trace (both pieces; the gap between them has no demand).",
+    "july-reopen": "July again, but a user whose session a drain killed opens the app again "
+    "a minute later, for what was left of it (`--reopen-after 1m`).",
 }
 
 
