@@ -156,8 +156,9 @@ class SimCluster:
         """Nodes not yet both out of the Swarm and terminated."""
         self.sessions: dict[int, SimSession] = {}
         """Sessions that hold a seat or wait for one."""
-        self.sessions_version = 0
-        """Bumped whenever a session comes, goes or takes a seat, so views can be cached."""
+        self.session_changes: list[int] = []
+        """Ids of the sessions that came, went or took a seat, in that order, so views of
+        them can be kept up to date without rereading every session."""
         self.pending: deque[SimSession] = deque()
         self.stats = Stats()
         self._arrivals = arrivals
@@ -189,7 +190,7 @@ class SimCluster:
                 elif kind == _END:
                     self._end(obj)  # type: ignore[arg-type]
                 elif kind == _REOPEN:
-                    self._start(obj)  # type: ignore[arg-type]
+                    self._reopen(obj)  # type: ignore[arg-type]
                 else:
                     self._timeout(obj)  # type: ignore[arg-type]
         self.now = to
@@ -213,7 +214,7 @@ class SimCluster:
 
     def _start(self, s: SimSession) -> None:
         self.sessions[s.id] = s
-        self.sessions_version += 1
+        self.session_changes.append(s.id)
         if not self._place(s):
             self.pending.append(s)
             self._push(s.arrival + self.service_wait, _TIMEOUT, s)
@@ -234,7 +235,7 @@ class SimCluster:
             return False
         best.sessions.add(s.id)
         s.node, s.started = best, self.now
-        self.sessions_version += 1
+        self.session_changes.append(s.id)
         if s.arrival >= self.count_from:
             self.stats.waits.append(self.now - s.arrival)
         self.stats.starts.append(self.now)
@@ -262,7 +263,7 @@ class SimCluster:
             return
         s.done = True
         self.sessions.pop(s.id, None)
-        self.sessions_version += 1
+        self.session_changes.append(s.id)
         if s.arrival >= self.count_from:
             self.stats.failed += 1
             self.stats.failed_at.append(self.now)
@@ -270,7 +271,7 @@ class SimCluster:
     def _release(self, s: SimSession) -> None:
         s.done = True
         self.sessions.pop(s.id, None)
-        self.sessions_version += 1
+        self.session_changes.append(s.id)
         if s.node is not None:
             s.node.sessions.discard(s.id)
 
@@ -339,10 +340,12 @@ class SimCluster:
             return
         at = self.now + self.reopen_after
         # ids above every arrival's index, so they never collide with one
-        s = SimSession(len(self._arrivals) + self._seq, at, left)
-        if at >= self.count_from:
+        self._push(at, _REOPEN, SimSession(len(self._arrivals) + self._seq, at, left))
+
+    def _reopen(self, s: SimSession) -> None:
+        if s.arrival >= self.count_from:
             self.stats.reopened += 1
-        self._push(at, _REOPEN, s)
+        self._start(s)
 
     def label(self, n: SimNode, labels: dict[str, str]) -> None:
         """Set labels; an empty value removes the label (as the node actuator does)."""

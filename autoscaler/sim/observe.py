@@ -43,7 +43,11 @@ class Observer:
         self.pool = pool
         self._nodes: dict[int, tuple[int, Node]] = {}
         self._machines: dict[int, Instance] = {}
-        self._sessions: tuple[int, tuple[Session, ...], tuple[PendingTask, ...]] | None = None
+        self._sessions: dict[int, Session] = {}
+        self._waiting: dict[int, PendingTask] = {}
+        self._views: tuple[tuple[Session, ...], tuple[PendingTask, ...]] = ((), ())
+        self._seen = 0
+        """How many of the cluster's session changes the views above include."""
 
     def at(self, t: float) -> datetime:
         return self.start + timedelta(seconds=t)
@@ -97,14 +101,28 @@ class Observer:
         return cached
 
     def _session_views(self) -> tuple[tuple[Session, ...], tuple[PendingTask, ...]]:
-        """The sessions and the pending tasks, rebuilt only when a session came, went or
-        took a seat (many passes see none of that)."""
+        """The sessions and the pending tasks, in the cluster's order. Only the sessions
+        that came, went or took a seat since the last pass are looked at: a session enters
+        these dicts at its first change, its start, so their order is the cluster's."""
         c = self.cluster
-        if self._sessions is None or self._sessions[0] != c.sessions_version:
-            sessions = tuple(self._session(s) for s in c.sessions.values())
-            pending = tuple(self._pending_task(s) for s in c.sessions.values() if s.node is None)
-            self._sessions = (c.sessions_version, sessions, pending)
-        return self._sessions[1], self._sessions[2]
+        changes = c.session_changes
+        if self._seen == len(changes):
+            return self._views
+        views, waiting = self._sessions, self._waiting
+        for sid in changes[self._seen :]:
+            s = c.sessions.get(sid)
+            if s is None:  # ended, failed or killed
+                views.pop(sid, None)
+                waiting.pop(sid, None)
+                continue
+            views[sid] = self._session(s)
+            if s.node is not None:
+                waiting.pop(sid, None)
+            elif sid not in waiting:
+                waiting[sid] = self._pending_task(s)
+        self._seen = len(changes)
+        self._views = (tuple(views.values()), tuple(waiting.values()))
+        return self._views
 
     def _session(self, s: SimSession) -> Session:
         # the view is rebuilt only when the session got (or lost) its node

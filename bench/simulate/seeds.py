@@ -4,13 +4,16 @@ settings. Each seed draws new arrivals and lengths from the same rates.
 
     python bench/simulate/seeds.py          # about 2.5 minutes on 2 cores
     python bench/simulate/seeds.py --plot   # only rewrite seeds.md and seeds.png
+    python bench/simulate/seeds.py --reopen-after 1m [--plot]   # killed users come back
 
 Runs the July scenario of run.py (the shipped rules/pools.yml and every baseline) once
 per seed in SEEDS, adds the packing floor (autoscaler/sim/floor.py: what never killing a
 session costs before any headroom or boot time) and writes results/seeds.json (each
 seed's summaries, each policy's mean, min and max, and the goal checked seed by seed),
 results/seeds.md (the table) and results/seeds.png (failed starts against node-hours,
-one point per seed and policy).
+one point per seed and policy). With ``--reopen-after DURATION`` the users of killed
+sessions start again that long after (``autoscaler simulate --reopen-after``), and the
+files are results/seeds-reopen.{json,md,png}.
 """
 
 from __future__ import annotations
@@ -48,8 +51,8 @@ def july(seed: int, *extra: str) -> tuple[Setup, float, dict[str, dict[str, Any]
     return setup, oracle, out
 
 
-def one(seed: int) -> dict[str, dict[str, Any]]:
-    setup, oracle, out = july(seed)
+def one(seed: int, extra: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    setup, oracle, out = july(seed, *extra)
     w, p = setup.workload, setup.params
     floor = packing_floor(w.arrivals, p.seats_per_node, w.seconds, p.warmup) / 3600
     out[FLOOR] = {
@@ -95,8 +98,10 @@ def spread(runs: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, An
 
 def markdown(data: dict[str, Any]) -> str:
     seeds = ", ".join(str(s) for s in data["seeds"])
+    back = data.get("reopen_after")
+    came = f" Killed users start again {back} later." if back else ""
     lines = [
-        f"July, 200 peak sessions, 8 seats per node, seeds {seeds}: mean (min to max).",
+        f"July, 200 peak sessions, 8 seats per node, seeds {seeds}: mean (min to max).{came}",
         "",
         "| policy | failed starts | sessions killed | node-hours | x oracle |",
         "|---|---|---|---|---|",
@@ -119,7 +124,7 @@ def markdown(data: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(data: dict[str, Any]) -> None:
+def plot(data: dict[str, Any], stem: str = "seeds") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -140,15 +145,18 @@ def plot(data: dict[str, Any]) -> None:
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(RESULTS / "seeds.png", dpi=110)
+    fig.savefig(RESULTS / f"{stem}.png", dpi=110)
     plt.close(fig)
 
 
-def compute() -> dict[str, Any]:
+def compute(reopen_after: str | None = None) -> dict[str, Any]:
+    extra = ("--reopen-after", reopen_after) if reopen_after else ()
     with ProcessPoolExecutor(2) as pool:  # two cores here
-        runs = dict(zip((str(s) for s in SEEDS), pool.map(one, SEEDS), strict=True))
+        done = pool.map(one, SEEDS, [extra] * len(SEEDS))
+        runs = dict(zip((str(s) for s in SEEDS), done, strict=True))
     return {
         "seeds": list(SEEDS),
+        "reopen_after": reopen_after,
         "spread": spread(runs),
         "goal": {seed: goal(run) for seed, run in runs.items()},
         "runs": runs,
@@ -156,8 +164,23 @@ def compute() -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="seeds.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--plot", action="store_true", help="only rewrite the .md and .png")
+    parser.add_argument("--reopen-after", metavar="DURATION", help="killed users come back")
+    args = parser.parse_args(argv)
+    reopen_after: str | None = args.reopen_after
+    stem = "seeds-reopen" if reopen_after else "seeds"
     title = "The July benchmark over seeds"
-    return rerun_or_replot(argv, "seeds", title, compute, markdown, plot)
+    if reopen_after:
+        title += ", killed users coming back"
+    return rerun_or_replot(
+        ["--plot"] if args.plot else [],
+        stem,
+        title,
+        lambda: compute(reopen_after),
+        markdown,
+        lambda data: plot(data, stem),
+    )
 
 
 if __name__ == "__main__":
