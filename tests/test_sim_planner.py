@@ -264,3 +264,30 @@ def test_actions_follow_the_node_actuator_rules() -> None:
     assert set(c.sessions) == on_first and set(first.sessions) == on_first
     ctl.apply(c, RemoveNode(**where))
     assert extra.removed and ctl.actions["remove_node"] == 1
+
+
+def test_the_session_views_follow_every_change_of_the_pool() -> None:
+    from autoscaler.sim.cluster import SimCluster
+    from autoscaler.sim.observe import Observer
+
+    # starts that take a seat, wait, fail, end and are killed (and come back)
+    arrivals = [Arrival(7.0 * i, 40.0 + 31.0 * (i % 5)) for i in range(60)]
+    c = SimCluster(arrivals, 2, PARAMS.ready_time, 1, 60.0, 0.0, reopen_after=5.0)
+    _, b = c.add_ready(2)
+    o = Observer(c, T0, "web")
+    kinds = set()
+    for t in range(0, 480, 10):
+        c.advance(float(t))
+        if t == 200:
+            c.set_availability(b, "drain")
+        if t == 300:
+            c.add_ready(1)
+        swarm = o.snapshot({}).swarm
+        assert swarm is not None
+        expected = [(f"svc{s.id}", s.node.id if s.node else None) for s in c.sessions.values()]
+        assert [(s.service_id, s.node_id) for s in swarm.sessions] == expected
+        waiting = [f"svc{s.id}" for s in c.sessions.values() if s.node is None]
+        assert [p.service_id for p in swarm.pending_tasks] == waiting
+        kinds.add((bool(waiting), bool(expected)))
+    assert c.stats.failed > 0 and c.stats.killed > 0 and c.stats.reopened > 0
+    assert kinds >= {(True, True), (False, True)}

@@ -1,6 +1,6 @@
 """Regenerate the simulation benchmark: the NASA-HTTP 1995 trace through the pool planner.
 
-    python bench/simulate/run.py            # every scenario, one after the other (~3 min)
+    python bench/simulate/run.py            # every scenario, one after the other (~2.5 min)
     python bench/simulate/run.py july       # one scenario
 
 Each scenario runs ``autoscaler simulate`` with the parameters below (all recorded in its
