@@ -118,10 +118,13 @@ class Instance(Frozen):
     """Host name the machine's engine reports to the Swarm (ip-10-0-1-5...)."""
     private_ip: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
+    warm: bool = False
+    """A warm-pool machine: pulling the images, then stopped until a launch starts it."""
 
     @property
     def alive(self) -> bool:
-        return self.state in ("pending", "running")
+        """Capacity now or soon: running or starting, and not a warm-pool machine."""
+        return self.state in ("pending", "running") and not self.warm
 
 
 class SignalValue(Frozen):

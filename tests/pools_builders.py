@@ -66,6 +66,7 @@ def machine(
     age: timedelta = timedelta(hours=1),
     pool_name: str = POOL,
     dns: str | None = None,
+    warm: bool = False,
 ) -> Instance:
     return Instance(
         id=f"i-{name}",
@@ -74,6 +75,7 @@ def machine(
         launched_at=T0 - age,
         instance_type="local",
         private_dns=dns if dns is not None else name,
+        warm=warm,
     )
 
 

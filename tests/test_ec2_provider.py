@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -244,7 +244,8 @@ def test_warm_pool_is_started_before_launching(aws: dict[str, Any]) -> None:
     p = provider(aws["ec2"])
     pol = policy(aws, warm_pool=1)
     (warm,) = p.fill_warm_pool("web", pol, "web-warm")
-    assert p.list_instances() == ()  # still pulling images: neither capacity nor a join
+    (listed,) = p.list_instances()
+    assert listed.warm and not listed.alive  # still pulling images: neither capacity nor a join
     assert p.fill_warm_pool("web", pol, "web-warm-2") == []  # already one on its way
     aws["ec2"].stop_instances(InstanceIds=[warm])
     assert [i.state for i in p.list_instances()] in (["stopping"], ["stopped"])
@@ -297,21 +298,43 @@ def test_join_parameter_refuses_empty_values(aws: dict[str, Any]) -> None:
         JoinParameter(aws["ssm"], "/autoscaler/test/join-2").ensure("", ["10.0.0.5:2377"])
 
 
-def test_launch_action_refills_the_warm_pool(aws: dict[str, Any]) -> None:
+def test_decide_keeps_the_warm_pool_topped_up(aws: dict[str, Any]) -> None:
+    """decide -> MachineActuator -> EC2 and back: filled, not twice, refilled after a launch."""
     from autoscaler.actuate.machines import MachineActuator
-    from autoscaler.decide.plan_types import LaunchNodes
+    from autoscaler.decide import plan
+    from autoscaler.decide.plan_types import Memory
     from autoscaler.rules.schema import Policies
+    from autoscaler.snapshot import Snapshot, SwarmState
 
     p = provider(aws["ec2"])
-    pol = policy(aws, warm_pool=1)
-    act = MachineActuator({"ec2": p}, lambda: Policies(pools={"web": pol}))
-    result = act.execute(
-        LaunchNodes(pool="web", provider="ec2", count=1, reason="t", token="web-refill")
-    )
-    assert result.ok, result.message
-    assert result.message.endswith("1 warm machine(s) on their way")
-    assert len(p.list_instances()) == 1  # the warm one is neither capacity nor a join
-    assert len(p.list_instances(include_warming=True)) == 2
+    policies = Policies(pools={"web": policy(aws, warm_pool=2)})
+    act = MachineActuator({"ec2": p}, lambda: policies)
+    memory = Memory()
+
+    def one_pass(at: datetime) -> list[str]:
+        nonlocal memory
+        snap = Snapshot(taken_at=at, swarm=SwarmState(), instances=p.list_instances())
+        result = plan(snap, policies, memory)
+        memory = result.memory
+        done = [act.execute(a) for a in result.actions if a.kind == "fill_warm_pool"]
+        assert all(r.ok for r in done), [r.message for r in done]
+        return [r.message for r in done]
+
+    (message,) = one_pass(NOW)
+    assert message.startswith("2 warm machine(s) on their way for pool web: i-")
+    warm = [i for i in p.list_instances() if i.pool == "web"]
+    assert len(warm) == 2 and all(i.warm and not i.alive for i in warm)
+    assert one_pass(NOW) == []  # on their way: not asked for again
+    assert one_pass(NOW + timedelta(minutes=5)) == []  # listed: the pool is full
+    aws["ec2"].stop_instances(InstanceIds=[i.id for i in warm])
+    if {i.state for i in p.list_instances()} != {"stopped"}:
+        pytest.skip("moto did not stop the machines")
+    (started,) = p.launch("web", policies.pools["web"], 1, "web-uses-warm")
+    assert started in {i.id for i in warm}
+    (message,) = one_pass(NOW + timedelta(minutes=10))
+    assert message.startswith("1 warm machine(s) on their way")
+    listed = p.list_instances()
+    assert sum(i.warm for i in listed) == 2 and [i.id for i in listed if i.alive] == [started]
 
 
 def test_launch_from_a_launch_template(aws: dict[str, Any]) -> None:

@@ -75,7 +75,8 @@ def test_every_state_is_recognised() -> None:
         machine("late", age=timedelta(minutes=11)),
         machine("launching", age=timedelta(minutes=1)),
         machine("never", age=timedelta(minutes=30)),
-        machine("warm", state="stopped"),
+        machine("warm", state="stopped", warm=True),
+        machine("stopped", state="stopped"),  # stopped by a person: not the warm pool
         machine("leaving", state="shutting-down"),
     ]
     inv = take_inventory(POOL, pool(), snapshot(nodes, machines=machines))

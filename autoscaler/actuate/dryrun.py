@@ -8,6 +8,7 @@ from autoscaler.actuate.base import ActionResult
 from autoscaler.decide.plan_types import (
     Action,
     DrainNode,
+    FillWarmPool,
     LabelNode,
     LaunchNodes,
     Notify,
@@ -30,6 +31,8 @@ def describe(action: Action) -> str:
         )
     if isinstance(action, LaunchNodes):
         what = f"launch {action.count} node(s) for pool {action.pool} ({action.provider})"
+    elif isinstance(action, FillWarmPool):
+        what = f"add {action.count} machine(s) to the warm pool of {action.pool}"
     elif isinstance(action, TerminateInstance):
         what = f"terminate {action.instance_id} of pool {action.pool}"
     elif isinstance(action, PauseNode):

@@ -6,8 +6,9 @@ import logging
 from collections.abc import Callable, Mapping
 
 from autoscaler.actuate.base import ActionResult
-from autoscaler.decide.plan_types import Action, LaunchNodes, TerminateInstance
+from autoscaler.decide.plan_types import Action, FillWarmPool, LaunchNodes, TerminateInstance
 from autoscaler.providers.base import NodeProvider, ProviderError
+from autoscaler.rules.pools import PoolPolicy
 from autoscaler.rules.schema import Policies
 from autoscaler.sources.errors import SourceError
 
@@ -29,7 +30,7 @@ class MachineActuator:
         self._before_launch = before_launch
 
     def execute(self, action: Action) -> ActionResult:
-        if not isinstance(action, LaunchNodes | TerminateInstance):
+        if not isinstance(action, LaunchNodes | FillWarmPool | TerminateInstance):
             return _fail(action, f"{action.kind} is not a provider action")
         provider = self._providers.get(action.provider)
         if provider is None:
@@ -40,6 +41,8 @@ class MachineActuator:
         try:
             if isinstance(action, LaunchNodes):
                 message = self._launch(provider, action)
+            elif isinstance(action, FillWarmPool):
+                message = self._fill_warm_pool(provider, action)
             else:
                 message = provider.terminate(action.instance_id, action.pool)
         except (ProviderError, SourceError) as exc:
@@ -50,22 +53,28 @@ class MachineActuator:
         return ActionResult(action=action, ok=True, message=message)
 
     def _launch(self, provider: NodeProvider, action: LaunchNodes) -> str:
-        policy = self._policies().pools.get(action.pool)
-        if policy is None:
-            raise ProviderError(f"pool {action.pool} is not in the rules any more")
+        policy = self._policy(action.pool)
         if self._before_launch is not None:
             self._before_launch(action.provider, action)
         ids = provider.launch(action.pool, policy, action.count, action.token)
-        message = f"launched {len(ids)} of {action.count} for pool {action.pool}: {', '.join(ids)}"
-        refill = getattr(provider, "fill_warm_pool", None)
-        if refill is not None:  # started warm machines are replaced, in the background of EC2
-            try:
-                warm = refill(action.pool, policy, f"{action.token}-warm")
-            except ProviderError as exc:
-                log.warning("warm pool of %s not refilled: %s", action.pool, exc)
-            else:
-                message += f"; {len(warm)} warm machine(s) on their way" if warm else ""
-        return message
+        return f"launched {len(ids)} of {action.count} for pool {action.pool}: {', '.join(ids)}"
+
+    def _fill_warm_pool(self, provider: NodeProvider, action: FillWarmPool) -> str:
+        policy = self._policy(action.pool)
+        fill = getattr(provider, "fill_warm_pool", None)
+        if fill is None:
+            raise ProviderError(f"provider {action.provider} keeps no warm pool")
+        # no join token yet: a warm machine joins only once a launch starts it
+        ids = fill(action.pool, policy, action.token)
+        if not ids:
+            return f"warm pool of {action.pool} already full"
+        return f"{len(ids)} warm machine(s) on their way for pool {action.pool}: {', '.join(ids)}"
+
+    def _policy(self, pool: str) -> PoolPolicy:
+        policy = self._policies().pools.get(pool)
+        if policy is None:
+            raise ProviderError(f"pool {pool} is not in the rules any more")
+        return policy
 
 
 def _fail(action: Action, message: str) -> ActionResult:

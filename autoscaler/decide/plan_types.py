@@ -30,6 +30,19 @@ class LaunchNodes(Frozen):
     """Idempotency key: a retried launch with the same token starts nothing more."""
 
 
+class FillWarmPool(Frozen):
+    """Launch ``count`` machines that pull the images and power off: a later launch starts
+    them in seconds instead of minutes."""
+
+    kind: Literal["fill_warm_pool"] = "fill_warm_pool"
+    pool: str
+    provider: str
+    count: int
+    reason: str
+    token: str
+    """Idempotency key, as for LaunchNodes."""
+
+
 class NodeAction(Frozen):
     node_id: str
     hostname: str
@@ -88,11 +101,12 @@ class Notify(Frozen):
 
 
 NODE_ACTIONS = ("pause_node", "resume_node", "drain_node", "remove_node", "label_node")
-PROVIDER_ACTIONS = ("launch_nodes", "terminate_instance")
+PROVIDER_ACTIONS = ("launch_nodes", "terminate_instance", "fill_warm_pool")
 
 Action = Annotated[
     ScaleService
     | LaunchNodes
+    | FillWarmPool
     | PauseNode
     | ResumeNode
     | DrainNode
@@ -143,6 +157,8 @@ class PoolMemory(Frozen):
     launched_at: datetime | None = None
     launched: int = 0
     """The last launch, counted as on its way until its machines are listed."""
+    warm_filled_at: datetime | None = None
+    """The last fill of the warm pool: none again until its machines can be listed."""
     arrivals: tuple[Reading, ...] = ()
     """Arrivals readings within headroom.stabilization_window that may still be its highest:
     oldest first, each higher than every later one."""

@@ -9,6 +9,9 @@
 - Idempotent: each run_instances call has a ClientToken derived from the action's token and
   the place tried, so a retried call starts nothing more.
 - Terminate refuses an instance whose cluster or pool tag is not ours.
+- Warm pool (``warm_pool``): machines tagged autoscaler:warm=true pull the images and power
+  off; decide asks for new ones whenever the pool has fewer (``fill_warm_pool``), and a
+  launch starts them before it runs any new instance.
 """
 
 from __future__ import annotations
@@ -90,8 +93,8 @@ class Ec2Provider:
 
     # ---------------------------------------------------------------- read
 
-    def list_instances(self, include_warming: bool = False) -> tuple[Instance, ...]:
-        """The cluster's machines; warm-pool machines still pulling images only on request."""
+    def list_instances(self) -> tuple[Instance, ...]:
+        """The cluster's machines, warm-pool ones marked ``warm``."""
         try:
             pages = self._ec2.get_paginator("describe_instances").paginate(
                 Filters=[
@@ -104,7 +107,7 @@ class Ec2Provider:
             raise SourceError(SOURCE, f"describe_instances refused: {_code(exc)}") from exc
         except BotoCoreError as exc:
             raise SourceError(SOURCE, f"EC2 unreachable: {type(exc).__name__}") from exc
-        found = (_instance(r, include_warming) for r in raw)
+        found = (_instance(r) for r in raw)
         return tuple(sorted((i for i in found if i is not None), key=_by_id))
 
     # ---------------------------------------------------------------- launch
@@ -120,9 +123,8 @@ class Ec2Provider:
         return started + launched
 
     def _start_warm(self, pool: str, count: int) -> list[str]:
-        warm = [i.id for i in self.list_instances() if i.pool == pool and i.state == "stopped"][
-            :count
-        ]
+        listed = self.list_instances()
+        warm = [i.id for i in listed if i.pool == pool and i.warm and i.state == "stopped"][:count]
         if not warm:
             return []
         try:
@@ -292,14 +294,12 @@ class Ec2Provider:
 
     def fill_warm_pool(self, pool: str, policy: PoolPolicy, token: str) -> list[str]:
         """Launch stopped-to-be machines until the pool has ``warm_pool`` of them: they pull
-        the images and power off; ``launch`` starts them later (much faster than a launch)."""
+        the images and power off; ``launch`` starts them later (much faster than a launch).
+        Counted again here, so a fill decided on an older listing launches no more."""
         ec2 = policy.ec2
         if ec2 is None or ec2.warm_pool <= 0:
             return []
-        mine = [i for i in self.list_instances(include_warming=True) if i.pool == pool]
-        warm = [
-            i for i in mine if i.state in ("stopping", "stopped") or i.tags.get(TAG_WARM) == "true"
-        ]
+        warm = [i for i in self.list_instances() if i.pool == pool and _warm_pool_member(i)]
         missing = ec2.warm_pool - len(warm)
         if missing <= 0:
             return []
@@ -325,15 +325,16 @@ def _by_id(i: Instance) -> str:
     return i.id
 
 
-def _instance(raw: Mapping[str, Any], include_warming: bool = False) -> Instance | None:
+def _warm_pool_member(i: Instance) -> bool:
+    return i.warm and i.state not in ("shutting-down", "terminated")
+
+
+def _instance(raw: Mapping[str, Any]) -> Instance | None:
     tags = _tags(raw.get("Tags", ()))
     pool = tags.get(L.TAG_POOL)
     if not pool:
         return None
     state = raw["State"]["Name"]
-    warming = tags.get(TAG_WARM) == "true" and state not in ("stopping", "stopped")
-    if warming and not include_warming:
-        return None  # a warm-pool machine still pulling images: not capacity, not a join
     launched = L.parse_stamp(tags.get(L.TAG_LAUNCHED_AT))
     if launched is None:
         launch_time = raw.get("LaunchTime")
@@ -347,6 +348,8 @@ def _instance(raw: Mapping[str, Any], include_warming: bool = False) -> Instance
         private_dns=raw.get("PrivateDnsName", ""),
         private_ip=raw.get("PrivateIpAddress", ""),
         tags=tags,
+        # pulling images or stopped: neither capacity nor a join (Instance.alive)
+        warm=tags.get(TAG_WARM) == "true",
     )
 
 

@@ -94,7 +94,8 @@ class Ec2Pool(Frozen):
     spot: bool = False
     """Ask for Spot capacity first; on-demand when Spot has none."""
     warm_pool: int = Field(default=0, ge=0)
-    """Stopped instances of this pool are started before any new one is launched."""
+    """Stopped instances (images pulled) kept for this pool; a launch starts them before it
+    runs any new one, and the pool is topped up whenever it holds fewer."""
     join_parameter: str = "/autoscaler/swarm/worker-join"
     """SSM SecureString holding the worker join token and the manager address."""
 

@@ -169,8 +169,11 @@ def load_pool(args: argparse.Namespace) -> tuple[Policies, str]:
 
 def override(policy: PoolPolicy, seats: int | None, max_nodes: int | None) -> PoolPolicy:
     """The pool with other seats or max; a cost cap below the new max is raised to it (the
-    cap is a budget, not part of the sizing under test)."""
+    cap is a budget, not part of the sizing under test). A warm pool is not simulated:
+    every machine takes the ready time, so none is asked for."""
     data = policy.model_dump()
+    if data.get("ec2"):
+        data["ec2"]["warm_pool"] = 0
     if seats is not None:
         data.update(seats_per_node=seats, seat=None)
     if max_nodes is not None:

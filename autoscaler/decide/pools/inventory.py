@@ -77,7 +77,7 @@ class Inventory:
     """Session containers of the pool's apps that wait for a node."""
     instances_known: bool
     warm: int = 0
-    """Stopped machines of the pool (a warm pool)."""
+    """Warm-pool machines of the pool: stopped, or on their way to it."""
 
     @cached_property
     def _by_state(self) -> dict[State, list[Member]]:
@@ -135,7 +135,7 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
         state: State = "join_timeout" if age >= policy.join_timeout else "launching"
         members.append(Member(state, instance=inst))
     pending = sum(1 for s in app_sessions if s.node_id is None and s.is_pending)
-    warm = sum(1 for i in instances if i.state == "stopped")
+    warm = sum(1 for i in instances if i.warm and i.state not in ("shutting-down", "terminated"))
     return Inventory(name, tuple(members), pending, snapshot.instances is not None, warm)
 
 

@@ -18,6 +18,7 @@ from autoscaler.decide.plan_types import (
     Action,
     Decision,
     DrainNode,
+    FillWarmPool,
     LabelNode,
     LaunchNodes,
     Notify,
@@ -33,6 +34,7 @@ from autoscaler.decide.pools import labels as L
 from autoscaler.decide.pools.inventory import Inventory, Member, take_inventory
 from autoscaler.decide.pools.sizing import Sizing, cost_cap_text, size
 from autoscaler.decide.pools.stabilize import stabilize
+from autoscaler.decide.pools.warm import top_up_warm_pool
 from autoscaler.decide.signals import read_signal
 from autoscaler.decide.text import clock, span, utc
 from autoscaler.rules.pools import PoolPolicy
@@ -116,6 +118,11 @@ def decide_pool(
         p.reasons.append("machines unknown (provider not read): no launch, no termination")
     resumed = _scale(p, inv, sizing, memory)
     _lifecycle(p, inv, resumed)
+    warm = top_up_warm_pool(name, policy, inv, memory, now, LAUNCH_SETTLE)
+    if warm.action is not None:
+        p.actions.append(warm.action)
+    if warm.reason is not None:
+        p.reasons.append(warm.reason)
     next_memory = _next_memory(p, memory, held.memory)
     outcome = "scale" if p.actions else "hold"
     decision = Decision(
@@ -457,10 +464,16 @@ def _next_memory(p: _Pass, memory: PoolMemory | None, arrivals: tuple[Reading, .
         launched_at, launched = p.now, launches[0].count
     if launched_at is not None and utc(p.now) - utc(launched_at) >= LAUNCH_SETTLE:
         launched_at, launched = None, 0
+    filled_at = memory.warm_filled_at if memory else None
+    if any(isinstance(a, FillWarmPool) for a in p.actions):
+        filled_at = p.now
+    if filled_at is not None and utc(p.now) - utc(filled_at) >= LAUNCH_SETTLE:
+        filled_at = None
     return PoolMemory(
         unneeded_since=since if p.spare else None,
         launched_at=launched_at,
         launched=launched,
+        warm_filled_at=filled_at,
         arrivals=arrivals,
     )
 
