@@ -114,13 +114,16 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
 
     members: list[Member] = []
     matched: set[str] = set()
+    alive_by_id = {i.id: i for i in alive}
+    by_id = {i.id: i for i in instances}
     for node in mine:
-        inst = _instance_of(node, alive) or _by_label(node, instances)
+        inst = _instance_of(node, alive, alive_by_id) or by_id.get(node.labels.get(L.INSTANCE, ""))
         if inst is not None:
             matched.add(inst.id)
         members.append(_classify(node, inst, policy, snapshot, loads))
     for node in newcomers:
-        inst = _instance_of(node, [i for i in alive if i.id not in matched])
+        unmatched = [i for i in alive if i.id not in matched]
+        inst = _instance_of(node, unmatched, {i.id: i for i in unmatched})
         if inst is None:
             continue  # not ours: never touched
         matched.add(inst.id)
@@ -139,25 +142,19 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
     return Inventory(name, tuple(members), pending, snapshot.instances is not None, warm)
 
 
-def _instance_of(node: Node, instances: list[Instance]) -> Instance | None:
+def _instance_of(
+    node: Node, instances: list[Instance], by_id: dict[str, Instance]
+) -> Instance | None:
     """The machine behind a node: by the instance-id label, else by host name or address."""
     wanted = node.labels.get(L.INSTANCE)
-    for inst in instances:
-        if wanted and inst.id == wanted:
-            return inst
     if wanted:
-        return None
+        return by_id.get(wanted)
     host = node.hostname.split(".")[0]
     for inst in instances:
         dns = inst.private_dns.split(".")[0]
         if (dns and dns == host) or (inst.private_ip and inst.private_ip == node.addr):
             return inst
     return None
-
-
-def _by_label(node: Node, instances: tuple[Instance, ...]) -> Instance | None:
-    wanted = node.labels.get(L.INSTANCE)
-    return next((i for i in instances if wanted and i.id == wanted), None)
 
 
 Loads = dict[str, tuple[int, int]]
