@@ -106,7 +106,7 @@ class Reconciler:
         policies = self.rules.policies
 
         snapshot = collect(self.backends, policies.signals, now=self.clock)
-        self.metrics.observe_snapshot(snapshot)
+        self.metrics.observe_snapshot(snapshot, policies.signals)
         plan = make_plan(snapshot, policies, self.memory).model_copy(
             update={"snapshot_digest": snapshot.digest()}
         )

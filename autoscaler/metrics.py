@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from autoscaler.actuate.base import ActionResult
 from autoscaler.decide.plan_types import Plan
+from autoscaler.decide.signals import reading_of
 from autoscaler.pool_metrics import PoolMetrics
+from autoscaler.rules.schema import Signal
 from autoscaler.snapshot import Snapshot
 
 SOURCES = ("swarm", "prometheus", "actuator", "influx")
@@ -53,7 +57,8 @@ class SidecarMetrics:
         )
         self.signal_missing = Gauge(
             "autoscaler_signal_missing",
-            "1 when the signal is missing or errored.",
+            "1 when the signal has no usable value: missing, errored, not finite or older "
+            "than its max_age.",
             ["signal"],
             registry=r,
         )
@@ -105,7 +110,8 @@ class SidecarMetrics:
             self.passes.labels(res)
             self.rules_reloads.labels(res)
 
-    def observe_snapshot(self, snap: Snapshot) -> None:
+    def observe_snapshot(self, snap: Snapshot, signals: Mapping[str, Signal] | None = None) -> None:
+        """``signals``: the definitions, to judge each value's age by its ``max_age``."""
         for name, status in snap.sources.items():
             if status.error == "not configured" or (
                 status.error and status.error.startswith("not configured")
@@ -115,8 +121,8 @@ class SidecarMetrics:
             if not status.ok:
                 self.source_errors.labels(name).inc()
         for name, sig in snap.signals.items():
-            missing = sig.value is None
-            self.signal_missing.labels(name).set(1 if missing else 0)
+            usable = reading_of(name, snap, signals or {}).usable
+            self.signal_missing.labels(name).set(0 if usable else 1)
             if sig.value is not None:
                 self.signal_value.labels(name).set(sig.value)
             if sig.observed_at is not None:

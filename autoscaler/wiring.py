@@ -90,4 +90,5 @@ def build_actuator(
     machines = MachineActuator(
         dict(providers or {}), policies, JoinPublisher(settings, client, policies)
     )
-    return Dispatcher(services=SwarmActuator(client), nodes=NodeActuator(client), machines=machines)
+    nodes = NodeActuator(client, policies)
+    return Dispatcher(services=SwarmActuator(client), nodes=nodes, machines=machines)

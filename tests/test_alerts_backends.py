@@ -152,6 +152,10 @@ def test_promql_rule_keeps_its_state_while_prometheus_is_down() -> None:
     alerting.configure(Policies(alerts={"X": AlertRule.model_validate({"expr": "up"})}))
     alerting.after_pass(PassResult("t", True, 0.0))
     assert [a for a in alerting.list_alerts() if a["labels"]["alertname"] == "X"] == []
+    # no signal reads Prometheus here: the failed rule itself reports it down
+    (down,) = [a for a in alerting.list_alerts() if a["labels"].get("backend") == "prometheus"]
+    assert down["labels"]["alertname"] == "AutoscalerSourceDown"
+    assert down["state"] == "pending" and "refused" in down["annotations"]["error"]
 
 
 def test_shipped_example_routes_like_amtool(tmp_path: Path) -> None:

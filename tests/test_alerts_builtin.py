@@ -119,6 +119,26 @@ def test_a_missing_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
     assert got["AutoscalerSourceDown,backend=prometheus"] == "resolved"
 
 
+def test_a_stale_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
+    rec, alerting, _recorder, clock, prom, _ = setup(tmp_path)
+    prom.value, prom.lag = 20.0, timedelta(minutes=5)  # above BusyApi's 15, but old
+    missing = {"signal": "rps"}
+    for _ in range(7):
+        rec.run_pass()
+        clock.now += timedelta(minutes=1)
+    alerting.tick()
+    got = states(alerting)
+    assert "BusyApi" not in got
+    assert got["AutoscalerSignalStale,signal=rps"] == "firing"
+    (stale,) = [a for a in alerting.list_alerts() if a["labels"]["alertname"].endswith("Stale")]
+    assert "stale (age 300s > 120s)" in stale["annotations"]["error"]
+    assert rec.metrics.registry.get_sample_value("autoscaler_signal_missing", missing) == 1
+    prom.lag = timedelta(seconds=10)
+    rec.run_pass()
+    assert states(alerting)["BusyApi"] == "pending"
+    assert rec.metrics.registry.get_sample_value("autoscaler_signal_missing", missing) == 0
+
+
 def test_failed_scale_action_fires_and_holds(tmp_path: Path) -> None:
     rec, alerting, _recorder, _clock, prom, _ = setup(tmp_path, fail=True)
     prom.value = 40.0

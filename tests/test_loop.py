@@ -72,11 +72,13 @@ class FakeProm:
     def __init__(self, clock: Clock) -> None:
         self.value: float | None = 20.0
         self.clock = clock
+        self.lag = timedelta(0)
+        """How old the samples are when read (a stuck exporter)."""
 
     def query(self, promql: str) -> Reading:
         if self.value is None:
             raise SourceError("prometheus", "connection refused")
-        return Reading(value=self.value, observed_at=self.clock())
+        return Reading(value=self.value, observed_at=self.clock() - self.lag)
 
 
 class RecordingActuator:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import docker
@@ -22,6 +22,8 @@ from autoscaler.decide.pools import labels as L
 from autoscaler.lab.engines import SwarmCluster
 from autoscaler.lab.image import BUSYBOX_IMAGE
 from autoscaler.lab.sessions import session_labels
+from autoscaler.rules.pools import PoolPolicy
+from autoscaler.rules.schema import Policies
 from tests.fixtures_swarm import wait_until
 
 pytestmark = pytest.mark.real
@@ -135,7 +137,15 @@ def test_lifecycle_never_drains_a_session(
     assert nid not in {n["ID"] for n in swarm_client.api.nodes()}
 
 
-def test_ending_sessions_needs_the_explicit_flag(
+def ending_rules(allow: bool) -> Policies:
+    scale_in = {"allow_ending_sessions": allow, "ending_notice": "5m"}
+    pool = PoolPolicy.model_validate(
+        {"provider": "local", "max": 3, "seats_per_node": 4, "scale_in": scale_in}
+    )
+    return Policies(pools={POOL: pool})
+
+
+def test_ending_sessions_needs_the_flag_the_alert_and_the_rules(
     swarm_client: docker.DockerClient, pool_node: dict[str, str]
 ) -> None:
     act = NodeActuator(swarm_client)
@@ -145,7 +155,23 @@ def test_ending_sessions_needs_the_explicit_flag(
     assert act.user_sessions(pool_node["node_id"]) == 1
     assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
     assert not act.execute(DrainNode(**pool_node, reason="t", at=AT)).ok
-    ended = act.execute(DrainNode(**pool_node, reason="t", at=AT, end_sessions=True))
+
+    def drain(actuator: NodeActuator) -> str:
+        result = actuator.execute(DrainNode(**pool_node, reason="t", at=AT, end_sessions=True))
+        assert not result.ok
+        assert availability(swarm_client, pool_node["node_id"]) == "pause"
+        return result.message
+
+    assert drain(act).endswith("no alert was raised for them")
+    alerted = {L.NOTIFIED_AT: L.stamp(AT - timedelta(minutes=3))}
+    assert act.execute(LabelNode(**pool_node, labels=alerted, reason="alert raised")).ok
+    forbidding = NodeActuator(swarm_client, lambda: ending_rules(False))
+    assert drain(forbidding).endswith(f"pool {POOL} does not allow ending sessions")
+    allowing = NodeActuator(swarm_client, lambda: ending_rules(True))
+    assert drain(allowing).endswith("not drained before 12:02:00Z")  # 5m notice from 11:57
+    assert running_tasks(swarm_client, sid) == 1
+    later = DrainNode(**pool_node, reason="t", at=AT + timedelta(minutes=2), end_sessions=True)
+    ended = allowing.execute(later)
     assert ended.ok and "ending 1 session(s)" in ended.message
     wait_until(lambda: running_tasks(swarm_client, sid) == 0, timeout=30, what="session ended")
     assert running_tasks(swarm_client, spare) == 0

@@ -8,7 +8,9 @@ hold whatever the plan says:
   it is labelled only when it carries no pool label at all and is a worker;
 - a node holding a user session is never drained unless the action says ``end_sessions``
   (the planner sets it only where the policy allows it, after an alert), and never
-  removed while one runs there;
+  removed while one runs there. Even then the node must carry the ``autoscaler.notified-at``
+  mark of that alert, and, with the rules at hand, its pool must still say
+  ``allow_ending_sessions`` and ``ending_notice`` must have passed since the mark;
 - drain follows pause: a node that is not paused is not drained.
 
 Lifecycle marks go into the same node update as the availability, so a node is never
@@ -37,6 +39,8 @@ from autoscaler.decide.plan_types import (
     ResumeNode,
 )
 from autoscaler.decide.pools import labels as L
+from autoscaler.decide.text import clock, utc
+from autoscaler.rules.schema import Policies
 from autoscaler.snapshot import USER_LABEL
 
 log = logging.getLogger(__name__)
@@ -51,8 +55,12 @@ class Refused(Exception):
 
 
 class NodeActuator:
-    def __init__(self, client: docker.DockerClient) -> None:
+    def __init__(
+        self, client: docker.DockerClient, policies: Callable[[], Policies] | None = None
+    ) -> None:
+        """``policies``: the rules now in force, to check an ending drain against them."""
         self._api = client.api
+        self._policies = policies
 
     def execute(self, action: Action) -> ActionResult:
         if not isinstance(action, NodeAction):
@@ -121,9 +129,26 @@ class NodeActuator:
                 f"{action.hostname} holds {users} user session(s): not drained "
                 "(draining would end them)"
             )
+        if users:
+            self._may_end_sessions(action, node, users)
         labels = {L.STATE: "draining", L.DRAINING_AT: L.stamp(action.at)}
         ended = f", ending {users} session(s)" if users else ""
         return _spec(node, "drain", labels), f"drained {action.hostname}{ended} ({action.reason})"
+
+    def _may_end_sessions(self, action: DrainNode, node: Any, users: int) -> None:
+        """The conditions for ending sessions, read again from the node and the rules."""
+        held = f"{action.hostname} holds {users} user session(s): not drained"
+        notified = L.parse_stamp(_labels(node).get(L.NOTIFIED_AT))
+        if notified is None:
+            raise Refused(f"{held}, no alert was raised for them")
+        if self._policies is None:
+            return
+        pool = self._policies().pools.get(action.pool)
+        rules = pool.scale_in if pool is not None else None
+        if rules is None or not rules.allow_ending_sessions:
+            raise Refused(f"{held}, pool {action.pool} does not allow ending sessions")
+        if utc(action.at) < notified + rules.ending_notice:
+            raise Refused(f"{held} before {clock(notified + rules.ending_notice)}")
 
     def _label(self, action: LabelNode, node: Any) -> tuple[dict[str, Any], str]:
         bad = [k for k in action.labels if not k.startswith("autoscaler.")]

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 from autoscaler.actuate.base import ActionResult
 from autoscaler.alerts.evaluate import RuleSpec, Sample
 from autoscaler.decide.plan_types import Notify, Plan
+from autoscaler.decide.signals import reading_of
+from autoscaler.rules.schema import Signal
 from autoscaler.snapshot import Snapshot
 
 RUNBOOK = "docs/alerting.md#{anchor}"
@@ -35,6 +37,10 @@ class PassFacts:
     """Increase of ShinyProxy's startFailed_total over the last window; None when unknown."""
     conditions: Mapping[str, Sequence[Sample]] = field(default_factory=dict)
     """Samples reported by other parts (node pools) under a condition name."""
+    signals: Mapping[str, Signal] = field(default_factory=dict)
+    """The signal definitions, to judge each value's age by its ``max_age``."""
+    prometheus_error: str | None = None
+    """Why Prometheus did not answer an alert rule's ``expr`` in this pass."""
 
 
 Condition = Callable[[PassFacts], list[Sample]]
@@ -76,24 +82,31 @@ def _failed_actions(f: PassFacts) -> list[Sample]:
 
 
 def _sources_down(f: PassFacts) -> list[Sample]:
-    if f.snapshot is None:
-        return []
-    return [
-        Sample({"backend": name}, 1, {"error": s.error or ""})
-        for name, s in sorted(f.snapshot.sources.items())
+    sources = f.snapshot.sources if f.snapshot is not None else {}
+    down = {
+        name: s.error or ""
+        for name, s in sources.items()
         if not s.ok and not (s.error or "").startswith("not configured")
-    ]
+    }
+    # an alert rule's PromQL failed although no signal reads Prometheus (or they did not fail)
+    if f.prometheus_error is not None:
+        down.setdefault("prometheus", f.prometheus_error)
+    return [Sample({"backend": name}, 1, {"error": error}) for name, error in sorted(down.items())]
 
 
 def _signals_stale(f: PassFacts) -> list[Sample]:
     if f.snapshot is None:
         return []
-    return [
-        Sample({"signal": name}, 1, {"error": s.error or "no value"})
-        for name, s in sorted(f.snapshot.signals.items())
+    out: list[Sample] = []
+    for name, s in sorted(f.snapshot.signals.items()):
         # A backend left unconfigured is a choice, reported by `autoscaler plan`, not an alert.
-        if s.value is None and "not configured" not in (s.error or "")
-    ]
+        if "not configured" in (s.error or ""):
+            continue
+        reading = reading_of(name, f.snapshot, f.signals)
+        if not reading.usable:
+            error = s.error or reading.problem or "no value"
+            out.append(Sample({"signal": name}, 1, {"error": error}))
+    return out
 
 
 def _rules_invalid(f: PassFacts) -> list[Sample]:

@@ -26,6 +26,7 @@ from autoscaler.alerts.receivers.slack import SlackIntegration
 from autoscaler.alerts.receivers.webhook import WebhookIntegration
 from autoscaler.alerts.routing import Route
 from autoscaler.alerts.silences import Silences
+from autoscaler.decide.signals import reading_of
 from autoscaler.rules.schema import Policies
 from autoscaler.sources.errors import SourceError
 
@@ -146,6 +147,10 @@ class Alerting:
         with self._lock:
             if result.ok:
                 self._last_success_at = now
+            errors: list[str] = []
+            samples = {
+                name: self._samples(rule, result, errors) for name, rule in self._rules.items()
+            }
             facts = PassFacts(
                 now=now,
                 snapshot=result.snapshot,
@@ -157,14 +162,16 @@ class Alerting:
                 stall_after=self.stall_after,
                 start_failures_increase=self._start_failures(result, now),
                 conditions=pool_conditions(result.plan),
+                signals=self._policies.signals,
+                prometheus_error=errors[0] if errors else None,
             )
             for b in BUILTINS:
                 if not b.on_tick:
                     self._eval(b.spec(), b.condition(facts), now)
             for name, rule in self._rules.items():
-                samples = self._samples(rule, result)
-                if samples is not None:
-                    self._eval(rule_spec(name, rule), samples, now)
+                found = samples[name]
+                if found is not None:
+                    self._eval(rule_spec(name, rule), found, now)
         self._push(now)
 
     def _start_failures(self, result: PassResult, now: datetime) -> float | None:
@@ -187,8 +194,11 @@ class Alerting:
         ]
         return counter_increase(self._start_failed)
 
-    def _samples(self, rule: AlertRule, result: PassResult) -> list[Sample] | None:
-        """None when the condition could not be evaluated (the alerts stay as they are)."""
+    def _samples(
+        self, rule: AlertRule, result: PassResult, errors: list[str]
+    ) -> list[Sample] | None:
+        """None when the condition could not be evaluated (the alerts stay as they are); why
+        Prometheus failed is added to ``errors``."""
         if rule.expr is not None:
             if self.prometheus is None:
                 return None
@@ -196,15 +206,16 @@ class Alerting:
                 rows = self.prometheus.query_vector(rule.expr)
             except SourceError as e:
                 log.warning("alert expression not evaluated: %s", e)
+                errors.append(e.message)
                 return None
             return [Sample(labels, value) for labels, value in rows]
         snap = result.snapshot
         if snap is None or rule.signal is None or rule.op is None or rule.value is None:
             return []
-        sig = snap.signals.get(rule.signal)
-        if sig is None or sig.value is None:
-            return []  # a missing signal never fires; AutoscalerSignalStale reports it
-        return [Sample({}, sig.value)] if _OPS[rule.op](sig.value, rule.value) else []
+        value = reading_of(rule.signal, snap, self._policies.signals).value
+        if value is None:
+            return []  # a missing or stale signal never fires; AutoscalerSignalStale reports it
+        return [Sample({}, value)] if _OPS[rule.op](value, rule.value) else []
 
     def _eval(self, spec: RuleSpec, samples: Sequence[Sample], now: datetime) -> None:
         self._states[spec.name] = evaluate(spec, samples, self._states.get(spec.name, {}), now)

@@ -51,3 +51,15 @@ def read_signal(name: str, snapshot: Snapshot, definitions: Mapping[str, Signal]
                 f"signal {name} stale (age {seconds(age)} > {seconds(definition.max_age)})",
             )
     return SignalReading(name, sv.value)
+
+
+def reading_of(name: str, snapshot: Snapshot, definitions: Mapping[str, Signal]) -> SignalReading:
+    """``read_signal`` for a signal the snapshot holds; without its definition at hand (no
+    ``max_age`` to judge by), the value as read."""
+    if name in definitions:
+        return read_signal(name, snapshot, definitions)
+    sv = snapshot.signals.get(name)
+    if sv is None or sv.value is None or not math.isfinite(sv.value):
+        why = (sv.error if sv is not None else None) or "no value"
+        return SignalReading(name, None, f"signal {name} missing: {why}")
+    return SignalReading(name, sv.value)
