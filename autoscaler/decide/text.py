@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +22,7 @@ def utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=4096)  # the same paused-at and window times recur every pass
 def clock(t: datetime) -> str:
     """A UTC wall-clock time, e.g. ``12:04:00Z``."""
     return utc(t).strftime("%H:%M:%SZ")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime
 
 POOL = "autoscaler.pool"
@@ -24,6 +25,7 @@ def stamp(t: datetime) -> str:
     return aware.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=4096)  # each node's marks are read again every pass
 def parse_stamp(text: str | None) -> datetime | None:
     """A time written by ``stamp``; None for a missing or unreadable value."""
     if not text:

@@ -10,6 +10,7 @@ that changes the answer is a reason.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from datetime import datetime
@@ -45,6 +46,7 @@ class Sizing:
     """Nodes the seats call for before min, max and the cost cap."""
 
 
+@functools.lru_cache(maxsize=1024)  # the held arrivals reading changes rarely: most passes hit
 def poisson_quantile(mean: float, p: float) -> int:
     """The smallest k with P(N <= k) >= p for N ~ Poisson(mean)."""
     if mean <= 0:
