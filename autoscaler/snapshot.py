@@ -126,6 +126,14 @@ class Instance(Frozen):
         """Capacity now or soon: running or starting, and not a warm-pool machine."""
         return self.state in ("pending", "running") and not self.warm
 
+    @property
+    def in_warm_pool(self) -> bool:
+        """Stopped (a launch starts it before running a new machine; a failed start leaves
+        it so), or a warm-pool machine still pulling the images."""
+        return self.state in ("stopping", "stopped") or (
+            self.warm and self.state in ("pending", "running")
+        )
+
 
 class SignalValue(Frozen):
     """A signal as read: a number, or no number and the reason why."""

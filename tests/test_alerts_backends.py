@@ -23,7 +23,7 @@ from autoscaler.alerts.receivers.alertmanager import AlertmanagerIntegration
 from autoscaler.lab.backends import Backend, start_alertmanager
 from autoscaler.loop import PassResult
 from autoscaler.rules.schema import Policies
-from autoscaler.sources.errors import SourceError
+from autoscaler.sources.errors import QueryRejected, SourceError
 from autoscaler.sources.prometheus import PrometheusClient
 from tests.fixtures_backends import PrometheusLab, need_binary
 
@@ -156,6 +156,18 @@ def test_promql_rule_keeps_its_state_while_prometheus_is_down() -> None:
     (down,) = [a for a in alerting.list_alerts() if a["labels"].get("backend") == "prometheus"]
     assert down["labels"]["alertname"] == "AutoscalerSourceDown"
     assert down["state"] == "pending" and "refused" in down["annotations"]["error"]
+
+
+class RejectingPrometheus:
+    def query_vector(self, promql: str) -> list[tuple[dict[str, str], float]]:
+        raise QueryRejected("prometheus", "expected an instant vector, got matrix")
+
+
+def test_a_rejected_promql_rule_does_not_report_prometheus_down() -> None:
+    alerting = Alerting(prometheus=RejectingPrometheus())
+    alerting.configure(Policies(alerts={"X": AlertRule.model_validate({"expr": "up[5m]"})}))
+    alerting.after_pass(PassResult("t", True, 0.0))
+    assert [a["labels"]["alertname"] for a in alerting.list_alerts()] == []
 
 
 def test_shipped_example_routes_like_amtool(tmp_path: Path) -> None:

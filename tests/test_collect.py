@@ -10,7 +10,7 @@ import pytest
 from autoscaler.rules.schema import Signal
 from autoscaler.snapshot import Node, Session, SwarmState
 from autoscaler.sources.collect import Backends, collect
-from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.errors import NoData, QueryRejected, SourceError
 from autoscaler.sources.reading import Reading
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
@@ -135,6 +135,23 @@ def test_backend_down_is_missing_not_zero_and_others_still_read() -> None:
     assert snap.signals["users"].value is None
     assert snap.sources["prometheus"].ok is False
     assert snap.sources["actuator"].ok is False
+
+
+def test_a_rejected_query_is_missing_but_its_backend_is_up() -> None:
+    rejected = QueryRejected("prometheus", "query returned a range vector")
+    prom = FakeProm({"up[1m]": rejected, "x": 2.0})
+    snap = collect(
+        Backends(swarm=FakeSwarm(STATE), prometheus=prom),
+        {
+            "typo": sig(prometheus={"query": "up[1m]"}, on_empty="zero"),
+            "x": sig(prometheus={"query": "x"}),
+        },
+        now=lambda: NOW,
+    )
+    assert snap.signals["typo"].value is None  # not zero: a wrong query is not "nothing"
+    assert snap.signals["typo"].error == "prometheus: query returned a range vector"
+    assert snap.signals["x"].value == 2.0
+    assert snap.sources["prometheus"].ok is True
 
 
 def test_empty_answer_is_missing_unless_policy_says_zero() -> None:

@@ -311,9 +311,10 @@ def test_decide_keeps_the_warm_pool_topped_up(aws: dict[str, Any]) -> None:
     act = MachineActuator({"ec2": p}, lambda: policies)
     memory = Memory()
 
-    def one_pass(at: datetime) -> list[str]:
+    def one_pass(at: datetime, lagging: bool = False) -> list[str]:
         nonlocal memory
-        snap = Snapshot(taken_at=at, swarm=SwarmState(), instances=p.list_instances())
+        listed = () if lagging else p.list_instances()
+        snap = Snapshot(taken_at=at, swarm=SwarmState(), instances=listed)
         result = plan(snap, policies, memory)
         memory = result.memory
         done = [act.execute(a) for a in result.actions if a.kind == "fill_warm_pool"]
@@ -324,7 +325,7 @@ def test_decide_keeps_the_warm_pool_topped_up(aws: dict[str, Any]) -> None:
     assert message.startswith("2 warm machine(s) on their way for pool web: i-")
     warm = [i for i in p.list_instances() if i.pool == "web"]
     assert len(warm) == 2 and all(i.warm and not i.alive for i in warm)
-    assert one_pass(NOW) == []  # on their way: not asked for again
+    assert one_pass(NOW, lagging=True) == []  # unlisted yet, but on their way: not again
     assert one_pass(NOW + timedelta(minutes=5)) == []  # listed: the pool is full
     aws["ec2"].stop_instances(InstanceIds=[i.id for i in warm])
     if {i.state for i in p.list_instances()} != {"stopped"}:
@@ -335,6 +336,20 @@ def test_decide_keeps_the_warm_pool_topped_up(aws: dict[str, Any]) -> None:
     assert message.startswith("1 warm machine(s) on their way")
     listed = p.list_instances()
     assert sum(i.warm for i in listed) == 2 and [i.id for i in listed if i.alive] == [started]
+
+
+def test_the_warm_pool_falls_back_on_capacity_and_is_never_spot(aws: dict[str, Any]) -> None:
+    short = NoCapacity(aws["ec2"], {"m6i.xlarge"})
+    p = provider(short)
+    (warm,) = p.fill_warm_pool("web", policy(aws, warm_pool=1, spot=True), "web-warm-fallback")
+    assert [(t, market) for t, _, market in short.calls] == [
+        ("m6i.xlarge", "on-demand"),
+        ("m6i.xlarge", "on-demand"),  # the second subnet
+        ("m5.xlarge", "on-demand"),
+    ]
+    (inst,) = describe(aws["ec2"], [warm])
+    assert inst["InstanceType"] == "m5.xlarge"
+    assert {"Key": "autoscaler:warm", "Value": "true"} in inst["Tags"]
 
 
 def test_launch_from_a_launch_template(aws: dict[str, Any]) -> None:

@@ -76,7 +76,7 @@ def test_every_state_is_recognised() -> None:
         machine("launching", age=timedelta(minutes=1)),
         machine("never", age=timedelta(minutes=30)),
         machine("warm", state="stopped", warm=True),
-        machine("stopped", state="stopped"),  # stopped by a person: not the warm pool
+        machine("stopped", state="stopped"),  # not tagged warm (a failed start): reused too
         machine("leaving", state="shutting-down"),
     ]
     inv = take_inventory(POOL, pool(), snapshot(nodes, machines=machines))
@@ -95,7 +95,7 @@ def test_every_state_is_recognised() -> None:
         "i-leaving": "removed",
     }
     assert set(by_state.values()) == set(STATES)
-    assert inv.warm == 1
+    assert inv.warm == 2
 
 
 # ---------------------------------------------------------------- scale-in

@@ -88,3 +88,24 @@ def test_a_lost_warm_machine_is_replaced_and_terminating_ones_do_not_count() -> 
     machines = [machine("a"), warm_machine("w1", "stopped"), warm_machine("w2", "shutting-down")]
     p = run(snapshot([node("a")], machines=machines), ec2_pool(2))
     assert [f.count for f in fills(p)] == [1]
+    assert "terminate_instance" not in kinds(p)  # going away already: not a retiring node
+    assert p.pools[0].nodes["removed"] == 0
+
+
+def test_a_stopped_machine_whose_start_failed_still_counts() -> None:
+    # a launch tagged it warm=false, then EC2 refused to start it: a launch starts it again
+    machines = [machine("a"), machine("w1", state="stopped"), warm_machine("w2", "stopped")]
+    p = run(snapshot([node("a")], machines=machines), ec2_pool(2))
+    assert fills(p) == [] and p.pools[0].nodes["warm"] == 2
+
+
+def test_a_warm_machine_that_never_powers_off_is_terminated_and_replaced() -> None:
+    stuck = machine("w1", state="running", age=timedelta(minutes=11), warm=True)
+    machines = [machine("a"), stuck, warm_machine("w2", "stopped")]
+    p = run(snapshot([node("a")], machines=machines), ec2_pool(2))
+    (term,) = on(p, "terminate_instance")
+    assert getattr(term, "instance_id", None) == "i-w1"
+    (alert,) = on(p, "notify")
+    assert "warm-pool machine i-w1 not powered off within join_timeout 10m" in alert.summary
+    assert [f.count for f in fills(p)] == [1]
+    assert p.pools[0].nodes["warm"] == 1

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.errors import NoData, QueryRejected, SourceError
 from autoscaler.sources.influx import InfluxReader
 from tests.fixtures_backends import InfluxLab
 
@@ -94,13 +94,13 @@ def test_field_selects_the_column(usagestats: InfluxLab) -> None:
     assert post(usagestats, shinyproxy_line("alice", "ProxyStart", "euler")) == 204
     q = "SELECT count(data) AS starts FROM event WHERE type = 'ProxyStart'"
     assert reader(usagestats).query(q, field="starts").value == 1.0
-    with pytest.raises(SourceError, match="column 'stops' not in the result"):
+    with pytest.raises(QueryRejected, match="column 'stops' not in the result"):
         reader(usagestats).query(q, field="stops")
 
 
 def test_text_value_is_not_a_number(usagestats: InfluxLab) -> None:
     assert post(usagestats, shinyproxy_line("alice", "ProxyStart", "euler")) == 204
-    with pytest.raises(SourceError, match="not a number"):
+    with pytest.raises(QueryRejected, match="not a number"):
         reader(usagestats).query("SELECT last(data) FROM event")
 
 
@@ -115,13 +115,14 @@ def test_wrong_database_is_a_source_error(usagestats: InfluxLab) -> None:
     with pytest.raises(SourceError, match="database not found: no_such_db") as e:
         reader(usagestats).query(STARTS_LAST_5M, database="no_such_db")
     assert e.value.source == "influx"
+    assert not isinstance(e.value, QueryRejected)  # a setting to fix, reported as down
     wrong_default = InfluxReader(usagestats.url, "other_db", None, None, timeout=5)
     with pytest.raises(SourceError, match="database not found"):
         wrong_default.query(STARTS_LAST_5M)
 
 
-def test_query_error_is_a_source_error(usagestats: InfluxLab) -> None:
-    with pytest.raises(SourceError, match="query error"):
+def test_query_error_is_a_rejected_query(usagestats: InfluxLab) -> None:
+    with pytest.raises(QueryRejected, match="query error"):
         reader(usagestats).query("SELECT count(data) FROM")
 
 

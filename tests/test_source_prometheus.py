@@ -10,7 +10,7 @@ import pytest
 
 from autoscaler.lab.exposition_server import ExpositionServer
 from autoscaler.lab.ports import free_port
-from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.errors import NoData, QueryRejected, SourceError
 from autoscaler.sources.prometheus import PrometheusClient
 from tests.fixtures_backends import PrometheusLab
 
@@ -50,25 +50,25 @@ def test_nan_sample_is_no_data(prometheus: PrometheusLab) -> None:
 
 
 def test_several_series_ask_for_aggregation(prometheus: PrometheusLab) -> None:
-    with pytest.raises(SourceError, match=r"2 series.*sum\(appStarts_total\)") as e:
+    with pytest.raises(QueryRejected, match=r"2 series.*sum\(appStarts_total\)") as e:
         client(prometheus.url).query("appStarts_total")
     assert e.value.source == "prometheus"
 
 
 def test_bad_query_is_rejected(prometheus: PrometheusLab) -> None:
-    with pytest.raises(SourceError, match="query rejected: bad_data") as e:
+    with pytest.raises(QueryRejected, match="query rejected: bad_data") as e:
         client(prometheus.url).query("sum(appStarts_total")
     assert e.value.source == "prometheus"
 
 
 def test_failed_evaluation_is_rejected(prometheus: PrometheusLab) -> None:
     # both sides have two series and nothing to match them on: many-to-many
-    with pytest.raises(SourceError, match="query rejected: execution"):
+    with pytest.raises(QueryRejected, match="query rejected: execution"):
         client(prometheus.url).query("appStarts_total + on() appStops_total")
 
 
 def test_range_vector_is_refused(prometheus: PrometheusLab) -> None:
-    with pytest.raises(SourceError, match="range vector"):
+    with pytest.raises(QueryRejected, match="range vector"):
         client(prometheus.url).query("appStarts_total[1m]")
 
 
@@ -94,6 +94,7 @@ def test_stopped_mid_test_is_a_source_error(fresh_prometheus: PrometheusLab) -> 
     with pytest.raises(SourceError, match="connection refused") as e:
         c.query('sum(appStarts_total{job="shinyproxy"})')
     assert e.value.source == "prometheus"
+    assert not isinstance(e.value, QueryRejected)  # down, not a wrong query
     assert not c.ready()
 
 

@@ -28,7 +28,7 @@ from autoscaler.alerts.routing import Route
 from autoscaler.alerts.silences import Silences
 from autoscaler.decide.signals import reading_of
 from autoscaler.rules.schema import Policies
-from autoscaler.sources.errors import SourceError
+from autoscaler.sources.errors import QueryRejected, SourceError
 
 if TYPE_CHECKING:
     from autoscaler.loop import PassResult
@@ -149,7 +149,8 @@ class Alerting:
                 self._last_success_at = now
             errors: list[str] = []
             samples = {
-                name: self._samples(rule, result, errors) for name, rule in self._rules.items()
+                name: self._samples(name, rule, result, errors)
+                for name, rule in self._rules.items()
             }
             facts = PassFacts(
                 now=now,
@@ -195,15 +196,18 @@ class Alerting:
         return counter_increase(self._start_failed)
 
     def _samples(
-        self, rule: AlertRule, result: PassResult, errors: list[str]
+        self, name: str, rule: AlertRule, result: PassResult, errors: list[str]
     ) -> list[Sample] | None:
         """None when the condition could not be evaluated (the alerts stay as they are); why
-        Prometheus failed is added to ``errors``."""
+        Prometheus could not be reached is added to ``errors``."""
         if rule.expr is not None:
             if self.prometheus is None:
                 return None
             try:
                 rows = self.prometheus.query_vector(rule.expr)
+            except QueryRejected as e:  # Prometheus is up; this rule's expression is at fault
+                log.warning("alert rule %s not evaluated: %s", name, e.message)
+                return None
             except SourceError as e:
                 log.warning("alert expression not evaluated: %s", e)
                 errors.append(e.message)

@@ -31,8 +31,9 @@ class LaunchNodes(Frozen):
 
 
 class FillWarmPool(Frozen):
-    """Launch ``count`` machines that pull the images and power off: a later launch starts
-    them in seconds instead of minutes."""
+    """Launch machines that pull the images and power off: a later launch starts them in
+    seconds instead of minutes. ``count`` is what the snapshot lacked; the provider counts
+    again before launching, so a fill decided on an older listing launches no more."""
 
     kind: Literal["fill_warm_pool"] = "fill_warm_pool"
     pool: str

@@ -22,9 +22,13 @@ def utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
-@functools.lru_cache(maxsize=4096)  # the same paused-at and window times recur every pass
 def clock(t: datetime) -> str:
     """A UTC wall-clock time, e.g. ``12:04:00Z``."""
+    return _clock(t)
+
+
+@functools.lru_cache(maxsize=4096)  # the same paused-at and window times recur every pass
+def _clock(t: datetime) -> str:
     return utc(t).strftime("%H:%M:%SZ")
 
 

@@ -124,7 +124,8 @@ class Ec2Provider:
 
     def _start_warm(self, pool: str, count: int) -> list[str]:
         listed = self.list_instances()
-        warm = [i.id for i in listed if i.pool == pool and i.warm and i.state == "stopped"][:count]
+        # any stopped machine of the pool: also one whose earlier start failed
+        warm = [i.id for i in listed if i.pool == pool and i.state == "stopped"][:count]
         if not warm:
             return []
         try:
@@ -144,11 +145,18 @@ class Ec2Provider:
         return warm
 
     def _run(
-        self, pool: str, policy: PoolPolicy, ec2: Ec2Pool, count: int, token: str
+        self,
+        pool: str,
+        policy: PoolPolicy,
+        ec2: Ec2Pool,
+        count: int,
+        token: str,
+        warm: bool = False,
     ) -> list[str]:
+        """``warm``: machines for the warm pool (on-demand only: Spot cannot be stopped)."""
         launched: list[str] = []
         errors: list[str] = []
-        markets = ("spot", "on-demand") if ec2.spot else ("on-demand",)
+        markets = ("spot", "on-demand") if ec2.spot and not warm else ("on-demand",)
         for itype in ec2.instance_types:
             for subnet in ec2.subnets:
                 for market in markets:
@@ -158,8 +166,12 @@ class Ec2Provider:
                     params = self._params(pool, policy, ec2, itype, subnet, market, missing)
                     client_token = _client_token(token, itype, subnet, market)
                     params["ClientToken"] = client_token
+                    if warm:
+                        params["UserData"] = self._user_data(pool, policy, True)
                     for spec in params["TagSpecifications"]:
                         spec["Tags"].append({"Key": L.TAG_TOKEN, "Value": client_token})
+                        if warm:
+                            spec["Tags"].append({"Key": TAG_WARM, "Value": "true"})
                     earlier = self._launched_with(client_token)
                     if earlier:  # this very call already went through (a retry, a restart)
                         launched += earlier
@@ -299,22 +311,11 @@ class Ec2Provider:
         ec2 = policy.ec2
         if ec2 is None or ec2.warm_pool <= 0:
             return []
-        warm = [i for i in self.list_instances() if i.pool == pool and _warm_pool_member(i)]
+        warm = [i for i in self.list_instances() if i.pool == pool and i.in_warm_pool]
         missing = ec2.warm_pool - len(warm)
         if missing <= 0:
             return []
-        params = self._params(
-            pool, policy, ec2, ec2.instance_types[0], ec2.subnets[0], "on-demand", missing
-        )
-        params["UserData"] = self._user_data(pool, policy, True)
-        params["ClientToken"] = _client_token(token, "warm")
-        for spec in params["TagSpecifications"]:
-            spec["Tags"].append({"Key": TAG_WARM, "Value": "true"})
-        try:
-            answer = self._ec2.run_instances(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise ProviderError(f"warm pool launch failed: {_text(exc)}") from exc
-        return [i["InstanceId"] for i in answer.get("Instances", [])]
+        return self._run(pool, policy, ec2, missing, token, warm=True)
 
 
 def _tags(raw: Iterable[Mapping[str, str]]) -> dict[str, str]:
@@ -323,10 +324,6 @@ def _tags(raw: Iterable[Mapping[str, str]]) -> dict[str, str]:
 
 def _by_id(i: Instance) -> str:
     return i.id
-
-
-def _warm_pool_member(i: Instance) -> bool:
-    return i.warm and i.state not in ("shutting-down", "terminated")
 
 
 def _instance(raw: Mapping[str, Any]) -> Instance | None:

@@ -16,7 +16,7 @@ from typing import Protocol
 
 from autoscaler.rules.schema import ActuatorSource, Signal
 from autoscaler.snapshot import Instance, SignalValue, Snapshot, SourceStatus, SwarmState
-from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.errors import NoData, QueryRejected, SourceError
 from autoscaler.sources.reading import Reading
 from autoscaler.sources.swarm_signals import swarm_signal
 
@@ -131,6 +131,8 @@ def collect(
                 values[name] = SignalValue(name=name, source=source, value=0.0, observed_at=now())
             else:
                 values[name] = _missing(name, source, f"no data{': ' + str(e) if str(e) else ''}")
+        except QueryRejected as e:  # the backend answered: it is up, this query is wrong
+            values[name] = _missing(name, source, f"{source}: {e.message}")
         except SourceError as e:
             error = e.message
             values[name] = _missing(name, source, f"{source} unavailable: {e.message}")

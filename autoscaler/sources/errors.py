@@ -10,5 +10,11 @@ class SourceError(Exception):
         self.message = message
 
 
+class QueryRejected(SourceError):
+    """The backend answered but refused this query, or answered in a shape it cannot be read
+    in (several series, a range vector, no such column): the query is at fault, the backend
+    is up."""
+
+
 class NoData(Exception):
     """The backend answered, but with nothing (an empty result is not zero)."""

@@ -11,7 +11,7 @@ import requests
 from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
-from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.errors import NoData, QueryRejected, SourceError
 from autoscaler.sources.http_errors import describe_request_error, redact_url
 from autoscaler.sources.reading import Reading
 
@@ -74,7 +74,10 @@ class InfluxReader:
         except InfluxDBServerError as e:
             raise SourceError(SOURCE, self._scrub(f"server error: {_text(e.args)}")) from None
         except InfluxDBClientError as e:
-            raise SourceError(SOURCE, self._scrub(_client_error(e, db))) from None
+            text = self._scrub(_client_error(e, db))
+            if text.startswith("query error"):
+                raise QueryRejected(SOURCE, text) from None
+            raise SourceError(SOURCE, text) from None
         return result[0].raw if isinstance(result, list) else result.raw
 
     def close(self) -> None:
@@ -109,7 +112,7 @@ def _newest_value(raw: dict[str, Any], field: str | None, influxql: str) -> floa
     columns: list[str] = series[0]["columns"]
     name = field or next((c for c in columns if c != "time"), None)
     if name is None or name not in columns:
-        raise SourceError(
+        raise QueryRejected(
             SOURCE, f"column {name!r} not in the result (columns: {', '.join(columns)})"
         )
     rows: list[list[Any]] = series[0]["values"]
@@ -120,7 +123,7 @@ def _newest_value(raw: dict[str, Any], field: str | None, influxql: str) -> floa
     if value is None:
         raise NoData(f"influx: newest row has no value for {name!r}")
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise SourceError(SOURCE, f"column {name!r} is not a number: {str(value)[:50]!r}")
+        raise QueryRejected(SOURCE, f"column {name!r} is not a number: {str(value)[:50]!r}")
     if not math.isfinite(value):
         raise NoData(f"influx: newest value of {name!r} is {value}")
     return float(value)

@@ -8,7 +8,7 @@ from typing import Any
 
 import requests
 
-from autoscaler.sources.errors import NoData, SourceError
+from autoscaler.sources.errors import NoData, QueryRejected, SourceError
 from autoscaler.sources.http_errors import describe_request_error, split_credentials
 from autoscaler.sources.reading import Reading
 
@@ -46,7 +46,7 @@ class PrometheusClient:
         if kind == "scalar" and isinstance(result, list) and len(result) == 2:
             return _finite([({}, result[1])])
         if kind != "vector" or not isinstance(result, list):
-            raise SourceError(SOURCE, f"expected an instant vector, got {kind}")
+            raise QueryRejected(SOURCE, f"expected an instant vector, got {kind}")
         return _finite([(dict(s.get("metric") or {}), s["value"][1]) for s in result])
 
     def _instant(self, promql: str) -> dict[str, Any]:
@@ -62,7 +62,7 @@ class PrometheusClient:
             raise SourceError(SOURCE, describe_request_error(e, self._timeout)) from None
         body = _json_or_none(resp)
         if resp.status_code in (400, 422):
-            raise SourceError(SOURCE, f"query rejected: {_error_text(body)}")
+            raise QueryRejected(SOURCE, f"query rejected: {_error_text(body)}")
         if resp.status_code != 200:
             detail = f" ({_error_text(body)})" if body is not None else ""
             raise SourceError(SOURCE, f"HTTP {resp.status_code}{detail}")
@@ -107,15 +107,15 @@ def _single_reading(data: dict[str, Any], promql: str) -> Reading:
         if not result:
             raise NoData(f"prometheus: empty result for {promql}")
         if len(result) > 1:
-            raise SourceError(
+            raise QueryRejected(
                 SOURCE,
                 f"query returned {len(result)} series, expected one: "
                 f"aggregate it, e.g. sum({promql})",
             )
         return _reading(result[0].get("value", []), promql)
     if kind == "matrix":
-        raise SourceError(SOURCE, "query returned a range vector: use an instant expression")
-    raise SourceError(SOURCE, f"unsupported result type {kind!r}")
+        raise QueryRejected(SOURCE, "query returned a range vector: use an instant expression")
+    raise QueryRejected(SOURCE, f"unsupported result type {kind!r}")
 
 
 def _reading(sample: list[Any], promql: str) -> Reading:

@@ -129,7 +129,7 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
         matched.add(inst.id)
         members.append(_newcomer(node, inst, policy, snapshot, loads))
     for inst in instances:
-        if inst.state == "shutting-down" and inst.id not in matched:
+        if inst.state == "shutting-down" and inst.id not in matched and not inst.warm:
             members.append(Member("removed", instance=inst))
     for inst in alive:
         if inst.id in matched:
@@ -138,7 +138,15 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
         state: State = "join_timeout" if age >= policy.join_timeout else "launching"
         members.append(Member(state, instance=inst))
     pending = sum(1 for s in app_sessions if s.node_id is None and s.is_pending)
-    warm = sum(1 for i in instances if i.warm and i.state not in ("shutting-down", "terminated"))
+    warm = 0
+    for inst in instances:
+        if not inst.in_warm_pool:
+            continue
+        age = utc(snapshot.taken_at) - utc(inst.launched_at)
+        if inst.state in ("pending", "running") and age >= policy.join_timeout:
+            members.append(Member("join_timeout", instance=inst))  # never powered off
+        else:
+            warm += 1
     return Inventory(name, tuple(members), pending, snapshot.instances is not None, warm)
 
 

@@ -25,11 +25,15 @@ def stamp(t: datetime) -> str:
     return aware.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@functools.lru_cache(maxsize=4096)  # each node's marks are read again every pass
 def parse_stamp(text: str | None) -> datetime | None:
     """A time written by ``stamp``; None for a missing or unreadable value."""
     if not text:
         return None
+    return _parse_stamp(text)
+
+
+@functools.lru_cache(maxsize=4096)  # each node's marks are read again every pass
+def _parse_stamp(text: str) -> datetime | None:
     try:
         t = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:

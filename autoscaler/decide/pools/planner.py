@@ -379,6 +379,8 @@ def _lifecycle(p: _Pass, inv: Inventory, resumed: set[str]) -> None:
         elif m.state == "join_timeout" and inv.instances_known:
             limit = span(p.policy.join_timeout)
             why = f"{m.name} not a Ready Swarm node within join_timeout {limit}"
+            if m.instance is not None and m.instance.warm:
+                why = f"warm-pool machine {m.name} not powered off within join_timeout {limit}"
             p.actions.append(
                 Notify(
                     alert="PoolNodeJoinTimeout",

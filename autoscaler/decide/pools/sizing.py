@@ -46,11 +46,15 @@ class Sizing:
     """Nodes the seats call for before min, max and the cost cap."""
 
 
-@functools.lru_cache(maxsize=1024)  # the held arrivals reading changes rarely: most passes hit
 def poisson_quantile(mean: float, p: float) -> int:
     """The smallest k with P(N <= k) >= p for N ~ Poisson(mean)."""
     if mean <= 0:
         return 0
+    return _poisson_quantile(mean, p)
+
+
+@functools.lru_cache(maxsize=1024)  # the held arrivals reading changes rarely: most passes hit
+def _poisson_quantile(mean: float, p: float) -> int:
     # log-space terms: exp(-mean) underflows for a mean above ~700
     k, log_term = 0, -mean
     cdf = math.exp(log_term)
