@@ -102,14 +102,19 @@ def test_threshold_alert_goes_pending_firing_and_is_delivered(tmp_path: Path) ->
     )
 
 
-def test_a_missing_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
-    rec, alerting, _recorder, clock, prom, _ = setup(tmp_path)
-    prom.value = None  # Prometheus down: rps is missing
-    for _ in range(7):
+def passes_for_minutes(rec: Reconciler, alerting: Alerting, clock: Clock, n: int) -> dict[str, str]:
+    """A pass a minute for ``n`` minutes, then the alert states."""
+    for _ in range(n):
         rec.run_pass()
         clock.now += timedelta(minutes=1)
     alerting.tick()
-    got = states(alerting)
+    return states(alerting)
+
+
+def test_a_missing_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
+    rec, alerting, _recorder, clock, prom, _ = setup(tmp_path)
+    prom.value = None  # Prometheus down: rps is missing
+    got = passes_for_minutes(rec, alerting, clock, 7)
     assert "BusyApi" not in got
     assert got["AutoscalerSourceDown,backend=prometheus"] == "firing"
     assert got["AutoscalerSignalStale,signal=rps"] == "firing"
@@ -123,11 +128,7 @@ def test_a_stale_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
     rec, alerting, _recorder, clock, prom, _ = setup(tmp_path)
     prom.value, prom.lag = 20.0, timedelta(minutes=5)  # above BusyApi's 15, but old
     missing = {"signal": "rps"}
-    for _ in range(7):
-        rec.run_pass()
-        clock.now += timedelta(minutes=1)
-    alerting.tick()
-    got = states(alerting)
+    got = passes_for_minutes(rec, alerting, clock, 7)
     assert "BusyApi" not in got
     assert got["AutoscalerSignalStale,signal=rps"] == "firing"
     (stale,) = [a for a in alerting.list_alerts() if a["labels"]["alertname"].endswith("Stale")]

@@ -88,7 +88,7 @@ def _sources_down(f: PassFacts) -> list[Sample]:
         for name, s in sources.items()
         if not s.ok and not (s.error or "").startswith("not configured")
     }
-    # an alert rule's PromQL failed although no signal reads Prometheus (or they did not fail)
+    # Prometheus did not answer an alert rule's PromQL: down, even when no signal reads it
     if f.prometheus_error is not None:
         down.setdefault("prometheus", f.prometheus_error)
     return [Sample({"backend": name}, 1, {"error": error}) for name, error in sorted(down.items())]
