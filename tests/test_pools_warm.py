@@ -109,3 +109,13 @@ def test_a_warm_machine_that_never_powers_off_is_terminated_and_replaced() -> No
     assert "warm-pool machine i-w1 not powered off within join_timeout 10m" in alert.summary
     assert [f.count for f in fills(p)] == [1]
     assert p.pools[0].nodes["warm"] == 1
+
+
+def test_a_node_from_a_started_warm_machine_joins_even_before_its_tag_is_listed() -> None:
+    # the launch retagged it warm=false and started it; the listing still says warm
+    started = machine("w1", state="running", age=timedelta(seconds=90), warm=True)
+    newcomer = node("w1", pool_name=None)
+    p = run(snapshot([node("a"), newcomer], machines=[machine("a"), started]), ec2_pool(1))
+    (label,) = on(p, "label_node")
+    assert getattr(label, "hostname", None) == "w1"
+    assert p.pools[0].nodes["warm"] == 0 and [f.count for f in fills(p)] == [1]

@@ -121,8 +121,11 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
         if inst is not None:
             matched.add(inst.id)
         members.append(_classify(node, inst, policy, snapshot, loads))
+    # a warm-pool machine never joins: one with a node was started by a launch whose
+    # warm=false tag is not listed yet
+    joinable = [i for i in instances if i.alive or (i.warm and i.state in ("pending", "running"))]
     for node in newcomers:
-        unmatched = [i for i in alive if i.id not in matched]
+        unmatched = [i for i in joinable if i.id not in matched]
         inst = _instance_of(node, unmatched, {i.id: i for i in unmatched})
         if inst is None:
             continue  # not ours: never touched
@@ -140,7 +143,7 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
     pending = sum(1 for s in app_sessions if s.node_id is None and s.is_pending)
     warm = 0
     for inst in instances:
-        if not inst.in_warm_pool:
+        if not inst.in_warm_pool or inst.id in matched:
             continue
         age = utc(snapshot.taken_at) - utc(inst.launched_at)
         if inst.state in ("pending", "running") and age >= policy.join_timeout:
