@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from autoscaler.decide.text import seconds, utc
 from autoscaler.rules.schema import Signal
@@ -33,6 +34,17 @@ def read_signal(name: str, snapshot: Snapshot, definitions: Mapping[str, Signal]
     definition = definitions.get(name)
     if definition is None:
         return SignalReading(name, None, f"signal {name} missing: not defined in signals")
+    return _judge(name, snapshot, definition.max_age)
+
+
+def reading_of(name: str, snapshot: Snapshot, definitions: Mapping[str, Signal]) -> SignalReading:
+    """``read_signal`` for a signal the snapshot holds; without its definition at hand (no
+    ``max_age`` to judge by), the value as read."""
+    definition = definitions.get(name)
+    return _judge(name, snapshot, definition.max_age if definition is not None else None)
+
+
+def _judge(name: str, snapshot: Snapshot, max_age: timedelta | None) -> SignalReading:
     sv = snapshot.signals.get(name)
     if sv is None:
         return SignalReading(name, None, f"signal {name} missing: not read in this pass")
@@ -42,24 +54,10 @@ def read_signal(name: str, snapshot: Snapshot, definitions: Mapping[str, Signal]
     if not math.isfinite(sv.value):
         return SignalReading(name, None, f"signal {name} unusable: value is {sv.value}")
     # a value without a timestamp was read in this very pass
-    if sv.observed_at is not None:
+    if max_age is not None and sv.observed_at is not None:
         age = utc(snapshot.taken_at) - utc(sv.observed_at)
-        if age > definition.max_age:
+        if age > max_age:
             return SignalReading(
-                name,
-                None,
-                f"signal {name} stale (age {seconds(age)} > {seconds(definition.max_age)})",
+                name, None, f"signal {name} stale (age {seconds(age)} > {seconds(max_age)})"
             )
-    return SignalReading(name, sv.value)
-
-
-def reading_of(name: str, snapshot: Snapshot, definitions: Mapping[str, Signal]) -> SignalReading:
-    """``read_signal`` for a signal the snapshot holds; without its definition at hand (no
-    ``max_age`` to judge by), the value as read."""
-    if name in definitions:
-        return read_signal(name, snapshot, definitions)
-    sv = snapshot.signals.get(name)
-    if sv is None or sv.value is None or not math.isfinite(sv.value):
-        why = (sv.error if sv is not None else None) or "no value"
-        return SignalReading(name, None, f"signal {name} missing: {why}")
     return SignalReading(name, sv.value)

@@ -114,10 +114,10 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
 
     members: list[Member] = []
     matched: set[str] = set()
-    alive_by_id = {i.id: i for i in alive}
     by_id = {i.id: i for i in instances}
     for node in mine:
-        inst = _instance_of(node, alive, alive_by_id) or by_id.get(node.labels.get(L.INSTANCE, ""))
+        # by its instance-id label (any state of the machine), else by host name or address
+        inst = _instance_of(node, alive, by_id)
         if inst is not None:
             matched.add(inst.id)
         members.append(_classify(node, inst, policy, snapshot, loads))
