@@ -338,6 +338,35 @@ def test_decide_keeps_the_warm_pool_topped_up(aws: dict[str, Any]) -> None:
     assert sum(i.warm for i in listed) == 2 and [i.id for i in listed if i.alive] == [started]
 
 
+class Recording:
+    """The boto3 client, keeping the parameters of every run_instances call."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self.runs: list[dict[str, Any]] = []
+
+    def run_instances(self, **params: Any) -> Any:
+        self.runs.append(params)
+        return self._client.run_instances(**params)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
+def test_each_tag_is_asked_for_once_per_resource(aws: dict[str, Any]) -> None:
+    # EC2 refuses a tag key given twice for one resource (moto does not check)
+    client = Recording(aws["ec2"])
+    p = provider(client)
+    p.launch("web", policy(aws), 1, "web-tags")
+    p.fill_warm_pool("web", policy(aws, warm_pool=1), "web-tags-warm")
+    assert len(client.runs) == 2
+    for params in client.runs:
+        for spec in params["TagSpecifications"]:
+            keys = [t["Key"] for t in spec["Tags"]]
+            assert len(keys) == len(set(keys)), (spec["ResourceType"], keys)
+            assert "autoscaler:launch-token" in keys
+
+
 def test_the_warm_pool_falls_back_on_capacity_and_is_never_spot(aws: dict[str, Any]) -> None:
     short = NoCapacity(aws["ec2"], {"m6i.xlarge"})
     p = provider(short)

@@ -163,15 +163,11 @@ class Ec2Provider:
                     missing = count - len(launched)
                     if missing <= 0:
                         return launched
-                    params = self._params(pool, policy, ec2, itype, subnet, market, missing)
+                    params = self._params(pool, policy, ec2, itype, subnet, market, missing, warm)
                     client_token = _client_token(token, itype, subnet, market)
                     params["ClientToken"] = client_token
-                    if warm:
-                        params["UserData"] = self._user_data(pool, policy, True)
                     for spec in params["TagSpecifications"]:
                         spec["Tags"].append({"Key": L.TAG_TOKEN, "Value": client_token})
-                        if warm:
-                            spec["Tags"].append({"Key": TAG_WARM, "Value": "true"})
                     earlier = self._launched_with(client_token)
                     if earlier:  # this very call already went through (a retry, a restart)
                         launched += earlier
@@ -222,6 +218,7 @@ class Ec2Provider:
         subnet: str,
         market: str,
         count: int,
+        warm: bool = False,
     ) -> dict[str, Any]:
         tags = [
             {"Key": "Name", "Value": f"{self._cluster}-{pool}"},
@@ -229,20 +226,23 @@ class Ec2Provider:
             {"Key": L.TAG_CLUSTER, "Value": self._cluster},
             {"Key": L.TAG_LAUNCHED_AT, "Value": L.stamp(self._clock())},
         ]
+        if warm:
+            tags.append({"Key": TAG_WARM, "Value": "true"})
         params: dict[str, Any] = {
             "MinCount": count,  # all or nothing per place: a short place is skipped
             "MaxCount": count,
             "InstanceType": itype,
             "SubnetId": subnet,
-            "UserData": self._user_data(pool, policy, False),
+            "UserData": self._user_data(pool, policy, warm),
             "MetadataOptions": {
                 "HttpTokens": "required",
                 "HttpEndpoint": "enabled",
                 "HttpPutResponseHopLimit": 1,
             },
+            # a list per resource: tags added to one must not appear twice in the other
             "TagSpecifications": [
-                {"ResourceType": "instance", "Tags": tags},
-                {"ResourceType": "volume", "Tags": tags},
+                {"ResourceType": "instance", "Tags": list(tags)},
+                {"ResourceType": "volume", "Tags": list(tags)},
             ],
         }
         if ec2.launch_template:
