@@ -436,9 +436,11 @@ def test_every_signal_missing_names_each() -> None:
     [
         (4, 7, None, 7, "no usable signal: fallback to 7 replicas"),
         (4, 50, None, 8, "scale-up limited to 8"),  # clamped to max 10, then rate-limited
-        (8, 3, 8, 3, "fallback to 3 replicas"),
-        (8, 3, None, 8, "scale-down stabilising"),  # a fallback is a recommendation too
-        (4, 0, 4, 1, "fallback to 1 replicas"),  # clamped to min
+        (4, 7, 2, 7, "fallback to 7 replicas"),
+        # nothing is scaled down on missing data, stabilised or not
+        (8, 3, 8, 8, "hold (fallback 3 never scales down)"),
+        (8, 3, None, 8, "hold (fallback 3 never scales down)"),
+        (4, 0, 4, 4, "hold (fallback 1 never scales down)"),  # clamped to min
     ],
 )
 def test_fallback(current: int, fallback: int, mem: int | None, desired: int, reason: str) -> None:

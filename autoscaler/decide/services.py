@@ -135,7 +135,11 @@ def _scale(
             reasons.append("no usable signal (on_missing: hold)")
             return finish(current, mem)
         assert policy.fallback_replicas is not None  # the schema requires it for fallback
-        raw = _clamp(policy.fallback_replicas, bounds)
+        fallback = _clamp(policy.fallback_replicas, bounds)
+        if fallback <= current:  # nothing is taken away on data nobody can read
+            reasons.append(f"no usable signal: hold (fallback {fallback} never scales down)")
+            return finish(current, mem)
+        raw = fallback
         reasons.append(f"no usable signal: fallback to {raw} replicas")
     elif combined.problems and combined.replicas < current:
         # the missing signal might be the one that keeps the count up
