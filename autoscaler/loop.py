@@ -21,7 +21,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler.actuate.base import ActionResult, Actuator
 from autoscaler.decide import plan as make_plan
-from autoscaler.decide.plan_types import Action, Memory, Plan
+from autoscaler.decide.plan_types import Action, Memory, Plan, RemoveNode, TerminateInstance
 from autoscaler.ledger import Ledger
 from autoscaler.metrics import SidecarMetrics
 from autoscaler.rules.reload import RulesStore
@@ -112,7 +112,7 @@ class Reconciler:
         )
         self.memory = plan.memory
         self.metrics.observe_plan(plan, {n: p.service or n for n, p in policies.services.items()})
-        results = [self._execute(a) for a in plan.actions]
+        results = self._execute_all(plan.actions)
         self.metrics.observe_results(results)
         if self.ledger is not None:
             self.ledger.record(
@@ -131,6 +131,21 @@ class Reconciler:
         return PassResult(
             trigger, error is None, time.monotonic() - t0, snapshot, plan, results, error
         )
+
+    def _execute_all(self, actions: tuple[Action, ...]) -> list[ActionResult]:
+        """In order; a machine whose node was not removed from the Swarm is not terminated."""
+        results: list[ActionResult] = []
+        not_removed: set[str] = set()
+        for a in actions:
+            if isinstance(a, TerminateInstance) and a.after_removal_of in not_removed:
+                why = "not terminated: its node was not removed from the Swarm in this pass"
+                results.append(ActionResult(action=a, ok=False, message=why))
+                continue
+            result = self._execute(a)
+            if isinstance(a, RemoveNode) and not result.ok:
+                not_removed.add(a.node_id)
+            results.append(result)
+        return results
 
     def _execute(self, action: Action) -> ActionResult:
         try:

@@ -42,8 +42,10 @@ class Service(Frozen):
     """A ShinyProxy per-session service (container label sp-proxied-app): never scaled."""
 
 
-PENDING_STATES = frozenset({"new", "pending", "assigned", "accepted", "preparing", "starting"})
-"""Task states of a session on its way to running."""
+PENDING_STATES = frozenset(
+    {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+)
+"""Task states before ``running`` (Swarm's whole sequence): a session on its way to running."""
 SEAT_STATES = PENDING_STATES | {"running"}
 """Task states of a session that holds a seat (or will once it has a node)."""
 
@@ -56,12 +58,15 @@ class Session(Frozen):
     proxy_id: str
     spec_id: str
     user_id: str | None
-    """None for a pre-initialised (delegate) container: a spare seat, nobody's session."""
+    """None for a pre-initialised (delegate) container, whose labels never name a user."""
     node_id: str | None
     state: str
     """The newest task's state: running, pending, assigned, preparing, starting, ..."""
     message: str = ""
     created_at: datetime | None = None
+    shared: bool = False
+    """A pre-initialised container (sp-delegate-proxy): users of an app with container
+    sharing claim its seats inside ShinyProxy, and its labels never change to say so."""
 
     @property
     def is_user_session(self) -> bool:

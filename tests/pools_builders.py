@@ -90,6 +90,7 @@ def sessions(node_name: str | None, count: int, *, user: bool = True, state: str
             user_id=f"u{i}" if user else None,
             node_id=f"id-{node_name}" if node_name else None,
             state=state,
+            shared=not user,  # a container with no user is a pre-initialised one
         )
         for i in range(start, start + count)
     ]

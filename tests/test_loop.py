@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from autoscaler.actuate.base import ActionResult
-from autoscaler.decide.plan_types import Action
+from autoscaler.decide.plan_types import Action, RemoveNode, TerminateInstance
 from autoscaler.ledger import Ledger
 from autoscaler.loop import Reconciler, Runner, backoff_delay
 from autoscaler.metrics import SidecarMetrics
@@ -260,3 +260,34 @@ def test_runner_backs_off_while_passes_fail(tmp_path: Path) -> None:
         assert runner.scheduler.get_job("interval").trigger.interval == timedelta(seconds=1)
     finally:
         runner.stop()
+
+
+class RefusingRemovals:
+    """Removes nothing (the node, read again, was set active by hand); records the rest."""
+
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    def execute(self, action: Action) -> ActionResult:
+        if isinstance(action, RemoveNode):
+            return ActionResult(action=action, ok=False, message="neither down nor drained")
+        self.done.append(action.kind)
+        return ActionResult(action=action, ok=True, message="done")
+
+
+def test_a_machine_whose_node_was_not_removed_is_not_terminated(tmp_path: Path) -> None:
+    rec, *_ = setup(tmp_path)
+    act = RefusingRemovals()
+    rec.actuator = act
+    node = {"node_id": "n1", "hostname": "w1", "pool": "workers"}
+    term = {"pool": "workers", "provider": "ec2", "reason": "drained"}
+    results = rec._execute_all(
+        (
+            RemoveNode(**node, reason="drained"),
+            TerminateInstance(instance_id="i-1", after_removal_of="n1", **term),
+            TerminateInstance(instance_id="i-2", **term),  # its node is already gone
+        )
+    )
+    assert [r.ok for r in results] == [False, False, True]
+    assert "its node was not removed" in results[1].message
+    assert act.done == ["terminate_instance"]

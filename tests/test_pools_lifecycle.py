@@ -56,13 +56,13 @@ def draining(name: str, minutes: float) -> Any:
 def test_every_state_is_recognised() -> None:
     nodes = [
         node("active"),
-        node("joining", ready="unknown"),
+        node("joining", ready="unknown", state=""),  # labelled with the pool, never Ready
         paused("paused"),
         draining("draining", 0),
         node("gone", ready="down"),
         node("down", ready="down"),
         node("held", availability="pause"),  # paused by a person, labels say active
-        node("late", ready="unknown"),
+        node("late", ready="unknown", state=""),
     ]
     machines = [
         machine("active"),
@@ -160,20 +160,41 @@ def test_nodes_per_step_never_exceeds_surplus() -> None:
 # ---------------------------------------------------------------- paused -> draining
 
 
-def test_paused_with_sessions_waits() -> None:
+@pytest.mark.parametrize(
+    "task_state",
+    ["new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting",
+     "running"],
+)  # fmt: skip
+def test_paused_with_sessions_waits(task_state: str) -> None:
+    """Whatever state its task is in on the way to running, a session keeps its node."""
     nodes = [node("a"), paused("p", minutes=600)]
-    p = run(snapshot(nodes, sessions("a", 1) + sessions("p", 2, start=10)), pool())
+    here = sessions("p", 1, start=10) + sessions("p", 1, start=11, state=task_state)
+    p = run(snapshot(nodes, sessions("a", 1) + here), pool())
     assert kinds(p) == []
     assert "waiting for 2 session(s) to end" in reasons(p)
 
 
 def test_paused_without_user_sessions_drains() -> None:
     nodes = [node("a"), paused("p")]
-    sess = sessions("a", 1) + sessions("p", 1, user=False, start=10)  # a spare seat only
-    p = run(snapshot(nodes, sess), pool())
+    p = run(snapshot(nodes, sessions("a", 1)), pool())
     (action,) = on(p, "drain_node")
     assert isinstance(action, DrainNode)
     assert action.hostname == "p" and not action.end_sessions and action.at == T0
+
+
+def test_a_pre_initialised_container_keeps_its_node() -> None:
+    """Users claim the seats of a shared container inside ShinyProxy, and its labels never
+    say so: the node waits for ShinyProxy to remove the container, as for a session."""
+    nodes = [node("a"), paused("p", minutes=600)]
+    sess = sessions("a", 1) + sessions("p", 1, user=False, start=10)
+    p = run(snapshot(nodes, sess), pool())
+    assert not on(p, "drain_node"), reasons(p)
+    assert "waiting for 1 session(s) to end" in reasons(p)
+    assert p.pools[0].live_sessions == 1  # the shared container is no user's session
+    # and an active node holding one is paused, never drained, when the pool can spare it
+    spare = run(snapshot([node("a"), node("b")], sess[:1] + sessions("b", 1, user=False)),
+                pool(), memory=LONG_AGO)  # fmt: skip
+    assert not on(spare, "drain_node")
 
 
 def test_paused_without_paused_at_starts_the_wait_now() -> None:
@@ -226,6 +247,7 @@ def test_draining_waits_then_removes_and_terminates() -> None:
     assert kinds(late) == ["remove_node", "terminate_instance"]
     (term,) = on(late, "terminate_instance")
     assert isinstance(term, TerminateInstance) and term.instance_id == "i-d"
+    assert term.after_removal_of == "id-d"  # not terminated if the removal is refused
 
 
 def test_a_machine_left_shutting_down_is_terminated_again() -> None:
@@ -261,6 +283,28 @@ def test_join_timeout_terminates_and_alerts() -> None:
     assert kinds(p) == ["notify", "terminate_instance"]
     (alert,) = on(p, "notify")
     assert isinstance(alert, Notify) and alert.alert == "PoolNodeJoinTimeout"
+
+
+@pytest.mark.parametrize("swarm_state", ["unknown", "disconnected"])
+@pytest.mark.parametrize("lifecycle", ["active", "paused"])
+def test_a_node_out_of_reach_after_it_joined_is_left_alone(
+    swarm_state: str, lifecycle: str
+) -> None:
+    """Swarm reports every node unknown for a moment after a leader election: a node that
+    was Ready (labelled) or holds sessions is out of reach, not a join that timed out."""
+    lost = node("b", state=lifecycle, ready=swarm_state, extra={L.PAUSED_AT: ago(5)})
+    machines = [machine("a"), machine("b", age=timedelta(days=5))]
+    p = run(snapshot([node("a"), lost], sessions("a", 1) + sessions("b", 3), machines), pool())
+    assert not on(p, "terminate_instance") and not on(p, "notify"), reasons(p)
+    assert not on(p, "drain_node") and not on(p, "remove_node")
+    assert p.pools[0].nodes["down"] == 1 and p.pools[0].nodes["join_timeout"] == 0
+    # unlabelled (its label never landed) but holding sessions: out of reach too
+    stranger = node("ip-10-0-0-9", pool_name=None, ready=swarm_state)
+    machines = [machine("a"), machine("new", age=timedelta(days=5), dns="ip-10-0-0-9.ec2")]
+    held = sessions("ip-10-0-0-9", 2)
+    p = run(snapshot([node("a"), stranger], sessions("a", 1) + held, machines), pool())
+    assert not on(p, "terminate_instance"), reasons(p)
+    assert p.pools[0].nodes["down"] == 1
 
 
 def test_a_timed_out_join_is_replaced() -> None:

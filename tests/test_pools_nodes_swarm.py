@@ -125,9 +125,16 @@ def test_lifecycle_never_drains_a_session(
     assert L.PAUSED_AT not in labels(swarm_client, nid)
     assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
 
-    # the session ends: drain, then remove
+    # the session ends, but a pre-initialised container is there: still not drained
     swarm_client.api.remove_service(sid)
-    wait_until(lambda: act.user_sessions(nid) == 0, timeout=30, what="session gone")
+    shared = session_on(swarm_client, pool_node["hostname"], user=None)
+    wait_until(lambda: act.user_sessions(nid) == 1, timeout=30, what="session gone")
+    kept = act.execute(DrainNode(**pool_node, reason="t", at=AT))
+    assert not kept.ok and "holds 1 user session(s) or pre-initialised" in kept.message
+
+    # ShinyProxy removes it: drain, then remove
+    swarm_client.api.remove_service(shared)
+    wait_until(lambda: act.user_sessions(nid) == 0, timeout=30, what="container gone")
     drained = act.execute(DrainNode(**pool_node, reason="t", at=AT))
     assert drained.ok, drained.message
     assert availability(swarm_client, nid) == "drain"
@@ -151,8 +158,9 @@ def test_ending_sessions_needs_the_flag_the_alert_and_the_rules(
     act = NodeActuator(swarm_client)
     assert act.execute(LabelNode(**pool_node, labels={L.POOL: POOL}, reason="t")).ok
     sid = session_on(swarm_client, pool_node["hostname"])
-    spare = session_on(swarm_client, pool_node["hostname"], user=None)  # no user: not counted
-    assert act.user_sessions(pool_node["node_id"]) == 1
+    # a pre-initialised container: users may hold its seats, unseen from the Swarm
+    spare = session_on(swarm_client, pool_node["hostname"], user=None)
+    assert act.user_sessions(pool_node["node_id"]) == 2
     assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
     assert not act.execute(DrainNode(**pool_node, reason="t", at=AT)).ok
 
@@ -172,7 +180,7 @@ def test_ending_sessions_needs_the_flag_the_alert_and_the_rules(
     assert running_tasks(swarm_client, sid) == 1
     later = DrainNode(**pool_node, reason="t", at=AT + timedelta(minutes=2), end_sessions=True)
     ended = allowing.execute(later)
-    assert ended.ok and "ending 1 session(s)" in ended.message
+    assert ended.ok and "ending 2 session(s)" in ended.message
     wait_until(lambda: running_tasks(swarm_client, sid) == 0, timeout=30, what="session ended")
     assert running_tasks(swarm_client, spare) == 0
 

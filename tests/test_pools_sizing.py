@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from autoscaler.decide.plan_types import LaunchNodes, PoolMemory, ResumeNode
+from autoscaler.decide.pools import labels as L
 from autoscaler.rules.schema import Signal
 from tests.pools_builders import (
     POOL,
@@ -163,6 +164,21 @@ def test_missing_arrivals_uses_fixed_headroom_and_never_scales_in() -> None:
     assert kinds(p) == []
     assert p.pools[0].seats["headroom"] == 1
     assert "no scale-in while the headroom signal is unusable" in reasons(p)
+
+
+def test_missing_arrivals_keeps_an_empty_paused_node() -> None:
+    """Its seats may be what the reserve needs: without the signal nothing tells, so it is
+    kept rather than drained (and resumed, not launched, when seats run short)."""
+    headroom = {"seats": 1, "signal": "arrivals", "node_ready_time": "5m"}
+    paused = node("p", state="paused", extra={L.PAUSED_AT: L.stamp(T0 - timedelta(minutes=5))})
+    nodes = [node("a"), paused]
+    missing = run(snapshot(nodes, signals={"arrivals": None}), pool(headroom=headroom),
+                  signals=ARRIVALS)  # fmt: skip
+    assert kinds(missing) == [], reasons(missing)
+    assert "p paused and empty: kept (no scale-in without the headroom)" in reasons(missing)
+    known = run(snapshot(nodes, signals={"arrivals": 0.0}), pool(headroom=headroom),
+                signals=ARRIVALS)  # fmt: skip
+    assert kinds(known) == ["drain_node"]
 
 
 def test_in_flight_machines_count() -> None:

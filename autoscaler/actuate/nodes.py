@@ -41,7 +41,7 @@ from autoscaler.decide.plan_types import (
 from autoscaler.decide.pools import labels as L
 from autoscaler.decide.text import clock, utc
 from autoscaler.rules.schema import Policies
-from autoscaler.snapshot import USER_LABEL
+from autoscaler.snapshot import DELEGATE_LABEL, USER_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +126,8 @@ class NodeActuator:
         users = self.user_sessions(node["ID"])
         if users and not action.end_sessions:
             raise Refused(
-                f"{action.hostname} holds {users} user session(s): not drained "
-                "(draining would end them)"
+                f"{action.hostname} holds {users} user session(s) or pre-initialised "
+                "container(s): not drained (draining would end them)"
             )
         if users:
             self._may_end_sessions(action, node, users)
@@ -183,9 +183,10 @@ class NodeActuator:
     # ---------------------------------------------------------------- reads
 
     def user_sessions(self, node_id: str) -> int:
-        """ShinyProxy user sessions with a task on the node that has not finished."""
+        """ShinyProxy containers with a task on the node that has not finished and that hold
+        or may hold a user's work: user sessions and pre-initialised (shared) containers."""
         tasks = self._api.tasks(filters={"node": node_id})
-        return sum(1 for t in tasks if _is_user_session(t))
+        return sum(1 for t in tasks if _may_hold_users(t))
 
     def _node(self, action: NodeAction) -> Any:
         try:
@@ -231,9 +232,11 @@ def _spec(node: Any, availability: str | None, labels: Mapping[str, str]) -> dic
     return spec
 
 
-def _is_user_session(task: Mapping[str, Any]) -> bool:
+def _may_hold_users(task: Mapping[str, Any]) -> bool:
     labels = task.get("Spec", {}).get("ContainerSpec", {}).get("Labels") or {}
-    if USER_LABEL not in labels:
+    # users claim the seats of a pre-initialised container without its labels changing
+    shared = labels.get(DELEGATE_LABEL, "").lower() == "true"
+    if USER_LABEL not in labels and not shared:
         return False
     state = task.get("Status", {}).get("State", "")
     return task.get("DesiredState") == "running" and state not in FINISHED

@@ -89,6 +89,9 @@ class TerminateInstance(Frozen):
     pool: str
     provider: str
     reason: str
+    after_removal_of: str | None = None
+    """The id of a node this pass removes from the Swarm first: no termination if that
+    removal is refused or fails (the node, as read again, may hold sessions by then)."""
 
 
 class Notify(Frozen):

@@ -138,6 +138,7 @@ class Observer:
             state="running" if s.node is not None else "pending",
             message="",
             created_at=self.at(s.arrival),
+            shared=False,
         )
         s.cache = (s.node, model)
         return model

@@ -18,6 +18,7 @@ import requests
 
 from autoscaler.snapshot import (
     DELEGATE_LABEL,
+    PENDING_STATES,
     PROXIED_APP_LABEL,
     SESSION_LABEL_PREFIX,
     USER_LABEL,
@@ -30,10 +31,6 @@ from autoscaler.snapshot import (
 from autoscaler.sources.errors import SourceError
 
 SOURCE = "swarm"
-PENDING_STATES = frozenset(
-    {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
-)
-"""Task states before ``running``; anything else is running or finished."""
 _CREDENTIALS = re.compile(r"(//)[^/@\s]+@")
 _TIME = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d\d:\d\d)?$")
 
@@ -167,6 +164,7 @@ def _session(raw: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> Session:
         state=state,
         message=message,
         created_at=_epoch_ms(labels.get(f"{p}sp-proxy-created-timestamp")),
+        shared=delegate,
     )
 
 

@@ -24,7 +24,7 @@ State = Literal[
     "removed",  # out of the Swarm, its machine shutting down: termination is repeated
     "terminated",  # a down node whose machine is gone: to remove from the Swarm
     "join_timeout",  # never became a Ready node within join_timeout
-    "down",  # a down node whose machine still runs
+    "down",  # down, or out of reach after it joined, its machine still running: left alone
     "held",  # paused or drained by someone else: left alone
 ]
 STATES: tuple[State, ...] = (
@@ -51,8 +51,17 @@ class Member:
     """Session containers (user sessions and spare pre-initialised ones) on the node."""
     user_sessions: int = 0
     """User sessions on the node, in any state short of finished."""
+    shared: int = 0
+    """Pre-initialised containers on the node: users of an app with container sharing
+    claim their seats inside ShinyProxy, unseen from the Swarm."""
     needs_label: bool = False
     """A Ready node of ours that does not carry the pool's labels yet."""
+
+    @property
+    def occupied(self) -> int:
+        """Containers whose end may end a user's work: such a node is never drained unless
+        the policy allows ending sessions."""
+        return self.user_sessions + self.shared
 
     @property
     def name(self) -> str:
@@ -168,8 +177,9 @@ def _instance_of(
     return None
 
 
-Loads = dict[str, tuple[int, int]]
-"""Node id -> (session containers, user sessions) on it, in any state short of finished."""
+Loads = dict[str, tuple[int, int, int]]
+"""Node id -> (session containers, user sessions, pre-initialised containers) on it, in any
+state short of finished."""
 
 
 def _loads(sessions: tuple[Session, ...]) -> Loads:
@@ -179,8 +189,8 @@ def _loads(sessions: tuple[Session, ...]) -> Loads:
         node = s.node_id
         if node is None or s.state not in SEAT_STATES:
             continue
-        used, users = out.get(node, (0, 0))
-        out[node] = (used + 1, users + (s.user_id is not None))
+        used, users, shared = out.get(node, (0, 0, 0))
+        out[node] = (used + 1, users + s.is_user_session, shared + s.shared)
     return out
 
 
@@ -205,17 +215,22 @@ def _classify(
     snapshot: Snapshot,
     loads: Loads,
 ) -> Member:
-    used, users = loads.get(node.id, (0, 0))
+    used, users, shared = loads.get(node.id, (0, 0, 0))
     label = node.labels.get(L.STATE, "")
 
     def member(state: State, needs_label: bool = False) -> Member:
         seats = node_seats(node, policy) if state in ("active", "paused") else 0
-        return Member(state, node, inst, seats, used, users, needs_label)
+        return Member(state, node, inst, seats, used, users, shared, needs_label)
 
     if node.state == "down":
         gone = snapshot.instances is not None and (inst is None or not inst.alive)
         return member("terminated" if gone else "down")
     if node.state != "ready":
+        # unknown or disconnected: Swarm says so of every node for a moment after a leader
+        # election or a missed heartbeat. A node that was Ready once (it carries our state
+        # label) or holds sessions is out of reach, not late: left alone, never terminated.
+        if label or used:
+            return member("down")
         return member(_joining_or_timeout(inst, policy, snapshot))
     if node.availability == "active":
         return member("active", needs_label=label != "active" or _missing_instance(node, inst))
@@ -243,10 +258,12 @@ def _newcomer(
     loads: Loads,
 ) -> Member:
     """A node our machine brought into the Swarm, not labelled yet: capacity once Ready."""
-    used, users = loads.get(node.id, (0, 0))
+    used, users, shared = loads.get(node.id, (0, 0, 0))
     if node.state == "ready" and node.availability == "active":
-        return Member("active", node, inst, node_seats(node, policy), used, users, True)
+        return Member("active", node, inst, node_seats(node, policy), used, users, shared, True)
     if node.state == "ready":
-        return Member("held", node, inst, 0, used, users)
+        return Member("held", node, inst, 0, used, users, shared)
+    if used:  # it was Ready long enough to take sessions: out of reach, not late
+        return Member("down", node, inst, 0, used, users, shared)
     state = _joining_or_timeout(inst, policy, snapshot)
-    return Member(state, node, inst, 0, used, users, needs_label=True)
+    return Member(state, node, inst, 0, used, users, shared, needs_label=True)

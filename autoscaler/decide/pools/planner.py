@@ -68,7 +68,7 @@ class _Pass:
         assert m.node is not None
         return {"node_id": m.node.id, "hostname": m.node.hostname, "pool": self.name}
 
-    def terminate(self, m: Member, reason: str) -> None:
+    def terminate(self, m: Member, reason: str, after_removal: bool = False) -> None:
         if m.instance is not None:
             self.actions.append(
                 TerminateInstance(
@@ -76,6 +76,7 @@ class _Pass:
                     pool=self.name,
                     provider=self.policy.provider,
                     reason=reason,
+                    after_removal_of=m.node.id if after_removal and m.node else None,
                 )
             )
 
@@ -117,7 +118,7 @@ def decide_pool(
     if not inv.instances_known:
         p.reasons.append("machines unknown (provider not read): no launch, no termination")
     resumed = _scale(p, inv, sizing, memory)
-    _lifecycle(p, inv, resumed)
+    _lifecycle(p, inv, resumed, sizing.headroom_known)
     warm = top_up_warm_pool(name, policy, inv, memory, now, LAUNCH_SETTLE)
     if warm.action is not None:
         p.actions.append(warm.action)
@@ -210,7 +211,7 @@ def _scale(p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None) 
     rest = [m for m in paused if m not in resumed]
     seats.reserve = (
         seats.active
-        + sum(_free(m) for m in rest if m.user_sessions > 0)
+        + sum(_free(m) for m in rest if m.occupied > 0)
         + coming * p.policy.seats_per_node
     )
     p.reasons.append(
@@ -218,7 +219,7 @@ def _scale(p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None) 
         f"{seats.at_once} wanted at once; {seats.reserve} within a node-ready time, "
         f"{seats.reserve_wanted} wanted"
     )
-    resumed += _resume_for_reserve(p, [m for m in rest if m.user_sessions == 0], seats)
+    resumed += _resume_for_reserve(p, [m for m in rest if m.occupied == 0], seats)
     launched = _launch(p, inv, sizing, seats, unlisted)
     if resumed:
         p.reasons.append(f"resume {len(resumed)} paused node(s) before launching")
@@ -307,7 +308,7 @@ def _pack(
     leave the Swarm but its machine would keep running: it is capacity, never paused."""
     candidates = sorted(
         (m for m in active if m.instance is not None),
-        key=lambda m: (m.used, m.user_sessions, m.name),
+        key=lambda m: (m.used, m.occupied, m.name),
     )
     spare: list[tuple[Member, int]] = []  # with the seats left free on active nodes
     free, reserve, nodes = seats.active, seats.reserve, seats.active_nodes
@@ -316,7 +317,7 @@ def _pack(
             break
         # only ever the emptiest: pausing a fuller node instead would leave the new
         # sessions to the emptier one and keep both alive
-        empties = m.user_sessions == 0
+        empties = m.occupied == 0
         if free - _free(m) < seats.at_once:
             break
         if empties and reserve - _free(m) < seats.reserve_wanted:
@@ -348,8 +349,8 @@ def _pack(
         return
     for m, left in spare:
         what = (
-            f"it empties while {m.user_sessions} session(s) end"
-            if m.user_sessions
+            f"it empties while {m.occupied} session(s) end"
+            if m.occupied
             else "no user session: then drained"
         )
         reason = (
@@ -363,12 +364,14 @@ def _pack(
 # ---------------------------------------------------------------- lifecycle
 
 
-def _lifecycle(p: _Pass, inv: Inventory, resumed: set[str]) -> None:
+def _lifecycle(p: _Pass, inv: Inventory, resumed: set[str], headroom_known: bool) -> None:
+    """``headroom_known``: False while the arrivals signal is unusable; the reserve then
+    cannot be judged, so an empty paused node is kept rather than drained."""
     for m in inv.members:
         if m.needs_label and m.node is not None:
             _label_newcomer(p, m)
         if m.state == "paused" and m.node is not None and m.node.id not in resumed:
-            _paused(p, m)
+            _paused(p, m, headroom_known)
         elif m.state == "draining" and m.node is not None:
             _draining(p, m)
         elif m.state == "removed" and inv.instances_known:
@@ -405,7 +408,7 @@ def _label_newcomer(p: _Pass, m: Member) -> None:
         p.actions.append(LabelNode(**p.node(m), labels=wanted, reason="joined the pool"))
 
 
-def _paused(p: _Pass, m: Member) -> None:
+def _paused(p: _Pass, m: Member, headroom_known: bool) -> None:
     assert m.node is not None
     paused_at = L.parse_stamp(m.node.labels.get(L.PAUSED_AT))
     if paused_at is None:  # unreadable: the wait starts now, never earlier
@@ -413,19 +416,22 @@ def _paused(p: _Pass, m: Member) -> None:
             LabelNode(**p.node(m), labels={L.PAUSED_AT: L.stamp(p.now)}, reason="paused-at unset")
         )
         return
-    if m.user_sessions == 0:
+    if m.occupied == 0 and not headroom_known:
+        p.reasons.append(f"{m.name} paused and empty: kept (no scale-in without the headroom)")
+        return
+    if m.occupied == 0:
         reason = "paused and holds no user session: drain (infrastructure tasks move)"
         p.actions.append(DrainNode(**p.node(m), reason=reason, at=p.now))
         return
     rules = p.policy.scale_in
-    waiting = f"{m.name} paused since {clock(paused_at)}: waiting for {m.user_sessions} session(s)"
+    waiting = f"{m.name} paused since {clock(paused_at)}: waiting for {m.occupied} session(s)"
     if not rules.allow_ending_sessions or utc(p.now) < utc(paused_at) + rules.session_grace:
         p.reasons.append(waiting + " to end")
         return
     notified = L.parse_stamp(m.node.labels.get(L.NOTIFIED_AT))
     if notified is None:
         summary = (
-            f"pool {p.name}: {m.user_sessions} session(s) on {m.name} will be ended in "
+            f"pool {p.name}: {m.occupied} session(s) on {m.name} will be ended in "
             f"{span(rules.ending_notice)} (paused for more than {span(rules.session_grace)})"
         )
         p.actions.append(
@@ -452,7 +458,7 @@ def _draining(p: _Pass, m: Member) -> None:
         p.reasons.append(f"{m.name} draining since {clock(since)}")
         return
     p.actions.append(RemoveNode(**p.node(m), reason="drained"))
-    p.terminate(m, f"{m.name} drained and removed from the Swarm")
+    p.terminate(m, f"{m.name} drained and removed from the Swarm", after_removal=True)
 
 
 # ---------------------------------------------------------------- memory and status
