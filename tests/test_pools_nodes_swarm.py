@@ -123,11 +123,11 @@ def test_lifecycle_never_drains_a_session(
     assert act.execute(ResumeNode(**pool_node, reason="t")).ok
     assert availability(swarm_client, nid) == "active"
     assert L.PAUSED_AT not in labels(swarm_client, nid)
+    shared = session_on(swarm_client, pool_node["hostname"], user=None)  # pre-initialised
     assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
 
-    # the session ends, but a pre-initialised container is there: still not drained
+    # the session ends, but the pre-initialised container is there: still not drained
     swarm_client.api.remove_service(sid)
-    shared = session_on(swarm_client, pool_node["hostname"], user=None)
     wait_until(lambda: act.user_sessions(nid) == 1, timeout=30, what="session gone")
     kept = act.execute(DrainNode(**pool_node, reason="t", at=AT))
     assert not kept.ok and "holds 1 user session(s) or pre-initialised" in kept.message
