@@ -96,12 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = (args.log_level or os.environ.get("AUTOSCALER_LOG_LEVEL") or "INFO").upper()
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from autoscaler.logsetup import configure_logging
+
+    configure_logging(args.log_level or os.environ.get("AUTOSCALER_LOG_LEVEL") or "INFO")
     try:
         if args.command == "check":
             from autoscaler.rules.check import run_check
@@ -117,8 +114,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (OSError, RuntimeError, ValueError) as e:
-        print(f"autoscaler: error: {e}", file=sys.stderr)
-        return 2
+        return _error(e)
+    except Exception as e:
+        if type(e).__module__.partition(".")[0] != "docker":  # a bug: keep its traceback
+            raise
+        return _error(e)  # e.g. a DOCKER_HOST docker refuses: its text quotes the URL
+    return 2
+
+
+def _error(e: BaseException) -> int:
+    """Print a startup error; any ``user:pass@`` of a URL in it shows as ``***@``."""
+    from autoscaler.sources.http_errors import scrub_userinfo
+
+    print(f"autoscaler: error: {scrub_userinfo(str(e))}", file=sys.stderr)
     return 2
 
 

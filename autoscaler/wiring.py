@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +16,7 @@ from autoscaler.settings import Settings, read_secret
 from autoscaler.sources.actuator import ActuatorClient
 from autoscaler.sources.collect import Backends
 from autoscaler.sources.ec2 import ProviderInstances
+from autoscaler.sources.http_errors import hide_userinfo, require_latin1, scrub_userinfo
 from autoscaler.sources.influx import InfluxReader
 from autoscaler.sources.prometheus import PrometheusClient
 from autoscaler.sources.swarm import SwarmReader
@@ -25,14 +27,43 @@ DOCKER_API_VERSION = "1.41"
 
 
 def docker_client(settings: Settings) -> Any:
+    """The Docker client; a host it refuses is a RuntimeError that shows no credentials."""
     import docker
+    from docker.errors import DockerException
 
     timeout = max(5, int(settings.source_timeout.total_seconds()))
+    try:
+        if settings.docker_host:
+            return docker.DockerClient(
+                base_url=settings.docker_host, timeout=timeout, version=DOCKER_API_VERSION
+            )
+        return docker.from_env(timeout=timeout, version=DOCKER_API_VERSION)
+    except (DockerException, ValueError, OSError) as e:
+        error = e
+    # outside the except block: the error, which quotes the URL, is no context of this one
     if settings.docker_host:
-        return docker.DockerClient(
-            base_url=settings.docker_host, timeout=timeout, version=DOCKER_API_VERSION
+        raise RuntimeError(
+            _docker_host_error("AUTOSCALER_DOCKER_HOST", settings.docker_host, error)
         )
-    return docker.from_env(timeout=timeout, version=DOCKER_API_VERSION)
+    raise RuntimeError(_docker_host_error("DOCKER_HOST", os.environ.get("DOCKER_HOST", ""), error))
+
+
+def _docker_host_error(setting: str, host: str, error: BaseException) -> str:
+    """The error of a refused Docker host, its ``user:pass@`` shown as ``***@``."""
+    shown = hide_userinfo(host)
+    reason = scrub_userinfo(str(error).replace(host, shown)) if host else str(error)
+    userinfo = host.split("://", 1)[-1].rpartition("@")[0] if "@" in host else ""
+    password = userinfo.partition(":")[2]
+    if any(part and part in reason for part in (userinfo, password)):
+        reason = type(error).__name__  # the error quoted it in some other form
+    hint = ""
+    if password or (userinfo and not host.startswith("ssh://")):
+        hint = (
+            " (a Docker host URL takes no password: use TLS client certificates, "
+            "DOCKER_TLS_VERIFY and DOCKER_CERT_PATH, or ssh://user@host with a key)"
+        )
+    where = f"{setting} {shown!r}" if host else setting
+    return f"{where}: {reason}{hint}"
 
 
 def build_backends(
@@ -40,6 +71,12 @@ def build_backends(
 ) -> Backends:
     """The read side; ``providers`` (from ``build_providers``) supply the machines."""
     timeout = settings.source_timeout.total_seconds()
+    influx_password = read_secret(settings.influxdb_password_file)
+    require_latin1("AUTOSCALER_INFLUXDB_USERNAME", settings.influxdb_username)
+    require_latin1(
+        f"AUTOSCALER_INFLUXDB_PASSWORD_FILE {settings.influxdb_password_file}: the password",
+        influx_password,
+    )
     return Backends(
         swarm=SwarmReader(client),
         prometheus=(
@@ -52,7 +89,7 @@ def build_backends(
                 settings.influxdb_url,
                 settings.influxdb_database,
                 settings.influxdb_username,
-                read_secret(settings.influxdb_password_file),
+                influx_password,
                 timeout,
             )
             if settings.influxdb_url

@@ -12,6 +12,7 @@ from typing import Any
 import requests
 
 from autoscaler.durations import parse_duration
+from autoscaler.sources.http_errors import hide_userinfo, require_latin1
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -91,6 +92,7 @@ def _headers(args: argparse.Namespace) -> dict[str, str]:
     if not path:
         return {}
     token = Path(path).read_text(encoding="utf-8").strip()
+    require_latin1(f"API token file {path}: the token", token)
     return {"Authorization": f"Bearer {token}"}
 
 
@@ -99,7 +101,9 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
     try:
         resp = requests.request(method, url, json=body, headers=_headers(args), timeout=10)
     except requests.RequestException as e:
-        raise RuntimeError(f"cannot reach the sidecar at {args.url}: {type(e).__name__}") from None
+        raise RuntimeError(
+            f"cannot reach the sidecar at {hide_userinfo(args.url)}: {type(e).__name__}"
+        ) from None
     try:
         data = resp.json()
     except ValueError:

@@ -15,9 +15,13 @@ log = logging.getLogger(__name__)
 
 
 def aws_client(settings: Settings, service: str) -> Any:
+    """A boto3 client; the SDK's DEBUG logging (request bodies: the join token) stays off."""
     import boto3
 
+    from autoscaler.logsetup import quiet_aws_sdk
     from autoscaler.providers.ec2 import boto_config
+
+    quiet_aws_sdk()
 
     timeout = max(5.0, settings.source_timeout.total_seconds())
     return boto3.client(

@@ -2,9 +2,11 @@
 
 Endpoints are base URLs (``http://sp1:9090``) or DNS names (``tasks.shinyproxy[:9090]``)
 that are resolved to every replica's address at each read, so replicas that come and
-go are followed. One ``scrape_all()`` fetches each replica once; any number of signals
-are then read from that scrape. A replica that fails makes every value of the scrape an
-error: a partial sum would undercount.
+go are followed. Either may carry basic-auth credentials (``http://user:pass@sp1:9090``,
+``user:pass@tasks.shinyproxy:9090``): they are sent to every replica, never shown. One
+``scrape_all()`` fetches each replica once; any number of signals are then read from that
+scrape. A replica that fails makes every value of the scrape an error: a partial sum would
+undercount.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from prometheus_client.metrics_core import Metric
 
 from autoscaler.sources.errors import NoData, SourceError
 from autoscaler.sources.exposition import ExpositionError, parse, select
-from autoscaler.sources.http_errors import describe_request_error, split_credentials
+from autoscaler.sources.http_errors import (
+    UNENCODABLE,
+    describe_request_error,
+    hide_userinfo,
+    require_latin1,
+    split_credentials,
+)
 from autoscaler.sources.reading import Reading
 
 SOURCE = "actuator"
@@ -55,6 +63,7 @@ class _Replica:
 class _DnsEndpoint:
     host: str
     port: int
+    auth: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,7 @@ class ActuatorClient:
                 raise SourceError(SOURCE, f"{ep.host} resolved to no address")
             for addr in addresses:
                 url = f"http://{_host_in_url(addr)}:{ep.port}"
-                found.setdefault(url, _Replica(url))
+                found.setdefault(url, _Replica(url, ep.auth))
         return list(found.values())
 
     def _get(self, replica: _Replica, path: str, accept: str) -> requests.Response:
@@ -178,6 +187,8 @@ class ActuatorClient:
             resp = self._get(replica, "/actuator/prometheus", "text/plain;version=0.0.4")
         except requests.RequestException as e:
             return _failed(replica, describe_request_error(e, self._timeout))
+        except UnicodeError:  # its text would hold the value: the password
+            return _failed(replica, UNENCODABLE)
         fetched_at = datetime.now(UTC)
         if resp.status_code != 200:
             return _failed(replica, f"HTTP {resp.status_code}")
@@ -192,6 +203,8 @@ class ActuatorClient:
             resp = self._get(replica, "/actuator/health", "application/json")
         except requests.RequestException as e:
             return f"UNREACHABLE ({describe_request_error(e, self._timeout)})"
+        except UnicodeError:
+            return f"UNREACHABLE ({UNENCODABLE})"
         try:
             status = resp.json().get("status")
         except (ValueError, AttributeError):
@@ -218,16 +231,35 @@ def _parse_endpoints(spec: str) -> list[_Replica | _DnsEndpoint]:
 
 
 def _parse_endpoint(entry: str) -> _Replica | _DnsEndpoint:
+    """Messages quote the entry with any ``user:pass@`` as ``***@``."""
+    shown = hide_userinfo(entry)
     if "://" in entry:
-        url, auth = split_credentials(entry.rstrip("/"))
-        if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
-            raise ValueError(f"actuator endpoint {url!r}: expected http(s)://host:port")
+        try:
+            url, auth = split_credentials(entry.rstrip("/"))
+            parts = urlsplit(url)
+        except ValueError:  # e.g. a port that is no number; its text may quote the entry
+            raise ValueError(f"actuator endpoint {shown!r}: invalid URL") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"actuator endpoint {shown!r}: expected http(s)://host:port")
+        _check_auth(shown, auth)
         return _Replica(url=url, auth=auth)
     parts = urlsplit(f"//{entry}")
     try:
         port = parts.port or DEFAULT_PORT
     except ValueError:
-        raise ValueError(f"actuator endpoint {entry!r}: invalid port") from None
-    if not parts.hostname or parts.path:
-        raise ValueError(f"actuator endpoint {entry!r}: expected tasks.<service>[:port]")
-    return _DnsEndpoint(host=parts.hostname, port=port)
+        raise ValueError(f"actuator endpoint {shown!r}: invalid port") from None
+    if not parts.hostname or parts.path or parts.query or parts.fragment:
+        raise ValueError(f"actuator endpoint {shown!r}: expected tasks.<service>[:port]")
+    auth = None
+    if parts.username is not None or parts.password is not None:
+        auth = (parts.username or "", parts.password or "")
+        _check_auth(shown, auth)
+    return _DnsEndpoint(host=parts.hostname, port=port, auth=auth)
+
+
+def _check_auth(shown: str, auth: tuple[str, str] | None) -> None:
+    if auth is not None:
+        require_latin1(
+            f"actuator endpoint {shown!r} (AUTOSCALER_ACTUATOR): its user name or password",
+            *auth,
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import re
 import socket
 import ssl
 from urllib.parse import SplitResult, urlsplit, urlunsplit
@@ -33,11 +34,63 @@ def _without_userinfo(parts: SplitResult) -> SplitResult:
     return parts._replace(netloc=netloc)
 
 
+UNENCODABLE = (
+    "request could not be encoded: a user name, password or token has a character outside Latin-1"
+)
+"""The fixed text of a UnicodeError while sending: the exception's own text (its repr
+above all) carries the value that could not be encoded, i.e. the secret."""
+
+_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#'\"]*@")
+
+
+def hide_userinfo(entry: str) -> str:
+    """``entry`` (a URL or ``host:port``, as given) fit to quote in a message: anything
+    that may be ``user:pass@`` shows as ``***@`` and a query string as ``?***``.
+
+    Works on the text, so it also holds for entries that ``urlsplit`` cannot parse: all
+    up to the last ``@`` after the scheme is hidden (a password may hold ``@``, ``/``...).
+    """
+    scheme, sep, rest = entry.partition("://")
+    if not sep:
+        scheme, rest = "", entry
+    else:
+        scheme += sep
+    if "@" in rest:
+        rest = "***@" + rest.rsplit("@", 1)[1]
+    if "?" in rest:
+        rest = rest.split("?", 1)[0] + "?***"
+    return scheme + rest
+
+
+def scrub_userinfo(text: str) -> str:
+    """Free text (an error message) with the ``user:pass@`` of every URL in it as ``***@``."""
+    return _USERINFO_IN_TEXT.sub(r"\1***@", text)
+
+
+def latin1_problem(*values: str | None) -> bool:
+    """True when a value has a character HTTP cannot send in a header (basic auth and
+    other header values are Latin-1). Never raises, so no exception holds the value."""
+    return any(v is not None and any(ord(c) > 0xFF for c in v) for v in values)
+
+
+def require_latin1(where: str, *values: str | None) -> None:
+    """ValueError when a credential could not be sent. ``where`` is the subject of the
+    message and names the setting or file ("AUTOSCALER_X_FILE /run/secrets/x: the token");
+    the value itself is never shown."""
+    if latin1_problem(*values):
+        raise ValueError(
+            f"{where} has a character outside Latin-1, which HTTP basic auth and headers "
+            "cannot carry: use ASCII credentials"
+        )
+
+
 def describe_request_error(exc: BaseException, timeout: float) -> str:
     """Name the kind of failure ("timeout after 5s", "connection refused", ...).
 
     The exception text itself is not used: it may carry URLs, hosts or credentials.
     """
+    if isinstance(exc, UnicodeError):
+        return UNENCODABLE
     if isinstance(exc, requests.Timeout):
         return f"timeout after {timeout:g}s"
     for cause in _causes(exc):

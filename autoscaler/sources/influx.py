@@ -12,7 +12,13 @@ from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
 from autoscaler.sources.errors import NoData, QueryRejected, SourceError
-from autoscaler.sources.http_errors import describe_request_error, redact_url
+from autoscaler.sources.http_errors import (
+    UNENCODABLE,
+    describe_request_error,
+    hide_userinfo,
+    redact_url,
+    require_latin1,
+)
 from autoscaler.sources.reading import Reading
 
 SOURCE = "influx"
@@ -36,6 +42,13 @@ class InfluxReader:
         self._url = redact_url(url)
         self._database = database
         self._password = password or parts.password
+        require_latin1(
+            f"InfluxDB URL {hide_userinfo(url)!r} (AUTOSCALER_INFLUXDB_URL): "
+            "its user name or password",
+            parts.username,
+            parts.password,
+        )
+        require_latin1("the InfluxDB user name or password", username, password)
         self._timeout = timeout
         self._client = InfluxDBClient(
             host=parts.hostname,
@@ -71,6 +84,8 @@ class InfluxReader:
             result = self._client.query(influxql, database=db, epoch="ms", chunked=chunked)
         except requests.RequestException as e:
             raise SourceError(SOURCE, describe_request_error(e, self._timeout)) from None
+        except UnicodeError:  # its text would hold the value: the password
+            raise SourceError(SOURCE, UNENCODABLE) from None
         except InfluxDBServerError as e:
             raise SourceError(SOURCE, self._scrub(f"server error: {_text(e.args)}")) from None
         except InfluxDBClientError as e:

@@ -9,7 +9,13 @@ from typing import Any
 import requests
 
 from autoscaler.sources.errors import NoData, QueryRejected, SourceError
-from autoscaler.sources.http_errors import describe_request_error, split_credentials
+from autoscaler.sources.http_errors import (
+    UNENCODABLE,
+    describe_request_error,
+    hide_userinfo,
+    require_latin1,
+    split_credentials,
+)
 from autoscaler.sources.reading import Reading
 
 SOURCE = "prometheus"
@@ -19,12 +25,21 @@ Series = tuple[dict[str, str], float]
 
 
 class PrometheusClient:
-    """Reads single values from Prometheus. Credentials in the URL are sent, never shown."""
+    """Reads single values from Prometheus. Credentials in the URL are sent, never shown.
+
+    Credentials HTTP basic auth cannot carry (outside Latin-1) are refused here, at start-up.
+    """
 
     def __init__(
         self, base_url: str, timeout: float, session: requests.Session | None = None
     ) -> None:
         url, auth = split_credentials(base_url.rstrip("/"))
+        if auth is not None:
+            require_latin1(
+                f"Prometheus URL {hide_userinfo(base_url)!r} (AUTOSCALER_PROMETHEUS_URL): "
+                "its user name or password",
+                *auth,
+            )
         self._base = url
         self._auth = auth
         self._timeout = timeout
@@ -60,6 +75,8 @@ class PrometheusClient:
             )
         except requests.RequestException as e:
             raise SourceError(SOURCE, describe_request_error(e, self._timeout)) from None
+        except UnicodeError:  # its text would hold the value: the password
+            raise SourceError(SOURCE, UNENCODABLE) from None
         body = _json_or_none(resp)
         if resp.status_code in (400, 422):
             raise QueryRejected(SOURCE, f"query rejected: {_error_text(body)}")
@@ -77,7 +94,7 @@ class PrometheusClient:
             resp = self._session.get(
                 f"{self._base}/-/ready", auth=self._auth, timeout=self._timeout
             )
-        except requests.RequestException:
+        except (requests.RequestException, UnicodeError):
             return False
         return resp.status_code == 200
 

@@ -16,14 +16,15 @@ from typing import Any
 import requests
 
 from autoscaler.alerts.dispatch import DeliveryError
-from autoscaler.sources.http_errors import describe_request_error
+from autoscaler.sources.http_errors import UNENCODABLE, describe_request_error
 
 MAX_RETRY_AFTER = 120.0
-_URLLIB3_LOGGER = "urllib3.connectionpool"
+_URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
+"""urllib3's loggers that name a request's target (path and query) or its full URL."""
 
 
 class _Redact(logging.Filter):
-    """urllib3 logs request paths at DEBUG; a webhook's path is its secret."""
+    """urllib3 logs request targets at DEBUG; a webhook's path or query is its secret."""
 
     def __init__(self) -> None:
         super().__init__("redact-secrets")
@@ -33,23 +34,44 @@ class _Redact(logging.Filter):
         if self.secrets:
             text = record.getMessage()
             if any(s in text for s in self.secrets):
-                for s in self.secrets:
+                for s in sorted(self.secrets, key=len, reverse=True):  # longest first
                     text = text.replace(s, "<secret>")
                 record.msg, record.args = text, ()
         return True
 
 
+_redact = _Redact()
+
+
 def keep_out_of_logs(url: str) -> None:
-    """Redact this URL's path (and query) wherever urllib3 would log it."""
-    logger = logging.getLogger(_URLLIB3_LOGGER)
-    redact = next((f for f in logger.filters if isinstance(f, _Redact)), None)
-    if redact is None:
-        redact = _Redact()
-        logger.addFilter(redact)
+    """Redact this URL's request target (path and query) wherever urllib3 would log it.
+
+    Registered: the target as requests sends it (``https://host?token=X`` is sent as
+    ``/?token=X``, and characters may be percent-encoded), the path and query as written,
+    and the query alone (a proxy logs the full URL; any form then still holds it).
+    """
+    for name in _URLLIB3_LOGGERS:
+        logger = logging.getLogger(name)
+        if _redact not in logger.filters:
+            logger.addFilter(_redact)
+    _redact.secrets.update(s for s in _targets(url) if len(s) > 1)
+
+
+def _targets(url: str) -> set[str]:
     rest = url.split("://", 1)[-1]
-    path = rest[rest.find("/") :] if "/" in rest else ""
-    if len(path) > 1:
-        redact.secrets.add(path)
+    cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=-1)
+    written = rest[cut:].split("#", 1)[0] if cut >= 0 else ""
+    found = {written, written.split("?", 1)[0]}
+    if "?" in written:
+        found.add(written.split("?", 1)[1])
+    try:
+        sent = requests.Request("POST", url).prepare().path_url
+    except (requests.RequestException, ValueError):  # not sendable: nothing to log either
+        sent = ""
+    found |= {sent, sent.split("?", 1)[0]}
+    if "?" in sent:
+        found.add(sent.split("?", 1)[1])
+    return found
 
 
 class RateLimiter:
@@ -108,6 +130,8 @@ def post_json(
             resp = session.post(url, json=payload, timeout=timeout)
         except requests.RequestException as e:
             last = describe_request_error(e, timeout)
+        except UnicodeError:  # its text would hold the value; retrying cannot help
+            raise DeliveryError(f"{what}: {UNENCODABLE}") from None
         else:
             if 200 <= resp.status_code < 300 and (ok is None or ok(resp)):
                 return resp
