@@ -155,6 +155,29 @@ def test_headroom_from_a_count_over_a_longer_span() -> None:
     assert p.pools[0].seats["headroom"] == 6
 
 
+@pytest.mark.parametrize(
+    ("arrivals", "reserve_seats", "headroom", "launches"),
+    [
+        (0.0, 0, 1, 0),  # quiet: 1 seat at once is free on the one node
+        (0.0, 6, 6, 1),  # quiet, but 6 seats kept within reach: 3 free + a machine
+        (0.0, 3, 3, 0),  # 3 free already
+        (4.0, 3, 8, 2),  # busy: the arrivals of 2 minutes exceed the floor
+        (None, 6, 6, 1),  # the floor holds without the signal too
+    ],
+)
+def test_reserve_seats_is_a_floor_under_the_arrivals(
+    arrivals: float | None, reserve_seats: int, headroom: int, launches: int
+) -> None:
+    room = {"seats": 1, "reserve_seats": reserve_seats, "signal": "arrivals",
+            "node_ready_time": "2m"}  # fmt: skip
+    snap = snapshot([node("a")], sessions("a", 1), signals={"arrivals": arrivals})
+    p = run(snap, pool(headroom=room), signals=ARRIVALS)
+    assert p.pools[0].seats["headroom"] == headroom, reasons(p)
+    assert launched(p) == launches, reasons(p)
+    if reserve_seats and arrivals is not None:
+        assert f"reserve at least {reserve_seats}" in reasons(p)
+
+
 def test_missing_arrivals_uses_fixed_headroom_and_never_scales_in() -> None:
     headroom = {"seats": 1, "signal": "arrivals"}
     nodes = [node("a"), node("b"), node("c")]

@@ -37,6 +37,10 @@ class Headroom(Frozen):
     still hold sessions (resumed at once) and on machines on their way."""
 
     seats: int = Field(default=0, ge=0)
+    reserve_seats: int = Field(default=0, ge=0)
+    """Room for at least this many sessions within one node_ready_time, whatever the
+    arrivals signal says: at quiet hours a few arrivals a minute still come in bursts that
+    a Poisson count at the quiet rate does not cover."""
     signal: str | None = None
     """A signal counting session arrivals (InfluxDB ProxyStart events, the actuator ...)."""
     signal_per: Duration = timedelta(minutes=1)

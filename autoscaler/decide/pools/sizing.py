@@ -66,26 +66,33 @@ def _poisson_quantile(mean: float, p: float) -> int:
 
 
 def headroom(policy: PoolPolicy, arrivals: SignalReading | None) -> Headroom:
-    """The larger of the fixed free seats and the arrivals during one node-ready time."""
+    """The largest of the fixed free seats, the reserve's floor and the arrivals during one
+    node-ready time."""
     h = policy.headroom
+    fixed = max(h.seats, h.reserve_seats)
     if h.signal is None:
-        return Headroom(h.seats, True, f"headroom {h.seats} seats")
+        return Headroom(fixed, True, f"headroom {fixed} seats{_floor(h.reserve_seats)}")
     if arrivals is None or arrivals.value is None:
         why = arrivals.problem if arrivals is not None else f"signal {h.signal} missing"
-        return Headroom(h.seats, False, f"headroom {h.seats} seats ({why}: no scale-in)")
+        return Headroom(fixed, False, f"headroom {fixed} seats ({why}: no scale-in)")
     per_minute = max(0.0, arrivals.value) * 60 / h.signal_per.total_seconds()
     mean = per_minute * h.node_ready_time.total_seconds() / 60
     if h.confidence is None:
         expected, how = math.ceil(mean - 1e-9), ""
     else:
         expected, how = poisson_quantile(mean, h.confidence), f" at {h.confidence:.0%}"
-    seats = max(h.seats, expected)
+    seats = max(fixed, expected)
     return Headroom(
         seats,
         True,
         f"headroom {seats} seats ({num(per_minute)} arrivals/min over "
-        f"{span(h.node_ready_time)} node-ready time{how} = {expected}, fixed {h.seats})",
+        f"{span(h.node_ready_time)} node-ready time{how} = {expected}, fixed {h.seats}"
+        f"{_floor(h.reserve_seats, ', ')})",
     )
+
+
+def _floor(reserve_seats: int, sep: str = "; ") -> str:
+    return f"{sep}reserve at least {reserve_seats}" if reserve_seats else ""
 
 
 def scheduled_min(policy: PoolPolicy, now: datetime) -> tuple[int, list[str]]:
