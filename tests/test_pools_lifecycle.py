@@ -191,10 +191,12 @@ def test_a_pre_initialised_container_keeps_its_node() -> None:
     assert not on(p, "drain_node"), reasons(p)
     assert "waiting for 1 session(s) to end" in reasons(p)
     assert p.pools[0].live_sessions == 1  # the shared container is no user's session
-    # and an active node holding one is paused, never drained, when the pool can spare it
-    spare = run(snapshot([node("a"), node("b")], sess[:1] + sessions("b", 1, user=False)),
+    # an active node holding only one is paused to empty, like a node with a session
+    spare = run(snapshot([node("a"), node("b")], sessions("a", 2) + sessions("b", 1, user=False)),
                 pool(), memory=LONG_AGO)  # fmt: skip
-    assert not on(spare, "drain_node")
+    (pause,) = on(spare, "pause_node")
+    assert isinstance(pause, PauseNode) and pause.hostname == "b"
+    assert "it empties while 1 session(s) end" in pause.reason
 
 
 def test_paused_without_paused_at_starts_the_wait_now() -> None:
@@ -298,6 +300,9 @@ def test_a_node_out_of_reach_after_it_joined_is_left_alone(
     assert not on(p, "terminate_instance") and not on(p, "notify"), reasons(p)
     assert not on(p, "drain_node") and not on(p, "remove_node")
     assert p.pools[0].nodes["down"] == 1 and p.pools[0].nodes["join_timeout"] == 0
+    # the commonest case: labelled and empty, the Swarm's leader just changed
+    p = run(snapshot([node("a"), lost], sessions("a", 1), machines), pool())
+    assert not on(p, "terminate_instance") and p.pools[0].nodes["down"] == 1, reasons(p)
     # unlabelled (its label never landed) but holding sessions: out of reach too
     stranger = node("ip-10-0-0-9", pool_name=None, ready=swarm_state)
     machines = [machine("a"), machine("new", age=timedelta(days=5), dns="ip-10-0-0-9.ec2")]

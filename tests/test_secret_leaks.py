@@ -295,3 +295,18 @@ def test_docker_host_from_the_environment_is_scrubbed_too(
     with pytest.raises(RuntimeError, match=r"^DOCKER_HOST 'tcp://\*\*\*@docker") as e:
         docker_client(Settings())
     assert SECRET not in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "shown"),
+    [
+        ("x https://admin:pa/ss@h:1/p y", "x https://***@h:1/p y"),
+        ("error 'http://u:p?#q\"@host' z", "error 'http://***@host' z"),
+        ("http://host/path ok", "http://host/path ok"),
+        ("see https://h/a and mail@x.org", "see https://h/a and mail@x.org"),
+    ],
+)
+def test_error_texts_hide_userinfo_whatever_the_password_holds(text: str, shown: str) -> None:
+    from autoscaler.sources.http_errors import scrub_userinfo
+
+    assert scrub_userinfo(text) == shown

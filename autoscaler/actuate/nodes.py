@@ -173,7 +173,10 @@ class NodeActuator:
             raise Refused(f"{action.hostname} is neither down nor drained: not removed")
         users = 0 if down else self.user_sessions(node["ID"])
         if users:
-            raise Refused(f"{action.hostname} still holds {users} user session(s): not removed")
+            raise Refused(
+                f"{action.hostname} still holds {users} user session(s) or pre-initialised "
+                "container(s): not removed"
+            )
         try:
             self._api.remove_node(node["ID"], force=True)
         except docker.errors.NotFound:

@@ -259,7 +259,8 @@ class ServicePolicy(Frozen):
     behavior: Behavior = Behavior()
     tolerance: float = Field(default=0.1, ge=0, lt=1)
     on_missing: Literal["hold", "fallback"] = "hold"
-    """What to do when every signal is missing or stale: hold (default) or fallback_replicas."""
+    """What to do when every signal is missing or stale: hold (default), or raise the count
+    to at least fallback_replicas (never lower it)."""
     fallback_replicas: int | None = Field(default=None, ge=0)
     pause_label: str = "autoscaler.pause"
     """A service label; when set to true/yes/1 the policy takes no action."""

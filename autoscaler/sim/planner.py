@@ -66,6 +66,8 @@ class PlannerController:
         self.memory = Memory()
         self.actions: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self._not_removed: set[str] = set()
+        """Nodes whose removal this pass refused: their machines are not terminated."""
         self.calls = 0
         self.on_events = True
         """The sidecar also runs a pass on Docker events (SimParams.event_gap)."""
@@ -83,6 +85,7 @@ class PlannerController:
         result = self.planner(snap, self.policies, self.memory)
         self.calls += 1
         self.memory = result.memory
+        self._not_removed.clear()
         for action in result.actions:
             self.apply(cluster, action)
 
@@ -94,7 +97,7 @@ class PlannerController:
             return
         if isinstance(a, TerminateInstance):
             n = c.by_id(a.instance_id)
-            if n is None or not n.alive:
+            if n is None or not n.alive or a.after_removal_of in self._not_removed:
                 self.refused[a.kind] += 1
                 return
             c.terminate(n)
@@ -106,6 +109,8 @@ class PlannerController:
         n = c.by_id(a.node_id)
         if n is None or not n.in_swarm or not self._allowed(n, a):
             self.refused[a.kind] += 1
+            if isinstance(a, RemoveNode):
+                self._not_removed.add(a.node_id)
             return
         if isinstance(a, PauseNode):
             c.set_availability(n, "pause")

@@ -40,7 +40,9 @@ UNENCODABLE = (
 """The fixed text of a UnicodeError while sending: the exception's own text (its repr
 above all) carries the value that could not be encoded, i.e. the secret."""
 
-_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#'\"]*@")
+_USERINFO_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)\S*@")
+"""Up to the last ``@`` before a blank: a password may hold ``/``, ``?``, ``#`` or quotes
+(more than the userinfo may go: hiding too much is the safe side)."""
 
 
 def hide_userinfo(entry: str) -> str:

@@ -1,7 +1,8 @@
 """How many seats a pool keeps free, and the nodes that makes: the figures each pass plans by.
 
-Pure. The headroom is the larger of the fixed free seats and the arrivals of one
-node-ready time (their expected number, or a Poisson quantile of it). wanted seats =
+Pure. The headroom is the largest of the fixed free seats, the reserve's floor
+(``reserve_seats``) and the arrivals of one node-ready time (their expected number, or a
+Poisson quantile of it). wanted seats =
 sessions on the active nodes + session tasks waiting for a node + headroom; wanted nodes =
 ceil(wanted seats / seats_per_node) within the (scheduled) minimum, the maximum and the
 hourly cost cap: what the pool reports, while the planner moves seat by seat. Every bound
@@ -74,7 +75,9 @@ def headroom(policy: PoolPolicy, arrivals: SignalReading | None) -> Headroom:
         return Headroom(fixed, True, f"headroom {fixed} seats{_floor(h.reserve_seats)}")
     if arrivals is None or arrivals.value is None:
         why = arrivals.problem if arrivals is not None else f"signal {h.signal} missing"
-        return Headroom(fixed, False, f"headroom {fixed} seats ({why}: no scale-in)")
+        return Headroom(
+            fixed, False, f"headroom {fixed} seats{_floor(h.reserve_seats)} ({why}: no scale-in)"
+        )
     per_minute = max(0.0, arrivals.value) * 60 / h.signal_per.total_seconds()
     mean = per_minute * h.node_ready_time.total_seconds() / 60
     if h.confidence is None:
