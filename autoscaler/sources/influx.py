@@ -48,7 +48,6 @@ class InfluxReader:
             parts.username,
             parts.password,
         )
-        require_latin1("the InfluxDB user name or password", username, password)
         self._timeout = timeout
         self._client = InfluxDBClient(
             host=parts.hostname,
