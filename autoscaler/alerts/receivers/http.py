@@ -61,16 +61,14 @@ def _targets(url: str) -> set[str]:
     rest = url.split("://", 1)[-1]
     cut = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=-1)
     written = rest[cut:].split("#", 1)[0] if cut >= 0 else ""
-    found = {written, written.split("?", 1)[0]}
-    if "?" in written:
-        found.add(written.split("?", 1)[1])
     try:
         sent = requests.Request("POST", url).prepare().path_url
     except (requests.RequestException, ValueError):  # not sendable: nothing to log either
         sent = ""
-    found |= {sent, sent.split("?", 1)[0]}
-    if "?" in sent:
-        found.add(sent.split("?", 1)[1])
+    found: set[str] = set()
+    for target in (written, sent):  # each whole, its path and its query
+        path, _, query = target.partition("?")
+        found |= {target, path, query}
     return found
 
 
