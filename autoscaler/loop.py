@@ -106,6 +106,9 @@ class Reconciler:
         policies = self.rules.policies
 
         snapshot = collect(self.backends, policies.signals, now=self.clock)
+        if self.alerting is not None:  # without it no alert is delivered, no session ended
+            delivered = self.alerting.notices_delivered()
+            snapshot = snapshot.model_copy(update={"notices_delivered": delivered})
         self.metrics.observe_snapshot(snapshot, policies.signals)
         plan = make_plan(snapshot, policies, self.memory).model_copy(
             update={"snapshot_digest": snapshot.digest()}

@@ -166,6 +166,9 @@ class Snapshot(Frozen):
     sources: dict[str, SourceStatus] = Field(default_factory=dict)
     instances: tuple[Instance, ...] | None = None
     """The pools' machines from the node provider; None when not read (no decisions on them)."""
+    notices_delivered: dict[str, datetime] = Field(default_factory=dict)
+    """``pool/node`` -> the last time a receiver accepted the alert that the node's sessions
+    will be ended (the sidecar's alerting; empty without it, and then none is ended)."""
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)

@@ -214,29 +214,54 @@ def test_sessions_never_ended_unless_allowed() -> None:
     assert not on(run(snap, pool(scale_in={"session_grace": "8h"})), "drain_node")
 
 
+ENDING = {"allow_ending_sessions": True, "session_grace": "2h", "ending_notice": "5m"}
+
+
 @pytest.mark.parametrize(
-    ("paused_minutes", "notified_minutes", "expect"),
+    ("paused_minutes", "marks", "delivered_minutes", "expect"),
     [
-        (60, None, []),  # grace not over
-        (121, None, ["notify", "label_node"]),  # grace over: alert first
-        (130, 2, []),  # alerted, notice not over
-        (130, 5, ["drain_node"]),  # alerted long enough ago: drain, ending sessions
+        (60, {}, None, []),  # grace not over
+        (121, {}, None, ["notify", "label_node"]),  # grace over: alert raised and marked
+        (130, {"notified": 2}, None, ["notify"]),  # raised, no receiver took it: kept firing
+        (130, {"notified": 10}, 11, ["notify"]),  # only an earlier alert was delivered
+        (130, {"notified": 10}, 9, ["notify", "label_node"]),  # delivered: marked
+        (130, {"notified": 10, "delivered": 4}, None, ["notify"]),  # notice not over
+        (130, {"notified": 10, "delivered": 5}, None, ["notify", "drain_node"]),  # ended
+        (130, {"notified": 10, "delivered": 20}, None, ["notify"]),  # an earlier alert's mark
     ],
 )
-def test_allow_ending_sessions_alerts_first(
-    paused_minutes: float, notified_minutes: float | None, expect: list[str]
+def test_sessions_end_only_after_the_alert_was_delivered(
+    paused_minutes: float,
+    marks: dict[str, float],
+    delivered_minutes: float | None,
+    expect: list[str],
 ) -> None:
-    extra = {L.NOTIFIED_AT: ago(notified_minutes)} if notified_minutes is not None else {}
+    names = {"notified": L.NOTIFIED_AT, "delivered": L.DELIVERED_AT}
+    extra = {names[k]: ago(v) for k, v in marks.items()}
     nodes = [node("a"), paused("p", minutes=paused_minutes, **extra)]
-    rules = {"allow_ending_sessions": True, "session_grace": "2h", "ending_notice": "5m"}
-    p = run(snapshot(nodes, sessions("a", 1) + sessions("p", 1, start=10)), pool(scale_in=rules))
+    snap = snapshot(nodes, sessions("a", 1) + sessions("p", 1, start=10))
+    if delivered_minutes is not None:
+        delivered = {f"{POOL}/p": T0 - timedelta(minutes=delivered_minutes)}
+        snap = snap.model_copy(update={"notices_delivered": delivered})
+    p = run(snap, pool(scale_in=ENDING))
     assert kinds(p) == expect, reasons(p)
     if "notify" in expect:
         (alert,) = on(p, "notify")
         assert isinstance(alert, Notify) and alert.alert == "PoolEndingSessions"
+        assert alert.labels == {"pool": POOL, "node": "p"}
+        assert "1 session(s) on p will be ended 5m after this alert is delivered" in alert.summary
+    if "label_node" in expect:
+        (mark,) = on(p, "label_node")
+        assert isinstance(mark, LabelNode)
+        when = ago(0) if not marks else ago(delivered_minutes or 0)
+        key = L.NOTIFIED_AT if not marks else L.DELIVERED_AT
+        assert mark.labels == {key: when}
     if "drain_node" in expect:
         (drain,) = on(p, "drain_node")
         assert isinstance(drain, DrainNode) and drain.end_sessions
+    if expect == ["notify"]:  # why nothing ends yet
+        fresh = marks.get("delivered", 99) < marks["notified"]
+        assert ("ending them after 12:01:00Z" if fresh else "not delivered") in reasons(p)
 
 
 # ---------------------------------------------------------------- draining -> removed -> terminated

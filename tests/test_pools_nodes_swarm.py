@@ -119,10 +119,12 @@ def test_lifecycle_never_drains_a_session(
     assert not removal.ok and "neither down nor drained" in removal.message
     assert running_tasks(swarm_client, sid) == 1
 
-    # resume and pause again
+    # resume and pause again: an alert of the last wait counts for no later one
+    marks = {L.NOTIFIED_AT: L.stamp(AT), L.DELIVERED_AT: L.stamp(AT)}
+    assert act.execute(LabelNode(**pool_node, labels=marks, reason="t")).ok
     assert act.execute(ResumeNode(**pool_node, reason="t")).ok
     assert availability(swarm_client, nid) == "active"
-    assert L.PAUSED_AT not in labels(swarm_client, nid)
+    assert not {L.PAUSED_AT, *marks} & set(labels(swarm_client, nid))
     shared = session_on(swarm_client, pool_node["hostname"], user=None)  # pre-initialised
     assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
 
@@ -171,12 +173,18 @@ def test_ending_sessions_needs_the_flag_the_alert_and_the_rules(
         return result.message
 
     assert drain(act).endswith("no alert was raised for them")
-    alerted = {L.NOTIFIED_AT: L.stamp(AT - timedelta(minutes=3))}
+    alerted = {L.NOTIFIED_AT: L.stamp(AT - timedelta(minutes=4))}
     assert act.execute(LabelNode(**pool_node, labels=alerted, reason="alert raised")).ok
+    assert drain(act).endswith("the alert raised at 11:56:00Z was not delivered")
+    stale = {L.DELIVERED_AT: L.stamp(AT - timedelta(minutes=30))}  # an earlier alert's
+    assert act.execute(LabelNode(**pool_node, labels=stale, reason="t")).ok
+    assert drain(act).endswith("was not delivered")
+    delivered = {L.DELIVERED_AT: L.stamp(AT - timedelta(minutes=3))}
+    assert act.execute(LabelNode(**pool_node, labels=delivered, reason="alert delivered")).ok
     forbidding = NodeActuator(swarm_client, lambda: ending_rules(False))
     assert drain(forbidding).endswith(f"pool {POOL} does not allow ending sessions")
     allowing = NodeActuator(swarm_client, lambda: ending_rules(True))
-    assert drain(allowing).endswith("not drained before 12:02:00Z")  # 5m notice from 11:57
+    assert drain(allowing).endswith("not drained before 12:02:00Z")  # 5m from delivery at 11:57
     assert running_tasks(swarm_client, sid) == 1
     later = DrainNode(**pool_node, reason="t", at=AT + timedelta(minutes=2), end_sessions=True)
     ended = allowing.execute(later)

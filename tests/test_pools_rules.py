@@ -69,3 +69,33 @@ def test_pool_defined_twice() -> None:
     result = load_sources([RuleSource("a.yml", GOOD.encode()), RuleSource("b.yml", GOOD.encode())])
     assert result.policies is None
     assert any("pool 'web' is defined twice" in str(p) for p in result.problems)
+
+
+ENDING = GOOD + "    scale_in:\n      allow_ending_sessions: true\n"
+ROUTE = """\
+route:
+  receiver: {default}
+  routes:
+    - receiver: {special}
+      matchers: ['alertname="AutoscalerSessionsEndedByScaleIn"', 'pool="web"']
+receivers:
+  - name: quiet
+  - name: team
+    webhook_configs:
+      - url_file: /run/secrets/hook
+"""
+
+
+def test_ending_sessions_needs_a_receiver_for_its_alert() -> None:
+    (alone,) = problems(ENDING)
+    assert alone.startswith("p.yml:7: pools.web.scale_in.allow_ending_sessions:")
+    assert "no receiver would get the AutoscalerSessionsEndedByScaleIn alert (no route)" in alone
+    (quiet,) = problems(ENDING + ROUTE.format(default="team", special="quiet"))
+    assert "(it goes to quiet, which sends nothing)" in quiet
+    told = ROUTE.format(default="quiet", special="team")
+    assert load_sources([RuleSource("p.yml", (ENDING + told).encode())]).policies is not None
+    # the route in another file of the same rules
+    split = [RuleSource("p.yml", ENDING.encode()), RuleSource("r.yml", told.encode())]
+    assert load_sources(split).policies is not None
+    # a pool that ends no session needs no route
+    assert load_sources([RuleSource("p.yml", GOOD.encode())]).policies is not None

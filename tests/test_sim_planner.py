@@ -291,3 +291,23 @@ def test_the_session_views_follow_every_change_of_the_pool() -> None:
         kinds.add((bool(waiting), bool(expected)))
     assert c.stats.failed > 0 and c.stats.killed > 0 and c.stats.reopened > 0
     assert kinds >= {(True, True), (False, True)}
+
+
+def test_a_pool_that_allows_ending_sessions_ends_them_after_the_notice() -> None:
+    """Every fifth session lasts 3 hours; with 20 minutes of grace and 5 of notice the
+    paused nodes holding one are drained (the simulated receiver takes every alert at
+    once), where the pool that ends none keeps them for the hours those sessions last."""
+    arrivals = tuple(Arrival(1800 + 30.0 * i, 10800.0 if i % 5 == 0 else 600.0) for i in range(20))
+    w = Workload(T0, datetime(2024, 5, 6, 12, tzinfo=UTC), arrivals, "long")
+    keep = {"unneeded_for": "5m", "drain_for": "30s"}
+    end = {**keep, "allow_ending_sessions": True, "session_grace": "20m", "ending_notice": "5m"}
+    kept = simulate(w, PlannerController("p", "web", policies(scale_in=keep), T0), PARAMS)
+    ended = simulate(w, PlannerController("p", "web", policies(scale_in=end), T0), PARAMS)
+    assert kept.sessions_killed == 0 and "notify" not in kept.actions
+    assert ended.sessions_killed == 3  # the long sessions not on the node that stays active
+    # per node: the alert raised and marked, its delivery marked, the alert raised every
+    # pass (15 s) until the drain 5 minutes after the delivery
+    assert ended.actions["label_node"] == kept.actions["label_node"] + 2 * 3
+    assert ended.actions["notify"] >= 3 * 5 * 4
+    assert ended.failed_starts == kept.failed_starts == 0
+    assert ended.node_hours < kept.node_hours - 5

@@ -9,8 +9,9 @@ hold whatever the plan says:
 - a node holding a user session is never drained unless the action says ``end_sessions``
   (the planner sets it only where the policy allows it, after an alert), and never
   removed while one runs there. Even then the node must carry the ``autoscaler.notified-at``
-  mark of that alert, and, with the rules at hand, its pool must still say
-  ``allow_ending_sessions`` and ``ending_notice`` must have passed since the mark;
+  mark of that alert and the ``autoscaler.notice-delivered-at`` mark of a receiver having
+  accepted it since, and, with the rules at hand, its pool must still say
+  ``allow_ending_sessions`` and ``ending_notice`` must have passed since the delivery;
 - drain follows pause: a node that is not paused is not drained.
 
 Lifecycle marks go into the same node update as the availability, so a node is never
@@ -109,14 +110,14 @@ class NodeActuator:
         self._owned(action, node)
         if _availability(node) != "active":
             raise Refused(f"{action.hostname} is {_availability(node)}, not active: not paused")
-        labels = {L.STATE: "paused", L.PAUSED_AT: L.stamp(action.at), L.NOTIFIED_AT: ""}
+        labels = {L.STATE: "paused", L.PAUSED_AT: L.stamp(action.at), **L.NO_NOTICE}
         return _spec(node, "pause", labels), f"paused {action.hostname} ({action.reason})"
 
     def _resume(self, action: ResumeNode, node: Any) -> tuple[dict[str, Any], str]:
         self._owned(action, node)
         if _availability(node) != "pause" or _labels(node).get(L.STATE) != "paused":
             raise Refused(f"{action.hostname} is not paused by the autoscaler: not resumed")
-        labels = {L.STATE: "active", L.PAUSED_AT: "", L.NOTIFIED_AT: ""}
+        labels = {L.STATE: "active", L.PAUSED_AT: "", **L.NO_NOTICE}
         return _spec(node, "active", labels), f"resumed {action.hostname} ({action.reason})"
 
     def _drain(self, action: DrainNode, node: Any) -> tuple[dict[str, Any], str]:
@@ -141,14 +142,17 @@ class NodeActuator:
         notified = L.parse_stamp(_labels(node).get(L.NOTIFIED_AT))
         if notified is None:
             raise Refused(f"{held}, no alert was raised for them")
+        delivered = L.parse_stamp(_labels(node).get(L.DELIVERED_AT))
+        if delivered is None or delivered < notified:
+            raise Refused(f"{held}, the alert raised at {clock(notified)} was not delivered")
         if self._policies is None:
             return
         pool = self._policies().pools.get(action.pool)
         rules = pool.scale_in if pool is not None else None
         if rules is None or not rules.allow_ending_sessions:
             raise Refused(f"{held}, pool {action.pool} does not allow ending sessions")
-        if utc(action.at) < notified + rules.ending_notice:
-            raise Refused(f"{held} before {clock(notified + rules.ending_notice)}")
+        if utc(action.at) < delivered + rules.ending_notice:
+            raise Refused(f"{held} before {clock(delivered + rules.ending_notice)}")
 
     def _label(self, action: LabelNode, node: Any) -> tuple[dict[str, Any], str]:
         bad = [k for k in action.labels if not k.startswith("autoscaler.")]

@@ -138,6 +138,8 @@ def _pending_sessions(f: PassFacts) -> list[Sample]:
 
 JOIN_TIMEOUT_ALERT = "PoolNodeJoinTimeout"
 ENDING_SESSIONS_ALERT = "PoolEndingSessions"
+ENDING_SESSIONS_NAME = "AutoscalerSessionsEndedByScaleIn"
+"""The built-in alert of ENDING_SESSIONS_ALERT: sessions end only once a receiver took it."""
 
 
 def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
@@ -239,10 +241,12 @@ BUILTINS: tuple[BuiltinAlert, ...] = (
         _rules_invalid,
     ),
     BuiltinAlert(
-        "AutoscalerSessionsEndedByScaleIn",
+        ENDING_SESSIONS_NAME,
         "warning",
-        "{{ $value }} user sessions ended when pool {{ $labels.pool }} scaled in",
-        "A policy allowed removing nodes that still held user sessions.",
+        "Sessions on {{ $labels.node }} of pool {{ $labels.pool }} are ended by scale-in",
+        "The pool allows ending the sessions of a node paused longer than session_grace: "
+        "they end ending_notice after this alert reaches a receiver, unless the pool sets "
+        "allow_ending_sessions: false by then (summary_detail: how many, when).",
         _reported("sessions_ended_by_scale_in"),
         keep_firing_for=timedelta(minutes=15),
     ),

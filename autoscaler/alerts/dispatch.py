@@ -197,6 +197,21 @@ class Dispatcher:
         active = [ti[n] for n in route.opts.active_time_intervals if n in ti]
         return bool(route.opts.active_time_intervals) and not any(i.contains(now) for i in active)
 
+    def delivered(self, alertname: str) -> list[tuple[dict[str, str], datetime]]:
+        """The known alerts of that name a receiver accepted while they fired, each with the
+        last time one did. Read from the notification log, which a restart keeps."""
+        with self._lock:
+            alerts = [a for a in self._store.values() if a.labels.get("alertname") == alertname]
+        if not alerts:
+            return []
+        entries = self.nflog.entries().values()
+        out: list[tuple[dict[str, str], datetime]] = []
+        for a in alerts:
+            times = [e.timestamp for e in entries if a.fingerprint in e.firing]
+            if times:
+                out.append((dict(a.labels), max(times)))
+        return out
+
     # ------------------------------------------------------------ flushing
 
     def tick(self, now: datetime) -> None:

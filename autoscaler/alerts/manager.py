@@ -14,7 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autoscaler.alerts.builtin import BUILTINS, PassFacts, counter_increase, pool_conditions
+from autoscaler.alerts.builtin import (
+    BUILTINS,
+    ENDING_SESSIONS_NAME,
+    PassFacts,
+    counter_increase,
+    pool_conditions,
+)
 from autoscaler.alerts.config import AlertRule, ReceiverConfig
 from autoscaler.alerts.dispatch import CompiledConfig, Dispatcher, InhibitRule, Integration
 from autoscaler.alerts.evaluate import ActiveAlert, RuleSpec, Sample, evaluate
@@ -241,6 +247,12 @@ class Alerting:
     def _count(self, receiver: str, kind: str, ok: bool) -> None:
         if self.metrics is not None:
             self.metrics.notifications.labels(receiver, "ok" if ok else "error").inc()
+
+    def notices_delivered(self) -> dict[str, datetime]:
+        """``pool/node`` -> the last time a receiver accepted the alert that the node's
+        sessions will be ended (Snapshot.notices_delivered)."""
+        delivered = self.dispatcher.delivered(ENDING_SESSIONS_NAME)
+        return {f"{labels.get('pool', '')}/{labels.get('node', '')}": t for labels, t in delivered}
 
     # ------------------------------------------------------------ timers
 

@@ -56,6 +56,10 @@ class NotifyLog:
         with self._lock:
             return self._entries.get(key)
 
+    def entries(self) -> dict[str, Entry]:
+        with self._lock:
+            return dict(self._entries)
+
     def log(self, key: str, firing: set[str], resolved: set[str], now: datetime) -> None:
         with self._lock:
             self._entries[key] = Entry(frozenset(firing), frozenset(resolved), now)

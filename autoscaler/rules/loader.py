@@ -482,6 +482,7 @@ def _cross_checks(docs: list[_Doc]) -> list[Problem]:
     problems += _same_swarm_service(docs)
     problems += _schedule_bounds(docs)
     problems += _alerting(docs)
+    problems += _ending_sessions_told(docs)
     return problems
 
 
@@ -513,6 +514,42 @@ def _alerting(docs: list[_Doc]) -> list[Problem]:
         at = owner.get(str(loc[0])) or route_doc
         if at is not None:
             problems.append(_at(at, loc, message))
+    return problems
+
+
+def _ending_sessions_told(docs: list[_Doc]) -> list[Problem]:
+    """A pool that allows ending sessions ends them only after a receiver took the alert
+    that says so: without a route to a receiver that sends something, it never would."""
+    from autoscaler.alerts.builtin import ENDING_SESSIONS_NAME
+    from autoscaler.alerts.routing import Route, receivers_for
+
+    if any(d.rules is None for d in docs):
+        return []
+    route = next((d.rules.route for d in docs if d.rules and d.rules.route), None)
+    sends = {
+        r.name
+        for d in docs
+        if d.rules
+        for r in d.rules.receivers
+        if r.slack_configs or r.email_configs or r.webhook_configs or r.alertmanager_configs
+    }
+    problems = []
+    for doc in docs:
+        assert doc.rules is not None
+        for name, pool in doc.rules.pools.items():
+            if not pool.enabled or not pool.scale_in.allow_ending_sessions:
+                continue
+            labels = {"alertname": ENDING_SESSIONS_NAME, "severity": "warning", "pool": name}
+            names = receivers_for(Route.build(route), labels) if route is not None else []
+            if any(n in sends for n in names):
+                continue
+            why = f"it goes to {', '.join(names)}, which sends nothing" if names else "no route"
+            message = (
+                f"no receiver would get the {ENDING_SESSIONS_NAME} alert ({why}), so no "
+                "session would ever be ended: route it to a receiver with slack_configs, "
+                "email_configs, webhook_configs or alertmanager_configs"
+            )
+            problems.append(_at(doc, ("pools", name, "scale_in", "allow_ending_sessions"), message))
     return problems
 
 

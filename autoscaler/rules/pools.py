@@ -71,7 +71,8 @@ class ScaleIn(Frozen):
     session_grace: Duration = timedelta(hours=8)
     """With allow_ending_sessions: how long a paused node waits for its sessions to end."""
     ending_notice: Duration = timedelta(minutes=5)
-    """With allow_ending_sessions: time between the alert and the drain that ends sessions."""
+    """With allow_ending_sessions: time between a receiver accepting the alert and the drain
+    that ends sessions."""
     drain_for: Duration = timedelta(seconds=30)
     """Time a drained node gets for its infrastructure tasks to move before removal."""
 

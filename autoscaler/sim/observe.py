@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import cast
 
+from autoscaler.decide.pools import labels as L
 from autoscaler.rules.schema import Signal
 from autoscaler.sim.cluster import SimCluster, SimNode, SimSession
 from autoscaler.snapshot import (
@@ -62,8 +63,19 @@ class Observer:
             nodes=nodes, services=(), sessions=sessions, pending_tasks=pending
         )
         values = {name: self._signal(name, sig, swarm, now) for name, sig in signals.items()}
+        # a receiver that accepts every alert the moment it is raised
+        delivered = {
+            f"{self.pool}/{n.hostname}": stamp
+            for n in nodes
+            if (stamp := L.parse_stamp(n.labels.get(L.NOTIFIED_AT))) is not None
+        }
         return Snapshot.model_construct(
-            taken_at=now, swarm=swarm, signals=values, sources={}, instances=machines
+            taken_at=now,
+            swarm=swarm,
+            signals=values,
+            sources={},
+            instances=machines,
+            notices_delivered=delivered,
         )
 
     def _node(self, n: SimNode) -> Node:

@@ -114,10 +114,10 @@ class PlannerController:
             return
         if isinstance(a, PauseNode):
             c.set_availability(n, "pause")
-            c.label(n, {L.STATE: "paused", L.PAUSED_AT: L.stamp(a.at), L.NOTIFIED_AT: ""})
+            c.label(n, {L.STATE: "paused", L.PAUSED_AT: L.stamp(a.at), **L.NO_NOTICE})
         elif isinstance(a, ResumeNode):
             c.set_availability(n, "active")
-            c.label(n, {L.STATE: "active", L.PAUSED_AT: "", L.NOTIFIED_AT: ""})
+            c.label(n, {L.STATE: "active", L.PAUSED_AT: "", **L.NO_NOTICE})
         elif isinstance(a, DrainNode):
             c.set_availability(n, "drain")
             c.label(n, {L.STATE: "draining", L.DRAINING_AT: L.stamp(a.at)})

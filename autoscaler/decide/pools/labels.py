@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 POOL = "autoscaler.pool"
 STATE = "autoscaler.state"
@@ -12,6 +14,10 @@ PAUSED_AT = "autoscaler.paused-at"
 DRAINING_AT = "autoscaler.draining-at"
 NOTIFIED_AT = "autoscaler.notified-at"
 """When the alert that sessions will be ended was raised (allow_ending_sessions only)."""
+DELIVERED_AT = "autoscaler.notice-delivered-at"
+"""When a receiver accepted that alert: the ending notice runs from here."""
+NO_NOTICE: Mapping[str, str] = MappingProxyType({NOTIFIED_AT: "", DELIVERED_AT: ""})
+"""Written with a pause or a resume: it starts a new wait, for which no alert counts yet."""
 
 TAG_POOL = "autoscaler:pool"
 TAG_CLUSTER = "autoscaler:cluster"

@@ -63,6 +63,8 @@ class _Pass:
     reasons: list[str] = field(default_factory=list)
     spare: bool = False
     """A node could be paused this pass (the unneeded_for clock runs)."""
+    delivered: Mapping[str, datetime] = field(default_factory=dict)
+    """Snapshot.notices_delivered."""
 
     def node(self, m: Member) -> dict[str, str]:
         assert m.node is not None
@@ -111,7 +113,7 @@ def decide_pool(
         now,
     )
     sizing = size(policy, inv, held.reading, now)
-    p = _Pass(name, policy, now)
+    p = _Pass(name, policy, now, delivered=snapshot.notices_delivered)
     if held.reason is not None:
         p.reasons.append(held.reason)
     p.reasons += sizing.reasons
@@ -428,27 +430,44 @@ def _paused(p: _Pass, m: Member, headroom_known: bool) -> None:
     if not rules.allow_ending_sessions or utc(p.now) < utc(paused_at) + rules.session_grace:
         p.reasons.append(waiting + " to end")
         return
+    # Sessions end only `ending_notice` after a receiver accepted the alert that says so:
+    # raised (and marked) first, raised again every pass until they end, so it stays firing
+    # and reaches a receiver that was down; its delivery is marked; the drain comes last.
+    summary = (
+        f"pool {p.name}: {m.occupied} session(s) on {m.name} will be ended "
+        f"{span(rules.ending_notice)} after this alert is delivered (paused for more than "
+        f"{span(rules.session_grace)})"
+    )
+    p.actions.append(
+        Notify(alert="PoolEndingSessions", summary=summary, labels={"pool": p.name, "node": m.name})
+    )
     notified = L.parse_stamp(m.node.labels.get(L.NOTIFIED_AT))
     if notified is None:
-        summary = (
-            f"pool {p.name}: {m.occupied} session(s) on {m.name} will be ended in "
-            f"{span(rules.ending_notice)} (paused for more than {span(rules.session_grace)})"
-        )
-        p.actions.append(
-            Notify(
-                alert="PoolEndingSessions",
-                summary=summary,
-                labels={"pool": p.name, "node": m.name},
-            )
-        )
         p.actions.append(
             LabelNode(**p.node(m), labels={L.NOTIFIED_AT: L.stamp(p.now)}, reason="alert raised")
         )
-    elif utc(p.now) >= notified + rules.ending_notice:
-        reason = f"session_grace {span(rules.session_grace)} over, alerted at {clock(notified)}"
+        p.reasons.append(waiting + "; alert raised: ending them once it is delivered")
+        return
+    delivered = L.parse_stamp(m.node.labels.get(L.DELIVERED_AT))
+    if delivered is None or delivered < notified:
+        seen = p.delivered.get(f"{p.name}/{m.name}")
+        if seen is not None and utc(seen) >= notified:
+            reason = f"alert raised at {clock(notified)} delivered at {clock(seen)}"
+            labels = {L.DELIVERED_AT: L.stamp(seen)}
+            p.actions.append(LabelNode(**p.node(m), labels=labels, reason=reason))
+        else:
+            p.reasons.append(
+                waiting + f"; alert raised at {clock(notified)} not delivered to any "
+                "receiver yet: none ended"
+            )
+        return
+    if utc(p.now) >= delivered + rules.ending_notice:
+        reason = (
+            f"session_grace {span(rules.session_grace)} over, alert delivered at {clock(delivered)}"
+        )
         p.actions.append(DrainNode(**p.node(m), reason=reason, at=p.now, end_sessions=True))
     else:
-        p.reasons.append(waiting + f"; ending them after {clock(notified + rules.ending_notice)}")
+        p.reasons.append(waiting + f"; ending them after {clock(delivered + rules.ending_notice)}")
 
 
 def _draining(p: _Pass, m: Member) -> None:
