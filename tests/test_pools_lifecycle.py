@@ -352,6 +352,12 @@ def test_newcomer_is_labelled_and_counts_once_ready() -> None:
     assert label.labels == {L.POOL: POOL, L.STATE: "active", L.INSTANCE: "i-new"}
     assert not on(p, "launch_nodes")
     assert p.pools[0].nodes["active"] == 2
+    # EC2's resource-name host names are the instance id, whatever the private DNS name
+    named = node("i-new.eu-west-1.compute.internal", pool_name=None)
+    p = run(snapshot([node("a"), named], sessions("a", 4), machines), pool(min=2))
+    (label,) = on(p, "label_node")
+    assert isinstance(label, LabelNode) and label.labels[L.INSTANCE] == "i-new"
+    assert not on(p, "terminate_instance") and p.pools[0].nodes["active"] == 2
     not_ready = newcomer.model_copy(update={"state": "unknown"})
     p = run(snapshot([node("a"), not_ready], sessions("a", 4), machines), pool(min=2))
     assert p.pools[0].nodes["joining"] == 1 and p.pools[0].nodes["active"] == 1

@@ -165,11 +165,14 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
 def _instance_of(
     node: Node, instances: list[Instance], by_id: dict[str, Instance]
 ) -> Instance | None:
-    """The machine behind a node: by the instance-id label, else by host name or address."""
+    """The machine behind a node: by the instance-id label, else by host name (the private
+    DNS name's, or the instance id of EC2's resource-name host names) or address."""
     wanted = node.labels.get(L.INSTANCE)
     if wanted:
         return by_id.get(wanted)
     host = node.hostname.split(".")[0]
+    if host in by_id and by_id[host] in instances:
+        return by_id[host]
     for inst in instances:
         dns = inst.private_dns.split(".")[0]
         if (dns and dns == host) or (inst.private_ip and inst.private_ip == node.addr):
