@@ -27,6 +27,8 @@ class Node(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     nano_cpus: int = 0
     memory_bytes: int = 0
+    joined_at: datetime | None = None
+    """When the node joined the Swarm (its CreatedAt); None when unknown."""
 
 
 class Service(Frozen):

@@ -343,6 +343,43 @@ def test_a_timed_out_join_is_replaced() -> None:
     assert kinds(p) == ["launch_nodes", "notify", "terminate_instance"]
 
 
+@pytest.mark.parametrize("joined_hours_ago", [0.5, None])
+def test_a_timed_out_machine_is_kept_while_an_unknown_worker_may_be_its_node(
+    joined_hours_ago: float | None,
+) -> None:
+    """A worker that joined since the machine's launch but matches no machine (a custom
+    host name, another address) may be it, with sessions: alerted, never terminated."""
+    joined = T0 - timedelta(hours=joined_hours_ago) if joined_hours_ago is not None else None
+    stranger = node("custom-7", pool_name=None).model_copy(update={"joined_at": joined})
+    machines = [machine("a"), machine("never", age=timedelta(hours=1))]
+    held = sessions("a", 1) + sessions("custom-7", 2)
+    p = run(snapshot([node("a"), stranger], held, machines), pool())
+    assert not on(p, "terminate_instance"), reasons(p)
+    (alert,) = on(p, "notify")
+    assert isinstance(alert, Notify) and alert.labels == {"pool": POOL, "instance": "i-never"}
+    assert "not terminated: worker custom-7 joined since" in alert.summary
+    assert f"label it {L.INSTANCE}=i-never" in alert.summary
+    assert p.pools[0].nodes["join_timeout"] == 1
+    assert not {getattr(a, "hostname", None) for a in p.actions} & {"custom-7"}
+    # labelled as the alert says: adopted, with its sessions
+    claimed = stranger.model_copy(update={"labels": {L.INSTANCE: "i-never"}})
+    p = run(snapshot([node("a"), claimed], held, machines), pool())
+    assert not on(p, "terminate_instance") and p.pools[0].nodes["active"] == 2, reasons(p)
+    (label,) = on(p, "label_node")
+    assert isinstance(label, LabelNode) and label.labels[L.POOL] == POOL
+
+
+def test_a_worker_that_joined_before_the_launch_does_not_hold_a_timed_out_machine() -> None:
+    static = node("static-1", pool_name=None).model_copy(
+        update={"joined_at": T0 - timedelta(days=30)}
+    )
+    machines = [machine("a"), machine("never", age=timedelta(hours=1))]
+    p = run(snapshot([node("a"), static], sessions("a", 1), machines), pool())
+    assert kinds(p) == ["notify", "terminate_instance"], reasons(p)
+    (alert,) = on(p, "notify")
+    assert isinstance(alert, Notify) and alert.summary.endswith("terminating it")
+
+
 def test_newcomer_is_labelled_and_counts_once_ready() -> None:
     newcomer = node("ip-10-0-0-9", pool_name=None)
     machines = [machine("a"), machine("new", age=timedelta(minutes=1), dns="ip-10-0-0-9.ec2")]

@@ -55,6 +55,11 @@ def test_nodes(swarm_cluster: SwarmCluster, swarm_client: docker.DockerClient) -
         assert by_host[worker.name].role == "worker"
         assert by_host[worker.name].addr == worker.ip
         assert by_host[worker.name].labels == {"autoscaler.pool": "lab"}
+        # the Swarm was made on the manager, which the workers joined after
+        manager_joined = by_host["manager"].joined_at
+        assert manager_joined is not None and manager_joined.tzinfo is not None
+        assert all((n.joined_at or manager_joined) >= manager_joined for n in state.nodes)
+        assert all(n.joined_at is not None for n in state.nodes)
         for n in state.nodes:
             assert (n.state, n.availability) == ("ready", "active")
             assert n.nano_cpus >= 1_000_000_000

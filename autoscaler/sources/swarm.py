@@ -99,6 +99,7 @@ def _node(raw: Mapping[str, Any]) -> Node:
         labels=dict(spec.get("Labels") or {}),
         nano_cpus=int(resources.get("NanoCPUs", 0)),
         memory_bytes=int(resources.get("MemoryBytes", 0)),
+        joined_at=parse_time(raw.get("CreatedAt")),
     )
 
 

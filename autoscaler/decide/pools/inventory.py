@@ -7,6 +7,7 @@ the provider's instances), so a restarted sidecar sees what the last one left.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
 from typing import Literal
 
@@ -56,6 +57,9 @@ class Member:
     claim their seats inside ShinyProxy, unseen from the Swarm."""
     needs_label: bool = False
     """A Ready node of ours that does not carry the pool's labels yet."""
+    maybe_node: str = ""
+    """A machine past its join timeout: an unlabelled worker that joined since its launch
+    and matches no machine, which may be this machine's node (sessions may run there)."""
 
     @property
     def occupied(self) -> int:
@@ -133,11 +137,13 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
     # a warm-pool machine never joins: one with a node was started by a launch whose
     # warm=false tag is not listed yet
     joinable = [i for i in instances if i.alive or (i.warm and i.state in ("pending", "running"))]
+    strangers: list[Node] = []
     for node in newcomers:
         unmatched = [i for i in joinable if i.id not in matched]
         inst = _instance_of(node, unmatched, {i.id: i for i in unmatched})
         if inst is None:
-            continue  # not ours: never touched
+            strangers.append(node)  # not known to be ours: never touched
+            continue
         matched.add(inst.id)
         members.append(_newcomer(node, inst, policy, snapshot, loads))
     for inst in instances:
@@ -147,8 +153,11 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
         if inst.id in matched:
             continue
         age = utc(snapshot.taken_at) - utc(inst.launched_at)
-        state: State = "join_timeout" if age >= policy.join_timeout else "launching"
-        members.append(Member(state, instance=inst))
+        if age < policy.join_timeout:
+            members.append(Member("launching", instance=inst))
+            continue
+        maybe = next((n.hostname for n in strangers if _joined_since(n, inst)), "")
+        members.append(Member("join_timeout", instance=inst, maybe_node=maybe))
     pending = sum(1 for s in app_sessions if s.node_id is None and s.is_pending)
     warm = 0
     for inst in instances:
@@ -160,6 +169,14 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
         else:
             warm += 1
     return Inventory(name, tuple(members), pending, snapshot.instances is not None, warm)
+
+
+def _joined_since(node: Node, inst: Instance) -> bool:
+    """Whether the node may have joined after the machine was launched (a minute of clock
+    skew allowed; unknown counts as yes)."""
+    if node.joined_at is None:
+        return True
+    return utc(node.joined_at) >= utc(inst.launched_at) - timedelta(minutes=1)
 
 
 def _instance_of(

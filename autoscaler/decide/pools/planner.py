@@ -386,14 +386,24 @@ def _lifecycle(p: _Pass, inv: Inventory, resumed: set[str], headroom_known: bool
             why = f"{m.name} not a Ready Swarm node within join_timeout {limit}"
             if m.instance is not None and m.instance.warm:
                 why = f"warm-pool machine {m.name} not powered off within join_timeout {limit}"
+            verdict = "terminating it"
+            if m.maybe_node:  # sessions may run there: a person decides
+                verdict = (
+                    f"not terminated: worker {m.maybe_node} joined since and matches no "
+                    f"machine; label it {L.INSTANCE}={m.name} if it is this one, or remove "
+                    "it from the Swarm"
+                )
             p.actions.append(
                 Notify(
                     alert="PoolNodeJoinTimeout",
-                    summary=f"pool {p.name}: {why}; terminating it",
+                    summary=f"pool {p.name}: {why}; {verdict}",
                     labels={"pool": p.name, "instance": m.instance_id or ""},
                 )
             )
-            p.terminate(m, why)
+            if m.maybe_node:
+                p.reasons.append(f"{why}; {verdict}")
+            else:
+                p.terminate(m, why)
         elif m.state == "held":
             p.reasons.append(f"{m.name} paused or drained by someone else: left alone")
 
