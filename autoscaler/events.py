@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -20,10 +20,12 @@ class DockerEventWatcher:
         client: Any,
         on_event: Callable[[str], None],
         max_backoff: float = 30.0,
+        first_delay: float = 1.0,
     ) -> None:
         self.client = client
         self.on_event = on_event
         self.max_backoff = max_backoff
+        self.first_delay = first_delay
         self._stop = threading.Event()
         self._stream: Any = None
         self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
@@ -42,11 +44,11 @@ class DockerEventWatcher:
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
-        delay = 1.0
+        delays = retry_delays(self.first_delay, self.max_backoff)
         while not self._stop.is_set():
             try:
                 self._stream = self.client.events(decode=True, filters={"type": WATCHED_TYPES})
-                delay = 1.0
+                delays = retry_delays(self.first_delay, self.max_backoff)
                 for ev in self._stream:
                     if self._stop.is_set():
                         return
@@ -54,6 +56,14 @@ class DockerEventWatcher:
             except Exception as e:
                 if self._stop.is_set():
                     return
-                log.warning("docker event stream failed (%s); retrying in %.0fs", e, delay)
+                delay = next(delays)
+                log.warning("docker event stream failed (%s); retrying in %.1fs", e, delay)
                 self._stop.wait(delay)
-                delay = min(delay * 2, self.max_backoff)
+
+
+def retry_delays(first: float, cap: float) -> Iterator[float]:
+    """Waits before each reconnection: doubling from ``first``, never above ``cap``."""
+    delay = min(first, cap)
+    while True:
+        yield delay
+        delay = min(delay * 2, cap)

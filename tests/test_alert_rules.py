@@ -18,6 +18,8 @@ import promql_parser
 import pytest
 import yaml
 
+from tests.realparts import missing_real_part
+
 ROOT = Path(__file__).resolve().parents[1]
 ALERTING = ROOT / "alerting"
 PROMETHEUS_CONFIG = ALERTING / "prometheus.yml"
@@ -88,7 +90,7 @@ def markdown_anchors(path: Path) -> set[str]:
 def _need(binary: str, package: str) -> str:
     path = shutil.which(binary)
     if path is None:
-        pytest.skip(f"{binary} not installed (apt-get install {package})")
+        missing_real_part(f"{binary} not installed (apt-get install {package})")
     return path
 
 

@@ -26,6 +26,7 @@ from autoscaler.rules.schema import Policies
 from autoscaler.sources.errors import QueryRejected, SourceError
 from autoscaler.sources.prometheus import PrometheusClient
 from tests.fixtures_backends import PrometheusLab, need_binary
+from tests.realparts import missing_real_part
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -172,7 +173,7 @@ def test_a_rejected_promql_rule_does_not_report_prometheus_down() -> None:
 
 def test_shipped_example_routes_like_amtool(tmp_path: Path) -> None:
     if shutil.which("amtool") is None:
-        pytest.skip("amtool not installed (apt-get install prometheus-alertmanager)")
+        missing_real_part("amtool not installed (apt-get install prometheus-alertmanager)")
     data = yaml.safe_load((ROOT / "rules" / "alerts.yml").read_text(encoding="utf-8"))
     am = tmp_path / "alertmanager.yml"
     am.write_text(

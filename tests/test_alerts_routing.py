@@ -17,6 +17,7 @@ import yaml
 from autoscaler.alerts.config import RoutingConfig, load_routing_file
 from autoscaler.alerts.matchers import parse_matchers
 from autoscaler.alerts.routing import Route, receivers_for
+from tests.realparts import missing_real_part
 
 AM_ROUTE_MATCH = """
 receiver: 'notify-def'
@@ -227,7 +228,7 @@ def _amtool(path: Path, labels: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def amtool() -> None:
     if shutil.which("amtool") is None:
-        pytest.skip("amtool not installed (apt-get install prometheus-alertmanager)")
+        missing_real_part("amtool not installed (apt-get install prometheus-alertmanager)")
 
 
 @pytest.mark.parametrize("tree", sorted(TREES))

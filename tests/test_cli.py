@@ -60,6 +60,7 @@ def rules(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.mark.real
 def test_plan_live_save_and_replay(
     swarm_cluster: SwarmCluster, swarm_client: docker.DockerClient, rules: Path, tmp_path: Path
 ) -> None:
@@ -102,6 +103,7 @@ def test_plan_live_save_and_replay(
     assert spec["Mode"]["Replicated"]["Replicas"] == 1
 
 
+@pytest.mark.real
 def test_run_once_dry_run_changes_nothing(
     swarm_cluster: SwarmCluster, swarm_client: docker.DockerClient, rules: Path, tmp_path: Path
 ) -> None:

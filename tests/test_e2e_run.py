@@ -26,7 +26,7 @@ from autoscaler.lab.ports import free_port
 from tests.fixtures_backends import need_binary
 from tests.fixtures_swarm import wait_until
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.real, pytest.mark.slow]
 
 SERVICE = "e2e-api"
 RULES = f"""

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from typing import Any
 
 import docker
+import docker.errors
+import pytest
 from docker.types import ServiceMode
 
-from autoscaler.events import DockerEventWatcher
+from autoscaler.events import DockerEventWatcher, retry_delays
 from tests.fixtures_swarm import wait_until
 
 
+@pytest.mark.real
 def test_service_and_node_events_reach_the_trigger(swarm_client: docker.DockerClient) -> None:
     seen: list[str] = []
     lock = threading.Lock()
@@ -42,13 +47,32 @@ def test_service_and_node_events_reach_the_trigger(swarm_client: docker.DockerCl
     assert not watcher._thread.is_alive()
 
 
+class DownEngine:
+    """A Docker client whose event stream always fails: it counts the attempts."""
+
+    def __init__(self) -> None:
+        self.attempts = 0
+
+    def events(self, **kwargs: Any) -> Any:
+        self.attempts += 1
+        raise docker.errors.APIError("Cannot connect to the Docker daemon")
+
+
 def test_engine_down_is_retried_not_fatal() -> None:
-    client = docker.DockerClient(
-        base_url="unix:///nonexistent/docker.sock", timeout=1, version="1.41"
-    )
-    watcher = DockerEventWatcher(client, lambda r: None, max_backoff=0.2)
+    engine = DownEngine()
+    watcher = DockerEventWatcher(engine, lambda r: None, max_backoff=0.04, first_delay=0.01)
     watcher.start()
-    time.sleep(0.5)
-    assert watcher._thread.is_alive(), "keeps retrying with capped backoff"
-    watcher.stop()
+    try:
+        wait_until(lambda: engine.attempts >= 6, timeout=10, what="six connection attempts")
+        assert watcher._thread.is_alive()
+    finally:
+        watcher.stop()
     assert not watcher._thread.is_alive()
+    attempts = engine.attempts
+    time.sleep(0.1)
+    assert engine.attempts == attempts  # stopped: no more attempts
+
+
+def test_retry_delays_double_up_to_the_cap() -> None:
+    assert list(itertools.islice(retry_delays(1.0, 30.0), 7)) == [1, 2, 4, 8, 16, 30, 30]
+    assert list(itertools.islice(retry_delays(1.0, 0.2), 3)) == [0.2, 0.2, 0.2]

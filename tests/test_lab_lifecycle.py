@@ -25,6 +25,7 @@ import requests
 
 from autoscaler.lab import lab as lab_mod
 from autoscaler.lab import teardown
+from tests.realparts import missing_real_part
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -43,10 +44,10 @@ BINARIES = (
 
 def _need_lab() -> None:
     if os.geteuid() != 0:
-        pytest.skip("the lab needs root (network namespaces, dockerd)")
+        missing_real_part("the lab needs root (network namespaces, dockerd)")
     missing = [b for b in BINARIES if shutil.which(b) is None]
     if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
+        missing_real_part(f"not installed: {', '.join(missing)}")
 
 
 def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:

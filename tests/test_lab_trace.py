@@ -20,6 +20,7 @@ from autoscaler.lab.trace import (
     read_trace,
     smooth,
 )
+from tests.realparts import missing_real_part
 
 NASA = Path(__file__).resolve().parents[2] / "shared" / "traces" / "nasa-http-1995-per-minute.csv"
 T0 = datetime.fromisoformat("1995-07-03T00:00:00-04:00")
@@ -100,7 +101,7 @@ def test_peak_concurrency_and_burst_plan() -> None:
 
 def test_the_nasa_trace_replays_at_a_bounded_peak() -> None:
     if not NASA.exists():
-        pytest.skip(f"trace not found at {NASA}")
+        missing_real_part(f"trace not found at {NASA}")
     points = read_trace(NASA)
     assert len(points) == 84_334
     assert sum(p.count for p in points) == 3_461_610

@@ -10,6 +10,7 @@ import pytest
 from autoscaler.cli import main
 from autoscaler.sim.arrivals import read_session_csv
 from autoscaler.sim.trace import TraceError, parse_rates, parse_time, read_rates
+from tests.realparts import missing_real_part
 
 NASA = Path(__file__).resolve().parents[2] / "shared" / "traces" / "nasa-http-1995-per-minute.csv"
 
@@ -72,7 +73,7 @@ def test_window_from_is_inclusive_to_is_exclusive(tmp_path: Path) -> None:
 
 def test_the_nasa_trace_reads_whole() -> None:
     if not NASA.exists():
-        pytest.skip(f"{NASA} not present")
+        missing_real_part(f"{NASA} not present")
     points = read_rates(NASA)
     assert len(points) == 84_334
     assert sum(p.count for p in points) == 3_461_610

@@ -20,6 +20,7 @@ import requests
 import yaml
 
 from autoscaler.lab.backends import Backend, start_alertmanager
+from tests.realparts import missing_real_part
 
 ROOT = Path(__file__).resolve().parents[1]
 ALERTING = ROOT / "alerting"
@@ -122,7 +123,7 @@ PLAINTEXT_SECRET_KEYS = {
 def amtool(*args: str | Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("amtool")
     if exe is None:
-        pytest.skip("amtool not installed (apt-get install prometheus-alertmanager)")
+        missing_real_part("amtool not installed (apt-get install prometheus-alertmanager)")
     return subprocess.run(
         [exe, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
     )
@@ -350,7 +351,7 @@ def _loopback_config(directory: Path) -> str:
 @pytest.fixture
 def alertmanager(tmp_path: Path) -> Any:
     if shutil.which("prometheus-alertmanager") is None:
-        pytest.skip(
+        missing_real_part(
             "prometheus-alertmanager not installed (apt-get install prometheus-alertmanager)"
         )
     backend: Backend | None = None
@@ -381,6 +382,7 @@ def _states(url: str, expected: int, timeout: float = 15.0) -> dict[tuple[str, s
         time.sleep(0.2)
 
 
+@pytest.mark.real
 def test_a_real_alertmanager_inhibits_warnings_of_the_same_service_and_node(
     alertmanager: Backend,
 ) -> None:

@@ -79,7 +79,7 @@ def docker_stack_config(
 ) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("docker")
     if exe is None:
-        pytest.skip("docker CLI not installed (apt-get install docker.io)")
+        missing_real_part("docker CLI not installed (apt-get install docker.io)")
     home = tmp_path / "docker-config"
     home.mkdir(exist_ok=True)
     clean = {

@@ -25,6 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from autoscaler.lab.lab import LabOptions, RunningLab, up
 from autoscaler.lab.load import LoadDriver, burst_plan
 from autoscaler.lab.standin.server import USER_HEADER
+from tests.realparts import missing_real_part
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -46,10 +47,10 @@ BINARIES = (
 @pytest.fixture(scope="module")
 def lab() -> Iterator[RunningLab]:
     if os.geteuid() != 0:
-        pytest.skip("the lab needs root (network namespaces, dockerd)")
+        missing_real_part("the lab needs root (network namespaces, dockerd)")
     missing = [b for b in BINARIES if shutil.which(b) is None]
     if missing:
-        pytest.skip(f"not installed: {', '.join(missing)}")
+        missing_real_part(f"not installed: {', '.join(missing)}")
     parent = Path(tempfile.mkdtemp(prefix="lab-"))
     running: RunningLab | None = None
     try:

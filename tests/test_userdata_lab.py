@@ -19,6 +19,7 @@ from moto.server import ThreadedMotoServer
 from autoscaler.lab.engines import JoinInfo, SwarmCluster, WorkerEngine
 from autoscaler.providers.ssm import JoinParameter, swarm_join_info
 from autoscaler.userdata import JoinSettings, render_user_data
+from tests.realparts import missing_real_part
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 REGION = "eu-west-1"
@@ -52,7 +53,7 @@ def test_rendered_user_data_joins_the_swarm(
 ) -> None:
     aws = shutil.which("aws")
     if aws is None:
-        pytest.skip("the AWS CLI is not installed")
+        missing_real_part("the AWS CLI is not installed (pip install awscli)")
     for k, v in CREDS.items():
         monkeypatch.setenv(k, v)
     ssm = boto3.client("ssm", region_name=REGION, endpoint_url=moto_on_bridge)
