@@ -69,8 +69,13 @@ def test_several_paths_are_one_set() -> None:
     assert (code, lines) == (0, ["OK: 2 files, 1 signals, 1 service policies, 0 pools, 0 alerts"])
 
 
-def test_empty_folder_is_ok(tmp_path: Path) -> None:
+def test_an_empty_folder_or_file_is_refused(tmp_path: Path) -> None:
+    assert _check(tmp_path) == (1, [f"{tmp_path}: no rules files (*.yaml, *.yml) in the folder"])
+    (tmp_path / "a.yml").write_text("# all commented out\n")
+    empty = "the file is empty: write {} to keep an empty rules file on purpose"
+    assert _check(tmp_path) == (1, [f"{tmp_path / 'a.yml'}:1: {empty}"])
+    (tmp_path / "a.yml").write_text("{}\n")
     assert _check(tmp_path) == (
         0,
-        ["OK: 0 files, 0 signals, 0 service policies, 0 pools, 0 alerts"],
+        ["OK: 1 files, 0 signals, 0 service policies, 0 pools, 0 alerts"],
     )

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.rules.loader import Problem, load_paths, load_rules
+from autoscaler.rules.schema import Policies
 
 DATA = Path(__file__).parent / "data" / "rules"
 GOOD = DATA / "good"
@@ -18,6 +19,8 @@ BAD_SETS = DATA / "bad_sets"
 # file -> (line, field, a piece of the message). An empty field means a whole-file problem.
 BAD_FILES: dict[str, tuple[int, str, str]] = {
     "yaml_syntax.yml": (8, "", "YAML syntax error at column 22: a flow sequence"),
+    "empty.yml": (1, "", "the file is empty: write {} to keep an empty rules file on purpose"),
+    "comments_only.yml": (1, "", "the file is empty"),  # every line commented out
     "tabs.yml": (3, "", "indent with spaces"),
     "multi_document.yml": (4, "", "one document per file"),
     "python_tag.yml": (4, "", "'!!python/object/apply:os.system'"),
@@ -229,11 +232,10 @@ def test_anchors_merge_keys_and_x_sections() -> None:
     assert services["worker"].target_tracking[0].average_value == 20
 
 
-def test_empty_and_emptied_files_have_no_policies() -> None:
-    for name in ("empty.yml", "comments_only.yml", "null_sections.yml"):
-        result = load_rules(GOOD / name)
-        assert result.policies is not None
-        assert (result.policies.signals, result.policies.services) == ({}, {})
+def test_sections_left_empty_have_no_policies() -> None:
+    result = load_rules(GOOD / "null_sections.yml")
+    assert result.policies is not None
+    assert (result.policies.signals, result.policies.services) == ({}, {})
 
 
 def test_values_are_typed() -> None:
@@ -292,8 +294,12 @@ def test_missing_path_is_a_problem(tmp_path: Path) -> None:
     assert [str(p) for p in result.problems] == [f"{tmp_path / 'nope'}: no such file or folder"]
 
 
-def test_empty_folder_loads_nothing(tmp_path: Path) -> None:
+def test_an_empty_folder_is_a_problem(tmp_path: Path) -> None:
+    """Emptied while the sidecar runs, it must not stop every policy and route."""
     result = load_rules(tmp_path)
-    assert result.problems == []
-    assert result.policies is not None
-    assert result.files == []
+    assert result.policies is None
+    assert [str(p) for p in result.problems] == [
+        f"{tmp_path}: no rules files (*.yaml, *.yml) in the folder"
+    ]
+    (tmp_path / "keep.yml").write_text("{}\n")
+    assert load_rules(tmp_path).policies == Policies()

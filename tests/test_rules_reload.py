@@ -110,3 +110,24 @@ def test_folder_removed_keeps_policies(rules: Path) -> None:
     assert store.refresh() == ReloadOutcome.INVALID
     assert [str(p) for p in store.problems] == [f"{rules}: no such file or folder"]
     assert "api" in store.policies.services
+
+
+def test_a_file_emptied_or_every_file_removed_keeps_the_running_policies(rules: Path) -> None:
+    """A save caught halfway (an empty file) or a folder emptied by mistake must not stop
+    every policy: both are problems, and the last good policies stay."""
+    store = RulesStore(rules)
+    assert store.refresh() == ReloadOutcome.LOADED
+    good = store.policies
+    services = rules / "20-services.yml"
+    text = services.read_text()
+    services.write_text("")
+    assert store.refresh() == ReloadOutcome.INVALID
+    assert store.policies == good and store.generation == 1
+    assert [p.message for p in store.problems] == [
+        "the file is empty: write {} to keep an empty rules file on purpose"
+    ]
+    services.write_text(text)
+    for f in rules.iterdir():
+        f.rename(f.with_suffix(".bak"))
+    assert store.refresh() == ReloadOutcome.INVALID
+    assert store.policies == good and "no rules files" in store.problems[0].message

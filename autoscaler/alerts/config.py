@@ -18,7 +18,7 @@ from autoscaler.alerts import templating
 from autoscaler.alerts.matchers import LABEL_NAME, Matcher, parse_matchers
 from autoscaler.alerts.timeintervals import TimeInterval
 from autoscaler.durations import Duration
-from autoscaler.model import Frozen
+from autoscaler.model import Written
 
 
 def _refuse(data: Any, known: dict[str, str]) -> Any:
@@ -54,10 +54,12 @@ def _check_names(v: dict[str, str]) -> dict[str, str]:
     return v
 
 
-class RouteConfig(Frozen):
+class RouteConfig(Written):
     """One node of the routing tree; options left out are inherited from the parent."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False
+    )
 
     receiver: str | None = None
     group_by: tuple[str, ...] | None = None
@@ -123,7 +125,7 @@ class RouteConfig(Frozen):
 # ---------------------------------------------------------------- receivers
 
 
-class SlackConfig(Frozen):
+class SlackConfig(Written):
     """Slack incoming webhook; the URL is a secret, so it is read from a file."""
 
     api_url_file: Path
@@ -173,7 +175,7 @@ class SlackConfig(Frozen):
         return templating.check_template(v, templating.NOTIFICATION_FIELDS)
 
 
-class TLSConfig(Frozen):
+class TLSConfig(Written):
     ca_file: Path | None = None
     server_name: str | None = None
     insecure_skip_verify: bool = False
@@ -186,7 +188,7 @@ class TLSConfig(Frozen):
         )
 
 
-class EmailConfig(Frozen):
+class EmailConfig(Written):
     to: str = Field(min_length=3)
     from_: str = Field(alias="from", min_length=3)
     smarthost: str
@@ -201,7 +203,9 @@ class EmailConfig(Frozen):
     text: str | None = None
     html: str | None = None
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -243,7 +247,7 @@ class EmailConfig(Frozen):
         return self
 
 
-class WebhookConfig(Frozen):
+class WebhookConfig(Written):
     """POST of Alertmanager's webhook JSON (version 4) to a URL."""
 
     url: str | None = None
@@ -267,7 +271,7 @@ class WebhookConfig(Frozen):
         return self
 
 
-class AlertmanagerForward(Frozen):
+class AlertmanagerForward(Written):
     """Forward alerts to an existing Alertmanager's ``/api/v2/alerts``."""
 
     url: str
@@ -295,7 +299,7 @@ _OTHER_INTEGRATIONS = (
 )
 
 
-class ReceiverConfig(Frozen):
+class ReceiverConfig(Written):
     name: str = Field(min_length=1)
     slack_configs: tuple[SlackConfig, ...] = ()
     email_configs: tuple[EmailConfig, ...] = ()
@@ -318,7 +322,7 @@ class ReceiverConfig(Frozen):
 # ---------------------------------------------------------------- inhibition
 
 
-class InhibitRuleConfig(Frozen):
+class InhibitRuleConfig(Written):
     source_matchers: tuple[str, ...] = ()
     target_matchers: tuple[str, ...] = ()
     source_match: dict[str, str] = Field(default_factory=dict)
@@ -357,10 +361,12 @@ def _combine(eq: dict[str, str], regex: dict[str, str], texts: tuple[str, ...]) 
 CompareOp = Literal[">", ">=", "<", "<=", "==", "!="]
 
 
-class AlertRule(Frozen):
+class AlertRule(Written):
     """An alert over one signal (threshold) or over a PromQL expression Prometheus evaluates."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, allow_inf_nan=False
+    )
 
     enabled: bool = True
     signal: str | None = None
@@ -422,7 +428,7 @@ DEFAULT_GROUP_INTERVAL = timedelta(minutes=5)
 DEFAULT_REPEAT_INTERVAL = timedelta(hours=4)
 
 
-class RoutingConfig(Frozen):
+class RoutingConfig(Written):
     """What an ``alertmanager.yml`` holds that routing needs (checked as a whole)."""
 
     route: RouteConfig

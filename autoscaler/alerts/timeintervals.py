@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 
-from autoscaler.model import Frozen
+from autoscaler.model import Written
 
 _WEEKDAYS = {d: i for i, d in enumerate(calendar.day_name)}  # monday=0 .. sunday=6
 _WEEKDAYS = {k.lower(): v for k, v in _WEEKDAYS.items()}
@@ -18,7 +18,7 @@ _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
 _TIME = re.compile(r"^(\d{2}):(\d{2})$")
 
 
-class TimeRange(Frozen):
+class TimeRange(Written):
     start_time: str
     end_time: str
 
@@ -43,7 +43,7 @@ class TimeRange(Frozen):
         return start, end
 
 
-class TimeSpec(Frozen):
+class TimeSpec(Written):
     """One ``time_intervals`` entry: every field given must match (empty = any)."""
 
     times: tuple[TimeRange, ...] = ()
@@ -118,7 +118,7 @@ class TimeSpec(Frozen):
         return not self.years or any(_in(item, {}, 0, 9999, t.year) for item in self.years)
 
 
-class TimeInterval(Frozen):
+class TimeInterval(Written):
     name: str = Field(min_length=1)
     time_intervals: tuple[TimeSpec, ...] = ()
 

@@ -118,6 +118,9 @@ def read_sources(paths: Sequence[Path]) -> tuple[list[RuleSource], list[Problem]
         except OSError as e:
             problems.append(Problem(str(path), 0, "", f"cannot list the folder: {e.strerror}"))
             continue
+        if not files:  # an emptied folder would otherwise stop every policy and route
+            kinds = ", ".join(f"*{s}" for s in sorted(SUFFIXES))
+            problems.append(Problem(str(path), 0, "", f"no rules files ({kinds}) in the folder"))
         for file in files:
             try:
                 real = file.resolve()
@@ -183,8 +186,9 @@ def _parse(source: RuleSource) -> tuple[_Doc, list[Problem]]:
         return failed, [Problem(name, 1, "", "the YAML is nested too deeply")]
     except (ValueError, TypeError) as e:  # a tagged scalar that does not convert (!!int x)
         return failed, [Problem(name, 1, "", f"YAML error: a value cannot be read: {e}")]
-    if root is None:
-        return _Doc(name, None, {}, RulesFile()), []
+    if root is None:  # more often a file being written, or emptied by mistake, than meant
+        message = "the file is empty: write {} to keep an empty rules file on purpose"
+        return failed, [Problem(name, 1, "", message)]
     if not isinstance(data, dict):
         sections = ", ".join(f"{s}:" for s in RulesFile.model_fields)
         line = root.start_mark.line + 1

@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from autoscaler.durations import Duration
-from autoscaler.model import Frozen
+from autoscaler.model import Written
 from autoscaler.rules.windows import CronWindow
 
 
@@ -18,7 +18,7 @@ def _positive(v: timedelta, what: str = "duration") -> timedelta:
     return v
 
 
-class SeatSize(Frozen):
+class SeatSize(Written):
     """What one session reserves; a node's seats = min(cpus, memory) it can hold."""
 
     cpus: float | None = Field(default=None, gt=0)
@@ -31,7 +31,7 @@ class SeatSize(Frozen):
         return self
 
 
-class Headroom(Frozen):
+class Headroom(Written):
     """Free seats kept ahead of demand: ``seats`` free on active nodes at all times, and
     room for the arrivals of one ``node_ready_time`` on active nodes, on paused nodes that
     still hold sessions (resumed at once) and on machines on their way."""
@@ -61,7 +61,7 @@ class Headroom(Frozen):
         return _positive(v)
 
 
-class ScaleIn(Frozen):
+class ScaleIn(Written):
     unneeded_for: Duration = timedelta(minutes=10)
     """A node must be spare this long before it is paused."""
     nodes_per_step: int = Field(default=1, ge=1)
@@ -82,7 +82,7 @@ class ScaleIn(Frozen):
         return _positive(v)
 
 
-class Ec2Pool(Frozen):
+class Ec2Pool(Written):
     """How the ``ec2`` provider launches this pool's instances."""
 
     launch_template: str | None = None
@@ -111,7 +111,7 @@ class Ec2Pool(Frozen):
         return self
 
 
-class LocalPool(Frozen):
+class LocalPool(Written):
     """The lab's provider: one more engine per node, joined after ``boot_delay``."""
 
     boot_delay: Duration = timedelta(seconds=5)
@@ -123,7 +123,7 @@ class PoolSchedule(CronWindow):
     min: int = Field(ge=0)
 
 
-class PoolPolicy(Frozen):
+class PoolPolicy(Written):
     """A pool of worker nodes the autoscaler launches, pauses, drains and terminates."""
 
     provider: Literal["ec2", "local"]

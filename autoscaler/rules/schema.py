@@ -19,14 +19,14 @@ from autoscaler.alerts.config import (
 )
 from autoscaler.alerts.timeintervals import TimeInterval
 from autoscaler.durations import Duration
-from autoscaler.model import Frozen
+from autoscaler.model import Written
 from autoscaler.rules.pools import PoolPolicy
 from autoscaler.rules.windows import CronWindow
 
 # ---------------------------------------------------------------- signals
 
 
-class PrometheusSource(Frozen):
+class PrometheusSource(Written):
     """Any PromQL instant query; the value is the single sample it returns."""
 
     query: str
@@ -43,7 +43,7 @@ class PrometheusSource(Frozen):
         return v
 
 
-class ActuatorSource(Frozen):
+class ActuatorSource(Written):
     """A metric from ShinyProxy's ``/actuator/prometheus``, across every replica."""
 
     metric: str = Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
@@ -51,7 +51,7 @@ class ActuatorSource(Frozen):
     aggregate: Literal["sum", "max", "min", "avg"] = "sum"
 
 
-class InfluxSource(Frozen):
+class InfluxSource(Written):
     """An InfluxQL query on ShinyProxy's usage events; the value is the newest row."""
 
     query: str
@@ -75,7 +75,7 @@ SwarmMetric = Literal[
 ]
 
 
-class SwarmSource(Frozen):
+class SwarmSource(Written):
     """A built-in count read from the Swarm itself."""
 
     metric: SwarmMetric
@@ -98,7 +98,7 @@ class SwarmSource(Frozen):
         return self
 
 
-class Signal(Frozen):
+class Signal(Written):
     """A named value the policies read. Exactly one source."""
 
     description: str = ""
@@ -132,7 +132,7 @@ class Signal(Frozen):
 # ---------------------------------------------------------------- services
 
 
-class TargetTracking(Frozen):
+class TargetTracking(Written):
     """HPA target tracking on one signal.
 
     ``average_value``: the signal is a total; desired = ceil(signal / average_value).
@@ -150,7 +150,7 @@ class TargetTracking(Frozen):
         return self
 
 
-class Step(Frozen):
+class Step(Written):
     """A threshold rule: when the signal is above (or below) a bound, change replicas."""
 
     signal: str
@@ -170,7 +170,7 @@ class Step(Frozen):
         return self
 
 
-class RatePolicy(Frozen):
+class RatePolicy(Written):
     """At most ``value`` replicas (or percent) of change per ``period``."""
 
     type: Literal["replicas", "percent"]
@@ -185,7 +185,7 @@ class RatePolicy(Frozen):
         return v
 
 
-class ScalingRules(Frozen):
+class ScalingRules(Written):
     """One direction of HPA ``behavior``: stabilisation window and rate policies."""
 
     stabilization_window: Duration | None = None
@@ -206,7 +206,7 @@ SCALE_DOWN_DEFAULT = ScalingRules(
 )
 
 
-class Behavior(Frozen):
+class Behavior(Written):
     scale_up: ScalingRules = SCALE_UP_DEFAULT
     scale_down: ScalingRules = SCALE_DOWN_DEFAULT
 
@@ -245,7 +245,7 @@ class Schedule(CronWindow):
         return self
 
 
-class ServicePolicy(Frozen):
+class ServicePolicy(Written):
     """Replica autoscaling of one Swarm service (ShinyProxy itself, an API ...)."""
 
     service: str | None = None
@@ -282,7 +282,7 @@ class ServicePolicy(Frozen):
 # ---------------------------------------------------------------- the whole set
 
 
-class RulesFile(Frozen):
+class RulesFile(Written):
     """What one ``rules/*.yml`` file may contain (any subset of the sections)."""
 
     signals: dict[str, Signal] = Field(default_factory=dict)

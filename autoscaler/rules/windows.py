@@ -9,10 +9,10 @@ from croniter import croniter
 from pydantic import field_validator
 
 from autoscaler.durations import Duration
-from autoscaler.model import Frozen
+from autoscaler.model import Written
 
 
-class CronWindow(Frozen):
+class CronWindow(Written):
     """A recurring window: opens at each cron time (in its time zone), lasts ``duration``."""
 
     cron: str
