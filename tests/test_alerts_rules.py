@@ -102,3 +102,14 @@ def test_alertmanager_sections_that_are_not_read_are_named(tmp_path: Path) -> No
         "f0.yml:5: templates: the Alertmanager section 'templates' is not supported: "
         "use the title/text/html/headers templates of the receivers instead",
     ]
+
+
+def test_a_label_named_signal_is_not_a_signal(tmp_path: Path) -> None:
+    """Labels, annotations and headers are free text: a key named signal is no reference."""
+    alert = (
+        "alerts:\n  Busy:\n    signal: {ref}\n    op: '>'\n    value: 1\n"
+        "    labels: {{signal: queue-depth}}\n    annotations: {{signal: x}}\n"
+    )
+    assert problems(tmp_path, BASE + alert.format(ref="waiting")) == []
+    (unknown,) = problems(tmp_path, BASE + alert.format(ref="t"))
+    assert unknown.startswith("f0.yml:7: alerts.Busy.signal: unknown signal 't'")

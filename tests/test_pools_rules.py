@@ -99,3 +99,16 @@ def test_ending_sessions_needs_a_receiver_for_its_alert() -> None:
     assert load_sources(split).policies is not None
     # a pool that ends no session needs no route
     assert load_sources([RuleSource("p.yml", GOOD.encode())]).policies is not None
+
+
+def test_nan_and_infinity_are_refused() -> None:
+    """YAML reads .nan and .inf as numbers; no policy could mean them (a NaN price made
+    every pass an internal error, an infinite cost cap overflowed)."""
+    (price,) = problems(GOOD + "    prices: {local: .nan}\n")
+    assert price.startswith("p.yml:6: pools.web.prices.local: must be a finite number")
+    (cap,) = problems(GOOD + "    prices: {local: 0.1}\n    max_cost_per_hour: .inf\n")
+    assert cap.startswith("p.yml:7: pools.web.max_cost_per_hour: must be a finite number")
+    alert = "alerts:\n  Busy:\n    signal: s\n    op: '>'\n    value: -.inf\n"
+    signal = "signals:\n  s:\n    prometheus: {query: up}\n"
+    (value,) = problems(signal + alert)
+    assert value.startswith("p.yml:8: alerts.Busy.value: must be a finite number")

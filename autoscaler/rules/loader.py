@@ -612,13 +612,17 @@ def _undefined_signals(docs: list[_Doc]) -> list[Problem]:
     return problems
 
 
+_FREE_TEXT_MAPS = frozenset({"labels", "annotations", "headers"})
+
+
 def _signal_refs(data: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
-    """Every ``signal: NAME`` anywhere in a file, with its path."""
+    """Every ``signal: NAME`` in a file, with its path; free text maps (an alert's labels,
+    an email's headers) may use any key, ``signal`` too."""
     if isinstance(data, dict):
         for key, value in data.items():
             if key == "signal" and isinstance(value, str):
                 yield (*loc, key), value
-            else:
+            elif key not in _FREE_TEXT_MAPS:
                 yield from _signal_refs(value, (*loc, str(key)))
     elif isinstance(data, list):
         for i, value in enumerate(data):
