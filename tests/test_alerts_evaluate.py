@@ -129,3 +129,20 @@ def test_a_firing_alert_updates_its_value_and_annotations() -> None:
 def test_bad_alert_rules_are_refused(raw: dict[str, object], error: str) -> None:
     with pytest.raises(ValueError, match=error):
         AlertRule.model_validate(raw)
+
+
+def test_a_template_that_cannot_format_the_value_never_stops_the_evaluation(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Prometheus answers +Inf, which "%d" cannot format: the value is shown as it is."""
+    spec = RuleSpec("Busy", annotations={"summary": '{{ $value | printf "%d" }} waiting'})
+    assert only(run(spec, [(0, [Sample({}, float("inf"))])])[0]).annotations == {
+        "summary": "inf waiting"
+    }
+
+    def broken(text: str, resolve: object) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("autoscaler.alerts.templating.render", broken)
+    (state,) = run(spec, [(0, [Sample({}, 1.0)])])
+    assert only(state).annotations["summary"].endswith("(not rendered: RuntimeError)")

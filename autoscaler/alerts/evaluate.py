@@ -81,11 +81,19 @@ def render_annotations(rule: RuleSpec, sample: Sample) -> dict[str, str]:
                 return sample.labels.get(path[len(prefix) :], "")
         return ""
 
-    out = {k: templating.render(v, resolve) for k, v in rule.annotations.items()}
+    out = {k: _render(v, resolve) for k, v in rule.annotations.items()}
     out.update(sample.info)
     if rule.runbook and "runbook_url" not in out:
         out["runbook_url"] = rule.runbook
     return out
+
+
+def _render(text: str, resolve: templating.Resolver) -> str:
+    """One annotation; a template that fails on this value must not stop every alert."""
+    try:
+        return templating.render(text, resolve)
+    except Exception as e:
+        return f"{text} (not rendered: {type(e).__name__})"
 
 
 def evaluate(

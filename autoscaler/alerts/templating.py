@@ -94,7 +94,7 @@ def _apply(pipe: str, value: Any) -> Any:
     if m:
         try:
             return m.group(1) % value
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # "%d" of +Inf: the value as it is
             return _text(value)
     return value
 
