@@ -69,6 +69,23 @@ def test_shipped_rules_with_alerts_are_valid() -> None:
             "receivers:\n  - name: ops\n",
             "f1.yml:4: route.routes[0].mute_time_intervals[0]: undefined time interval 'night'",
         ),
+        (  # at run time the last one would win
+            "route: {receiver: ops}\nreceivers: [{name: ops}]\ntime_intervals:\n"
+            "  - name: night\n  - name: night\n",
+            "f1.yml:5: time_intervals[1].name: time interval 'night' is defined twice",
+        ),
+        (  # 1 is Monday to Alertmanager's Go, Sunday to cron: names only
+            "time_intervals:\n  - name: week\n    time_intervals:\n      - weekdays: ['1:5']\n",
+            "f1.yml:4: time_intervals[0].time_intervals[0].weekdays: weekday '1:5': use names",
+        ),
+        (
+            "inhibit_rules:\n  - source_matchers: ['a=b']\n    equal: [bad-label]\n",
+            "f1.yml:3: inhibit_rules[0].equal: invalid label name 'bad-label'",
+        ),
+        (
+            "inhibit_rules:\n  - source_match: {bad-label: x}\n",
+            "f1.yml:2: inhibit_rules[0].source_match: invalid label name 'bad-label'",
+        ),
     ],
 )
 def test_alerting_problems_name_file_line_and_field(

@@ -341,6 +341,17 @@ class InhibitRuleConfig(Written):
     def _match_re(cls, v: dict[str, str]) -> dict[str, str]:
         return _check_re(_check_names(v))
 
+    @field_validator("source_match", "target_match")
+    @classmethod
+    def _match(cls, v: dict[str, str]) -> dict[str, str]:
+        return _check_names(v)
+
+    @field_validator("equal")
+    @classmethod
+    def _equal(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        _check_names(dict.fromkeys(v, ""))
+        return v
+
     def source(self) -> list[Matcher]:
         return _combine(self.source_match, self.source_match_re, self.source_matchers)
 
@@ -464,7 +475,13 @@ def routing_problems(
         if r.name in names:
             problems.append((("receivers", i, "name"), f"receiver '{r.name}' is defined twice"))
         names[r.name] = i
-    interval_names = {t.name for t in intervals}
+    interval_names: set[str] = set()
+    for i, t in enumerate(intervals):  # at run time the last would silently win
+        if t.name in interval_names:
+            problems.append(
+                (("time_intervals", i, "name"), f"time interval '{t.name}' is defined twice")
+            )
+        interval_names.add(t.name)
     if route is None:
         return problems
     if not route.receiver:

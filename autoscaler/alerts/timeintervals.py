@@ -64,6 +64,10 @@ class TimeSpec(Written):
     @classmethod
     def _weekdays(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for item in v:
+            # by name only, as Alertmanager: a number would count from 0 = Monday here and
+            # from 0 = Sunday in cron
+            if any(p.strip().lstrip("-").isdigit() for p in item.split(":")):
+                raise ValueError(f"weekday {item!r}: use names (monday:friday), not numbers")
             _range(item, _WEEKDAYS, 0, 6, "weekday")
         return v
 
