@@ -82,6 +82,10 @@ def test_shipped_rules_with_alerts_are_valid() -> None:
             "inhibit_rules:\n  - source_matchers: ['a=b']\n    equal: [bad-label]\n",
             "f1.yml:3: inhibit_rules[0].equal: invalid label name 'bad-label'",
         ),
+        (  # the keys are Alertmanager's: `for`, never the name `for_` behind it
+            "alerts:\n  A:\n    signal: waiting\n    op: '>'\n    value: 1\n    for_: 5m\n",
+            "f1.yml:6: alerts.A.for_: unknown key 'for_': did you mean 'for'?",
+        ),
         (
             "inhibit_rules:\n  - source_match: {bad-label: x}\n",
             "f1.yml:2: inhibit_rules[0].source_match: invalid label name 'bad-label'",

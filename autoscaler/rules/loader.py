@@ -201,7 +201,8 @@ def _parse(source: RuleSource) -> tuple[_Doc, list[Problem]]:
             message = f"the Alertmanager section '{key}' is not supported: {hint}"
             problems.append(Problem(name, _locate(root, (key,)), key, message))
     try:
-        rules: RulesFile | None = RulesFile.model_validate(data)
+        # by alias only: `for`, never the Python name `for_`
+        rules: RulesFile | None = RulesFile.model_validate(data, by_alias=True, by_name=False)
     except ValidationError as e:
         rules = None
         problems += [_pydantic_problem(name, root, err) for err in e.errors()]
@@ -409,7 +410,7 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
 def _unknown_key(loc: Loc) -> str:
     name = str(loc[-1])
     model = _model_at(loc[:-1])
-    expected = list(model.model_fields) if model else []
+    expected = [f.alias or n for n, f in model.model_fields.items()] if model else []
     what = "section" if len(loc) == 1 else "key"
     message = f"unknown {what} '{name}'"
     close = difflib.get_close_matches(name, expected, n=1)
