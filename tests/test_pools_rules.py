@@ -112,3 +112,16 @@ def test_nan_and_infinity_are_refused() -> None:
     signal = "signals:\n  s:\n    prometheus: {query: up}\n"
     (value,) = problems(signal + alert)
     assert value.startswith("p.yml:8: alerts.Busy.value: must be a finite number")
+
+
+def test_prices_caps_and_schedules_that_cannot_work_are_refused() -> None:
+    (negative,) = problems(GOOD + "    prices: {local: -0.1}\n")
+    assert negative.startswith("p.yml:6: pools.web.prices.local: must be greater than or equal")
+    (cap,) = problems(GOOD + "    prices: {local: 0.5}\n    max_cost_per_hour: 0.4\n")
+    assert "max_cost_per_hour (0.4) is below the price of one node (0.5" in cap
+    never = GOOD + "    schedules:\n      - {cron: '0 8 30 2 *', duration: 1h, min: 1}\n"
+    (cron,) = problems(never)
+    assert cron.startswith("p.yml:7: pools.web.schedules[0].cron: cron expression '0 8 30 2 *'")
+    assert cron.endswith("never fires")
+    leap = never.replace("30 2", "29 2")  # once in four years is fine
+    assert load_sources([RuleSource("p.yml", leap.encode())]).policies is not None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -140,7 +140,7 @@ class PoolPolicy(Written):
     headroom: Headroom = Headroom()
     schedules: tuple[PoolSchedule, ...] = ()
     max_cost_per_hour: float | None = Field(default=None, gt=0)
-    prices: dict[str, float] = Field(default_factory=dict)
+    prices: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     """Price per hour per instance type; the dearest of the pool's types is assumed."""
     scale_in: ScaleIn = ScaleIn()
     join_timeout: Duration = timedelta(minutes=10)
@@ -161,6 +161,12 @@ class PoolPolicy(Written):
             raise ValueError("provider ec2 needs an 'ec2' section")
         if self.max_cost_per_hour is not None and not self.instance_prices():
             raise ValueError("max_cost_per_hour needs 'prices' for the pool's instance types")
+        price = self.node_price() or 0.0  # what the cap is counted in
+        if self.max_cost_per_hour is not None and self.max_cost_per_hour < price:
+            raise ValueError(
+                f"max_cost_per_hour ({self.max_cost_per_hour:g}) is below the price of one "
+                f"node ({price:g}, the dearest of its instance types): it allows no node"
+            )
         for s in self.schedules:
             if s.min > self.max:
                 raise ValueError(f"a schedule's min ({s.min}) is above max ({self.max})")

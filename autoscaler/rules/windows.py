@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 from pydantic import field_validator
 
 from autoscaler.durations import Duration
@@ -24,6 +24,10 @@ class CronWindow(Written):
     def _cron(cls, v: str) -> str:
         if len(v.split()) != 5 or not croniter.is_valid(v):
             raise ValueError(f"bad cron expression {v!r}: use 5 fields, e.g. '0 8 * * 1-5'")
+        try:  # a valid expression may name a day that never comes (30 February)
+            croniter(v, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"cron expression {v!r} never fires") from None
         return v
 
     @field_validator("timezone")
