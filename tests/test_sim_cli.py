@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from autoscaler.cli import main
+from autoscaler.cli import build_parser, main
 
 RESULT_KEYS = {
     "node_hours_by_use",
@@ -133,9 +133,9 @@ def test_simulate_refuses_bad_options(
     assert "unknown baseline magic" in capsys.readouterr().err
     assert main([*base, "--from", "2030-01-01 00:00:00", "--out", str(tmp_path / "c")]) == 1
     assert "no rows between" in capsys.readouterr().err
-    for gap in ("0s", "20s"):  # the interval pass comes every 15 s anyway
-        assert main([*base, "--event-passes", gap, "--out", str(tmp_path / "e")]) == 1
-        assert "--event-passes needs a gap above 0" in capsys.readouterr().err
+    # the interval pass comes every 15 s anyway (a gap of 0 is refused by the parser)
+    assert main([*base, "--event-passes", "20s", "--out", str(tmp_path / "e")]) == 1
+    assert "--event-passes needs a gap above 0" in capsys.readouterr().err
     (rules / "bad.yml").write_text("pools:\n  web2:\n    provider: local\n", encoding="utf-8")
     assert main([*base, "--out", str(tmp_path / "d")]) == 1
     assert "bad.yml:2: pools.web2.max: missing" in capsys.readouterr().err
@@ -202,3 +202,89 @@ def test_killed_users_can_come_back(tmp_path: Path, rules: Path) -> None:
     column = "| reopened |"
     assert column in (tmp_path / "back" / "report.md").read_text()
     assert column not in (tmp_path / "gone" / "report.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--peak-sessions", "inf"),  # the Poisson draws would never end
+        ("--peak-sessions", "nan"),
+        ("--peak-sessions", "0"),
+        ("--session-median", "1e400"),
+        ("--session-p90", "0.0001"),  # below 1ms: the lognormal's draws overflow
+        ("--session-cap", "nan"),
+        ("--session-cap", "inf"),
+        ("--seed", "-1"),
+        ("--seats-per-node", "0"),
+        ("--max-nodes", "0"),
+        ("--ready-time", "0"),
+        ("--ready-time-p90", "nan"),
+        ("--service-wait", "-5"),
+        ("--price", "-1"),
+        ("--price", "nan"),
+        ("--reopen-after", "-1"),
+        ("--tick", "nan"),
+        ("--tick", "inf"),
+        ("--tick", "99999999999d"),  # more days than a timedelta holds
+        ("--tick", "1000000000d"),
+        ("--event-passes", "0s"),
+        ("--warmup", "nan"),
+        ("--jobs", "0"),
+        ("--since", "99999999999d"),
+        ("--since", "0s"),
+        ("--since", "last week"),
+    ],
+)
+def test_numeric_options_are_refused_up_front_naming_the_option(
+    option: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args(["simulate", "--trace", "t.csv", option, value])
+    assert exit_.value.code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith(f"autoscaler simulate: error: argument {option}: must be ")
+    assert last.endswith(f"(got {value})")
+
+
+def test_numeric_options_keep_zero_where_it_means_something() -> None:
+    argv = ["simulate", "--trace", "t.csv", "--warmup", "0", "--service-wait", "0s"]
+    argv += ["--price", "0", "--reopen-after", "0", "--seed", "0", "--tick", "1ms"]
+    args = build_parser().parse_args([*argv, "--session-cap", "1h30m", "--ready-time", "2m"])
+    assert (args.warmup, args.service_wait, args.price, args.reopen_after) == (0, 0, 0, 0)
+    assert (args.seed, args.tick, args.session_cap, args.ready_time) == (0, 0.001, 90, 120)
+    assert build_parser().parse_args(["simulate", "--trace", "t.csv", "--tick", "999999999d"])
+
+
+def test_runs_too_large_to_finish_are_refused(
+    tmp_path: Path, rules: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["simulate", "--trace", str(trace(tmp_path)), "--rules", str(rules), "--no-progress"]
+    base += ["--out", str(tmp_path / "out")]
+    assert main([*base, "--peak-sessions", "1e15"]) == 1
+    assert "--peak-sessions 1e+15 with sessions of 22.2 min" in capsys.readouterr().err
+    assert main([*base, "--session-cap", "1ms"]) == 1  # a tiny mean: as many arrivals
+    assert "arrivals, above 10,000,000" in capsys.readouterr().err
+    assert main([*base, "--tick", "1ms"]) == 1
+    assert "--tick 0.001s makes 2.16e+07 passes" in capsys.readouterr().err
+    assert main([*base, "--session-median", "1h"]) == 1  # the 90th percentile is 50m
+    assert "--session-median, --session-p90, --session-cap: session lengths need" in (
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_since_too_far_back_names_the_option(
+    rules: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from datetime import UTC, datetime
+
+    from autoscaler.sim.setup import SetupError, since
+
+    now = datetime(2024, 5, 13, 12, tzinfo=UTC)
+    with pytest.raises(SetupError, match=r"^--since '999999d': too far back$"):  # before year 1
+        since("999999d", now)
+    # refused before InfluxDB is asked
+    argv = ["simulate", "--influx", "http://127.0.0.1:9", "--since", "999999d"]
+    assert main([*argv, "--rules", str(rules), "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert err == "autoscaler simulate: --since '999999d': too far back\n"

@@ -103,3 +103,23 @@ def test_cli_reports_a_malformed_trace_with_file_and_line(
     assert code == 1
     assert f"{path}:3: count 'lots' is not a number" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_not_utf8_names_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # past the decoder's first chunk, with CRLF line ends: lines are still counted right
+    rows = b"".join(b"1995-07-01 %02d:%02d:00,1\r\n" % divmod(m, 60) for m in range(1000))
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"time,count\r\n" + rows + b"1995-07-02 00:00:00,1 caf\xe9\r\n")
+    with pytest.raises(TraceError, match=rf"^{path}:1002: not UTF-8 text \(byte 0xe9\)$"):
+        read_rates(path)
+    code = main(["simulate", "--trace", str(path), "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert f"{path}:1002: not UTF-8 text" in capsys.readouterr().err
+    sessions = tmp_path / "sessions.csv"
+    sessions.write_bytes(b"start,end\n2024-05-06 08:00:00,2024-05-06 08:30:00\n\xff\n")
+    code = main(["simulate", "--sessions", str(sessions), "--out", str(tmp_path / "out")])
+    assert code == 1
+    assert f"{sessions}:3: not UTF-8 text (byte 0xff)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

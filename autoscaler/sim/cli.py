@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import sys
-from datetime import datetime
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,14 +26,83 @@ def _seconds(text: str) -> float:
         return parse_duration(text).total_seconds()
 
 
-def _minutes(text: str) -> float:
-    return _seconds(text) / 60.0
+_LONGEST = timedelta.max.total_seconds()
+"""Durations become timestamps (``--since``, the planner's snapshots): none may exceed this."""
+
+
+def _number(
+    parse: Callable[[str], float],
+    rule: str,
+    least: float = 0.0,
+    most: float = math.inf,
+    zero: bool = False,
+    scale: float = 1.0,
+) -> Callable[[str], float]:
+    """An argparse type: ``parse(text) * scale``, where ``parse(text)`` must be 0 (if
+    ``zero``) or finite, above 0 and within [least, most]. nan, inf or a negative would make
+    a run that hangs or reports nonsense; a duration longer than a timedelta overflows, and
+    one below 1ms spreads a lognormal's draws beyond what a float holds."""
+
+    def check(text: str) -> float:
+        try:
+            value = parse(text)
+        except (ValueError, OverflowError):  # OverflowError: more days than a timedelta holds
+            value = math.nan
+        allowed = (zero and value == 0) or (value > 0 and least <= value <= most)
+        if not (math.isfinite(value) and allowed):
+            raise argparse.ArgumentTypeError(f"must be {rule} (got {text})")
+        return value * scale
+
+    return check
+
+
+def _whole(least: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``least``."""
+
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = least - 1
+        if value < least:
+            raise argparse.ArgumentTypeError(
+                f"must be a whole number, {least} or more (got {text})"
+            )
+        return value
+
+    return check
+
+
+_DURATION = "a duration from 1ms to 999999999d, such as 30s or 5m"
+_NUMBER = _number(float, "a finite number above 0")
+_PRICE = _number(float, "a finite number, 0 or more", zero=True)
+_SECONDS = _number(_seconds, _DURATION, least=0.001, most=_LONGEST)
+_SECONDS_0 = _number(_seconds, "0 or " + _DURATION, least=0.001, most=_LONGEST, zero=True)
+_MINUTES = _number(_seconds, _DURATION, least=0.001, most=_LONGEST, scale=1 / 60)
 
 
 def _time(text: str) -> datetime:
     from autoscaler.sim.trace import parse_time
 
     return parse_time(text)
+
+
+_BACK = _number(
+    lambda text: parse_duration(text).total_seconds(),
+    "a timestamp or a duration from 1ms to 999999999d, such as 7d",
+    least=0.001,
+    most=_LONGEST,
+)
+
+
+def _since(text: str) -> str:
+    """A timestamp, or a duration back from now that a timedelta holds (setup.since
+    takes it from now)."""
+    try:
+        _time(text)
+    except ValueError:
+        _BACK(text)
+    return text
 
 
 def add_simulate_parser(subparsers: Any) -> None:
@@ -55,52 +126,58 @@ def add_simulate_parser(subparsers: Any) -> None:
         "--db", default="shinyproxy_usagestats", metavar="NAME", help="InfluxDB database"
     )
     src.add_argument(
-        "--since", help="with --influx: a time or a duration back from now (7d); default 7d"
+        "--since",
+        type=_since,
+        help="with --influx: a time or a duration back from now (7d); default 7d",
     )
     src.add_argument("--from", dest="start", type=_time, help="window start (a timestamp)")
     src.add_argument("--to", dest="end", type=_time, help="window end (exclusive)")
     arr = p.add_argument_group("arrivals from a trace")
     arr.add_argument(
-        "--peak-sessions", type=float, default=200.0, metavar="N", help="peak concurrency (200)"
+        "--peak-sessions", type=_NUMBER, default=200.0, metavar="N", help="peak concurrency (200)"
     )
     arr.add_argument(
-        "--session-median", type=_minutes, default=12.0, metavar="D", help="median length (12m)"
+        "--session-median", type=_MINUTES, default=12.0, metavar="D", help="median length (12m)"
     )
     arr.add_argument(
-        "--session-p90", type=_minutes, default=50.0, metavar="D", help="90th percentile (50m)"
+        "--session-p90", type=_MINUTES, default=50.0, metavar="D", help="90th percentile (50m)"
     )
     arr.add_argument(
-        "--session-cap", type=_minutes, default=480.0, metavar="D", help="longest session (8h)"
+        "--session-cap", type=_MINUTES, default=480.0, metavar="D", help="longest session (8h)"
     )
-    arr.add_argument("--seed", type=int, default=1, help="random seed (arrivals, ready times)")
+    arr.add_argument(
+        "--seed", type=_whole(0), default=1, help="random seed (arrivals, ready times)"
+    )
     pol = p.add_argument_group("the pool")
     pol.add_argument("--rules", type=Path, default=Path("rules"), help="policy folder (rules/)")
     pol.add_argument("--pool", help="pool under test (default: the only pool in the rules)")
-    pol.add_argument("--seats-per-node", type=int, help="override the pool's seats_per_node")
-    pol.add_argument("--max-nodes", type=int, help="override the pool's max (and its cost cap)")
-    pol.add_argument("--ready-time", type=_seconds, default=150.0, help="median (150s)")
-    pol.add_argument("--ready-time-p90", type=_seconds, help="90th percentile (4/3 x median)")
-    pol.add_argument("--service-wait", type=_seconds, default=60.0, help="start timeout (60s)")
-    pol.add_argument("--price", type=float, help="per node-hour (default: the pool's price, 1)")
+    pol.add_argument("--seats-per-node", type=_whole(1), help="override the pool's seats_per_node")
+    pol.add_argument(
+        "--max-nodes", type=_whole(1), help="override the pool's max (and its cost cap)"
+    )
+    pol.add_argument("--ready-time", type=_SECONDS, default=150.0, help="median (150s)")
+    pol.add_argument("--ready-time-p90", type=_SECONDS, help="90th percentile (4/3 x median)")
+    pol.add_argument("--service-wait", type=_SECONDS_0, default=60.0, help="start timeout (60s)")
+    pol.add_argument("--price", type=_PRICE, help="per node-hour (default: the pool's price, 1)")
     pol.add_argument(
         "--reopen-after",
-        type=_seconds,
+        type=_SECONDS_0,
         metavar="DURATION",
         help="users whose session a drain killed open the app again this long after, for "
         "what was left of it (default: they do not come back)",
     )
     run = p.add_argument_group("the run")
-    run.add_argument("--tick", type=_seconds, default=15.0, help="time between passes (15s)")
+    run.add_argument("--tick", type=_SECONDS, default=15.0, help="time between passes (15s)")
     run.add_argument(
         "--event-passes",
-        type=_seconds,
+        type=_SECONDS,
         nargs="?",
         const=1.0,
         metavar="GAP",
         help="also a pass of the policy at every arrival, session end, failed start and join, "
         "at most one per GAP (1s), as the sidecar's passes on Docker events",
     )
-    run.add_argument("--warmup", type=_seconds, default=3600.0, help="not counted (1h)")
+    run.add_argument("--warmup", type=_SECONDS_0, default=3600.0, help="not counted (1h)")
     run.add_argument(
         "--baselines",
         default=",".join(BASELINES),
@@ -111,7 +188,7 @@ def add_simulate_parser(subparsers: Any) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     run.add_argument(
         "--jobs",
-        type=int,
+        type=_whole(1),
         default=None,
         help="processes: 2 runs the baselines beside the policy (default: 2 when there "
         "are two cores and the run spans a day or more, else 1)",

@@ -17,6 +17,7 @@ from autoscaler.rules.schema import Policies
 from autoscaler.sim.arrivals import (
     SessionLengths,
     Workload,
+    arrival_rates,
     from_rates,
     from_sessions,
     pair_events,
@@ -28,7 +29,12 @@ from autoscaler.sim.controller import Controller
 from autoscaler.sim.oracle import peak_concurrency
 from autoscaler.sim.planner import Planner, PlannerController
 from autoscaler.sim.runner import Progress, RunResult, SimParams, simulate, simulate_oracle
-from autoscaler.sim.trace import parse_time, read_rates
+from autoscaler.sim.trace import not_utf8, parse_time, read_rates
+
+MOST_ARRIVALS = 10_000_000
+"""Sessions a trace may make: about 100 times the two-month benchmark's."""
+MOST_PASSES = 10_000_000
+"""Passes a run may take: about 30 times the two-month benchmark's at 15 s."""
 
 
 class SetupError(ValueError):
@@ -46,7 +52,10 @@ class Setup:
 
 
 def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
-    lengths = SessionLengths(args.session_median, args.session_p90, args.session_cap)
+    try:
+        lengths = SessionLengths(args.session_median, args.session_p90, args.session_cap)
+    except ValueError as e:
+        raise SetupError(f"--session-median, --session-p90, --session-cap: {e}") from None
     workload = load_workload(args, lengths, now or datetime.now(UTC))
     policies, pool = load_pool(args)
     policy = policies.pools[pool]
@@ -57,6 +66,11 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
         raise SetupError(str(e)) from None
     if args.tick <= 0:
         raise SetupError("--tick must be positive")
+    if workload.seconds / args.tick > MOST_PASSES:  # a run of hours: refuse it up front
+        raise SetupError(
+            f"--tick {args.tick:g}s makes {workload.seconds / args.tick:.3g} passes over the "
+            f"window, above {MOST_PASSES:,}"
+        )
     if args.event_passes is not None and not 0 < args.event_passes <= args.tick:
         raise SetupError("--event-passes needs a gap above 0 and at most --tick")
     params = SimParams(
@@ -110,11 +124,22 @@ def load_workload(args: argparse.Namespace, lengths: SessionLengths, now: dateti
     if args.trace is not None:
         points = read_rates(args.trace, args.start, args.end)
         try:
+            # the draws take time and memory in proportion: refuse a run of hours up front
+            mean = lengths.mean_minutes()
+            expected = sum(arrival_rates(points, args.peak_sessions, mean))
+            if expected > MOST_ARRIVALS:
+                raise ValueError(
+                    f"--peak-sessions {args.peak_sessions:g} with sessions of {mean:.3g} min on "
+                    f"average make about {expected:.3g} arrivals, above {MOST_ARRIVALS:,}"
+                )
             return from_rates(points, args.peak_sessions, args.seed, lengths)
         except ValueError as e:
             raise SetupError(f"{args.trace}: {e}") from None
     if args.sessions is not None:
-        spans = read_session_csv(args.sessions)
+        try:
+            spans = read_session_csv(args.sessions)
+        except UnicodeDecodeError:
+            raise not_utf8(args.sessions) from None
         try:
             return from_sessions(spans, str(args.sessions), args.start, args.end)
         except ValueError as e:
@@ -145,6 +170,8 @@ def since(text: str | None, now: datetime) -> datetime:
         return now - parse_duration(text)
     except ValueError:
         raise SetupError(f"--since {text!r}: a timestamp or a duration such as 7d") from None
+    except OverflowError:  # before year 1, or more days than a timedelta holds
+        raise SetupError(f"--since {text!r}: too far back") from None
 
 
 def load_pool(args: argparse.Namespace) -> tuple[Policies, str]:

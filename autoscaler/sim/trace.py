@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+_NEWLINE = re.compile(rb"\r\n|\r|\n")
+"""Line ends as a file opened with ``newline=""`` splits lines."""
 
 
 class TraceError(ValueError):
@@ -54,12 +58,27 @@ def read_rates(
     path: Path, start: datetime | None = None, end: datetime | None = None
 ) -> list[RatePoint]:
     """Points of ``path`` with ``start <= at < end``, in file order (which must be time order)."""
-    with path.open(newline="", encoding="utf-8") as f:
-        points = parse_rates(f, str(path))
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            points = parse_rates(f, str(path))
+    except UnicodeDecodeError:
+        raise not_utf8(path) from None
     chosen = [p for p in points if (start is None or p.at >= start) and (end is None or p.at < end)]
     if not chosen:
         raise TraceError(f"{path}: no rows between {start or 'the start'} and {end or 'the end'}")
     return chosen
+
+
+def not_utf8(path: Path) -> TraceError:
+    """The TraceError for a file that is not UTF-8, at its first bad line (the decoder's
+    own error counts bytes in the chunk it read, not lines)."""
+    data = path.read_bytes()
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = len(_NEWLINE.findall(data, 0, e.start)) + 1
+        return TraceError(f"{path}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x})")
+    return TraceError(f"{path}: not UTF-8 text")
 
 
 def parse_rates(lines: Iterable[str], name: str) -> list[RatePoint]:
