@@ -12,31 +12,39 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autoscaler.durations import parse_duration
-
 log = logging.getLogger("autoscaler")
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+FLAG_SETTINGS = (
+    "rules",
+    "interval",
+    "listen",
+    "docker_host",
+    "prometheus_url",
+    "actuator",
+    "influxdb_url",
+    "ledger",
+)
+"""Settings a command-line flag of the same name overrides."""
+
+
+def _setting_name(args: argparse.Namespace, field: str) -> str:
+    """What a problem with ``field`` should name: its flag when given, else its variable."""
+    from autoscaler.settings import env_name
+
+    if getattr(args, field, None) is not None:
+        return "--" + field.replace("_", "-")
+    return env_name(field)
 
 
 def _settings(args: argparse.Namespace) -> Any:
-    from autoscaler.settings import Settings
+    from autoscaler.settings import load_settings
 
-    overrides: dict[str, Any] = {}
-    for key in (
-        "rules",
-        "interval",
-        "listen",
-        "docker_host",
-        "prometheus_url",
-        "actuator",
-        "influxdb_url",
-        "ledger",
-    ):
-        value = getattr(args, key, None)
-        if value is not None:
-            overrides[key] = value
+    overrides = {k: getattr(args, k) for k in FLAG_SETTINGS if getattr(args, k, None) is not None}
     if getattr(args, "dry_run", False):
         overrides["dry_run"] = True
-    return Settings(**overrides)
+    return load_settings(overrides, {k: _setting_name(args, k) for k in overrides})
 
 
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
@@ -55,13 +63,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level",
         default=None,
-        help="DEBUG, INFO, WARNING (default: AUTOSCALER_LOG_LEVEL or INFO)",
+        help=f"{', '.join(LOG_LEVELS)} (default: AUTOSCALER_LOG_LEVEL or INFO)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the sidecar: scheduled and event-driven passes")
     _add_backend_flags(run)
-    run.add_argument("--interval", type=parse_duration, help="time between passes (15s)")
+    run.add_argument("--interval", help="time between passes (15s)")
     run.add_argument("--listen", help="address of the HTTP endpoints (0.0.0.0:8080)")
     run.add_argument("--ledger", help="decision ledger file (empty: no ledger)")
     run.add_argument("--once", action="store_true", help="run one pass and exit")
@@ -98,7 +106,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from autoscaler.logsetup import configure_logging
 
-    configure_logging(args.log_level or os.environ.get("AUTOSCALER_LOG_LEVEL") or "INFO")
+    source = "--log-level" if args.log_level else "AUTOSCALER_LOG_LEVEL"
+    level = args.log_level or os.environ.get("AUTOSCALER_LOG_LEVEL") or "INFO"
+    if level.upper() not in LOG_LEVELS:  # logging would quietly take INFO instead
+        return _error(ValueError(f"{source}: unknown level {level!r}: use {', '.join(LOG_LEVELS)}"))
+    configure_logging(level)
     try:
         if args.command == "check":
             from autoscaler.rules.check import run_check
@@ -123,10 +135,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _error(e: BaseException) -> int:
-    """Print a startup error; any ``user:pass@`` of a URL in it shows as ``***@``."""
+    """Print a startup error, a line per problem; any ``user:pass@`` of a URL shows as ``***@``."""
+    from autoscaler.settings import SettingsError
     from autoscaler.sources.http_errors import scrub_userinfo
 
-    print(f"autoscaler: error: {scrub_userinfo(str(e))}", file=sys.stderr)
+    for problem in e.problems if isinstance(e, SettingsError) else [str(e)]:
+        print(f"autoscaler: error: {scrub_userinfo(problem)}", file=sys.stderr)
     return 2
 
 
@@ -174,7 +188,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.render import plan_dict
     from autoscaler.rules.reload import RulesStore
     from autoscaler.server import HttpServer, ServerHooks
-    from autoscaler.settings import read_secret
+    from autoscaler.settings import env_name, parse_listen, read_secret
     from autoscaler.wiring import build_actuator, build_backends, docker_client
 
     settings = _settings(args)
@@ -227,19 +241,21 @@ def cmd_run(args: argparse.Namespace) -> int:
             return None
         return plan_dict(last.plan, last.snapshot)
 
-    server = HttpServer(
-        settings.listen,
-        ServerHooks(
-            metrics=metrics,
-            healthy=healthy,
-            last_plan=last_plan,
-            trigger=runner.trigger,
-            webhook_token=read_secret(settings.webhook_token_file),
-            webhook_max_bytes=settings.webhook_max_bytes,
-            alerts=alerting,
-            api_token=read_secret(settings.api_token_file),
-        ),
+    hooks = ServerHooks(
+        metrics=metrics,
+        healthy=healthy,
+        last_plan=last_plan,
+        trigger=runner.trigger,
+        webhook_token=read_secret(settings.webhook_token_file, env_name("webhook_token_file")),
+        webhook_max_bytes=settings.webhook_max_bytes,
+        alerts=alerting,
+        api_token=read_secret(settings.api_token_file, env_name("api_token_file")),
     )
+    try:
+        server = HttpServer(settings.listen, hooks)
+    except OSError as e:  # in use, not an address of this host, a name that does not resolve
+        where = f"{_setting_name(args, 'listen')}: cannot listen on {settings.listen!r}"
+        raise RuntimeError(f"{where} ({e.strerror or type(e).__name__})") from None
     watcher = DockerEventWatcher(client, runner.trigger)
     stop = threading.Event()
 
@@ -254,10 +270,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner.start()
     watcher.start()
     log.info(
-        "running: rules %s, every %s, http %s%s",
+        "running: rules %s, every %s, http %s:%d%s",
         settings.rules,
         settings.interval,
-        settings.listen,
+        parse_listen(settings.listen)[0],
+        server.port,  # the one chosen, for port 0
         " (dry run)" if settings.dry_run else "",
     )
     stop.wait()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 from typing import Annotated, Any
@@ -10,6 +11,17 @@ from pydantic import BeforeValidator, PlainSerializer
 
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_BARE_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+
+
+def _from_seconds(seconds: float) -> timedelta:
+    """A timedelta, or ValueError where timedelta would overflow or cannot hold the value."""
+    try:
+        if math.isnan(seconds):
+            raise ValueError("a duration must be a number, not NaN")
+        return timedelta(seconds=seconds)
+    except OverflowError:  # also inf, and an int too big for a float
+        raise ValueError("duration too large") from None
 
 
 def parse_duration(text: str) -> timedelta:
@@ -25,7 +37,7 @@ def parse_duration(text: str) -> timedelta:
         pos = m.end()
     if pos != len(s):
         raise ValueError(f"bad duration {text!r}: use a number and a unit, e.g. 30s, 5m, 1h30m")
-    return timedelta(seconds=total)
+    return _from_seconds(total)
 
 
 def format_duration(d: timedelta) -> str:
@@ -49,8 +61,11 @@ def _coerce(value: Any) -> Any:
     if isinstance(value, int | float):
         if value < 0:
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        return _from_seconds(value)
     if isinstance(value, str):
+        # A bare number is seconds, as in YAML; the environment only holds text.
+        if _BARE_SECONDS.fullmatch(value.strip()):
+            return _from_seconds(float(value))
         return parse_duration(value)
     return value
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from autoscaler.metrics import SidecarMetrics
+from autoscaler.settings import parse_listen
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class ServerHooks:
     webhook_max_bytes: int = 1024 * 1024
     alerts: AlertsApi | None = None
     api_token: str | None = None
-    """Required to create or expire silences when set."""
+    """Required to create or expire silences when set; an empty one refuses every call."""
 
 
 def validate_alertmanager_payload(body: bytes) -> tuple[dict[str, Any] | None, str]:
@@ -128,10 +129,12 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
                 self._json(400, {"error": str(e)})
 
         def _api_authorised(self) -> bool:
-            if not hooks.api_token:
+            if hooks.api_token is None:  # no token configured: none needed
                 return True
             got = self.headers.get("Authorization", "")
-            return hmac.compare_digest(got.encode(), f"Bearer {hooks.api_token}".encode())
+            want = f"Bearer {hooks.api_token}"
+            # An empty token (an empty secret file) must lock the API, not open it.
+            return bool(hooks.api_token) and hmac.compare_digest(got.encode(), want.encode())
 
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -177,13 +180,13 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
 
 class HttpServer:
     def __init__(self, listen: str, hooks: ServerHooks) -> None:
-        host, _, port = listen.rpartition(":")
-        self.httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), make_handler(hooks))
+        self.httpd = ThreadingHTTPServer(parse_listen(listen), make_handler(hooks))
         self.httpd.daemon_threads = True
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 
     @property
     def port(self) -> int:
+        """The port listened on: the one given, or the free one chosen for port 0."""
         return int(self.httpd.server_address[1])
 
     def start(self) -> None:

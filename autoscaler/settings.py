@@ -3,18 +3,47 @@
 Every field can be set as ``AUTOSCALER_<FIELD>`` in the environment. Secrets are
 never values in the environment itself: a ``*_file`` field names a file (a Docker
 secret under /run/secrets) and ``read_secret`` reads it when needed.
+
+``load_settings`` is how commands build them: every problem is one line naming the
+variable, and the configured secret files are checked before anything starts.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import ErrorDetails
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from autoscaler.durations import Duration
+from autoscaler.durations import Duration, format_duration
+
+# The secret files of the sidecar. An empty one is refused at start rather than read as
+# "no secret", for a reason per setting:
+SECRET_FILES = (
+    # the silences API would need no token at all: anyone could create or expire silences;
+    "api_token_file",
+    # no bearer token can match an empty one: every webhook call would get 401, unexplained;
+    "webhook_token_file",
+    # InfluxDB would silently get the URL's password or none; leave it unset to mean none.
+    "influxdb_password_file",
+)
+
+
+def env_name(field: str) -> str:
+    """The environment variable of a Settings field."""
+    return f"AUTOSCALER_{field.upper()}"
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """``host:port`` -> (host, port); no host: every interface; port 0: any free port."""
+    host, sep, port = text.strip().rpartition(":")
+    if not (sep and port.isascii() and port.isdigit() and len(port) <= 5) or int(port) > 65535:
+        raise ValueError(f"{text!r} is not host:port with a port from 0 to 65535")
+    return host or "0.0.0.0", int(port)
 
 
 class Settings(BaseSettings):
@@ -61,6 +90,34 @@ class Settings(BaseSettings):
     alerts_stall_after: Duration = timedelta(minutes=5)
     """AutoscalerLoopStalled fires when no pass has succeeded for this long."""
 
+    @field_validator("interval", "source_timeout", "max_backoff", "alerts_stall_after")
+    @classmethod
+    def _positive(cls, v: timedelta) -> timedelta:
+        if v <= timedelta(0):  # 0 would spin the loop, or time out every backend read
+            raise ValueError(f"must be more than 0s, not {format_duration(v)}")
+        return v
+
+    @field_validator("healthz_intervals")
+    @classmethod
+    def _window_fits(cls, v: int, info: ValidationInfo) -> int:
+        interval = info.data.get("interval")  # absent when it was invalid itself
+        if interval is not None and v > timedelta.max / interval:
+            raise ValueError(f"{v} intervals of {format_duration(interval)} is too long a window")
+        return v
+
+    @field_validator("listen")
+    @classmethod
+    def _host_port(cls, v: str) -> str:
+        parse_listen(v)
+        return v
+
+    @field_validator(*SECRET_FILES, mode="before")
+    @classmethod
+    def _not_empty(cls, v: object) -> object:
+        if v == "":  # Path("") is ".": the start would fail later, naming no file
+            raise ValueError("set but empty: name the secret file, or unset the variable")
+        return v
+
     @field_validator("alerts_state_dir", mode="before")
     @classmethod
     def _empty_keeps_in_memory(cls, v: object) -> object:
@@ -86,11 +143,63 @@ class Settings(BaseSettings):
     """Folder of a running `autoscaler lab`: turns the local provider on."""
 
 
-def read_secret(path: Path | None) -> str | None:
-    """Read a secret file, stripped; None when unset. Errors name the file, not its content."""
+class SettingsError(ValueError):
+    """Settings a command cannot start with: one line per problem, each naming its variable."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None, names: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings from the environment, ``overrides`` (e.g. command-line flags) winning.
+
+    ``names`` maps a field to what its problems should be called (its flag, say); by default
+    its variable. Every configured secret file must be readable and not empty.
+    """
+    names = names or {}
+    try:
+        settings = Settings(**(overrides or {}))
+    except ValidationError as e:
+        raise SettingsError([_problem(err, names) for err in e.errors()]) from None
+    problems = []
+    for field in SECRET_FILES:
+        try:
+            read_secret(getattr(settings, field), names.get(field, env_name(field)))
+        except RuntimeError as e:
+            problems.append(str(e))
+    if problems:
+        raise SettingsError(problems)
+    return settings
+
+
+def _problem(err: ErrorDetails, names: Mapping[str, str]) -> str:
+    field = str(err["loc"][0]) if err["loc"] else ""
+    name = names.get(field, env_name(field))
+    if err["type"] == "value_error":  # our own validators: their text is the message
+        return f"{name}: {err['ctx']['error']}"
+    if field.endswith("_file"):  # its value could be a secret set in the wrong variable
+        return f"{name}: {err['msg']}"
+    return f"{name}: {err['msg']} (got {err['input']!r})"
+
+
+def read_secret(path: Path | None, setting: str | None = None) -> str | None:
+    """Read a secret file, stripped; None when unset. Errors never hold its content.
+
+    With ``setting`` (the variable naming the file) errors name it rather than the path,
+    which may be a secret set in the wrong variable, and an empty file is an error too.
+    """
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as e:
-        raise RuntimeError(f"cannot read secret file {path}: {e.strerror}") from None
+        text = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        why = (e.strerror or type(e).__name__) if isinstance(e, OSError) else "not UTF-8 text"
+        if setting is None:
+            raise RuntimeError(f"cannot read secret file {path}: {why}") from None
+        raise RuntimeError(f"{setting}: the file it names cannot be read ({why})") from None
+    if setting is not None and not text:
+        raise RuntimeError(f"{setting}: the file it names is empty")
+    return text
