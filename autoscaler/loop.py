@@ -238,5 +238,6 @@ def backoff_delay(interval: timedelta, cap: timedelta, failures: int) -> timedel
     """Interval doubled per consecutive failure, capped (never unbounded)."""
     if failures <= 0:
         return interval
-    delay: timedelta = min(interval * (2 ** min(failures, 30)), max(cap, interval))
-    return delay
+    # in float seconds: a timedelta of a long interval times 2**30 would overflow
+    doubled = interval.total_seconds() * 2.0 ** min(failures, 30)
+    return timedelta(seconds=min(doubled, max(cap, interval).total_seconds()))

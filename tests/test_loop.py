@@ -219,6 +219,9 @@ def test_backoff_is_capped() -> None:
         300,
     ]
     assert backoff_delay(i, cap, 10_000) == cap
+    day = timedelta(days=1)  # a long interval after many failures: no overflow
+    assert backoff_delay(day, cap, 10_000) == day
+    assert backoff_delay(day, timedelta(days=3), 10_000) == timedelta(days=3)
 
 
 def test_runner_coalesces_triggers_during_a_pass(tmp_path: Path) -> None:
