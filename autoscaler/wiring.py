@@ -12,7 +12,7 @@ from autoscaler.actuate.swarm import SwarmActuator
 from autoscaler.providers.base import NodeProvider
 from autoscaler.rules.reload import RulesStore
 from autoscaler.rules.schema import Policies
-from autoscaler.settings import Settings, read_secret
+from autoscaler.settings import Settings, env_name, read_secret
 from autoscaler.sources.actuator import ActuatorClient
 from autoscaler.sources.collect import Backends
 from autoscaler.sources.ec2 import ProviderInstances
@@ -71,7 +71,9 @@ def build_backends(
 ) -> Backends:
     """The read side; ``providers`` (from ``build_providers``) supply the machines."""
     timeout = settings.source_timeout.total_seconds()
-    influx_password = read_secret(settings.influxdb_password_file)
+    influx_password = read_secret(
+        settings.influxdb_password_file, env_name("influxdb_password_file")
+    )
     require_latin1("AUTOSCALER_INFLUXDB_USERNAME", settings.influxdb_username)
     require_latin1(
         f"AUTOSCALER_INFLUXDB_PASSWORD_FILE {settings.influxdb_password_file}: the password",

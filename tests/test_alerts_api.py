@@ -69,6 +69,10 @@ def test_silence_list_and_unsilence_from_the_cli(
         "alertname=AutoscalerNodeDidNotJoin",
     )
     assert code == 2 and "401" in err  # no token: refused
+    empty = token.parent / "empty"
+    empty.write_text("\n")
+    code, _, err = cli(capsys, "unsilence", "--url", url, "--token-file", str(empty), "x")
+    assert (code, err.strip()) == (2, "autoscaler: error: --token-file: the file it names is empty")
 
     code, out, _ = cli(
         capsys,

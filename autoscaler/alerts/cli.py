@@ -12,6 +12,7 @@ from typing import Any
 import requests
 
 from autoscaler.durations import parse_duration
+from autoscaler.settings import read_secret
 from autoscaler.sources.http_errors import hide_userinfo, require_latin1
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -88,11 +89,13 @@ def _one_line(e: Exception) -> str:
 
 
 def _headers(args: argparse.Namespace) -> dict[str, str]:
+    setting = "--token-file" if args.token_file else "AUTOSCALER_API_TOKEN_FILE"
     path = args.token_file or os.environ.get("AUTOSCALER_API_TOKEN_FILE")
     if not path:
         return {}
-    token = Path(path).read_text(encoding="utf-8").strip()
-    require_latin1(f"API token file {path}: the token", token)
+    token = read_secret(Path(path), setting)  # an empty file is an error, never "Bearer "
+    assert token is not None
+    require_latin1(f"{setting}: the token", token)
     return {"Authorization": f"Bearer {token}"}
 
 
