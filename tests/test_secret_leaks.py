@@ -266,6 +266,29 @@ def test_credentials_of_a_dns_endpoint_are_sent_to_every_replica() -> None:
         replica.stop()
 
 
+def test_percent_encoded_credentials_are_decoded_before_they_are_sent() -> None:
+    """A password holding @ or : can only be written %40 or %3A in a URL; the server must
+    get the password, not its spelling."""
+    password = "p@ss:w rd"
+    spelled = "p%40ss%3Aw%20rd"
+    page = b"# TYPE userLogins_total counter\nuserLogins_total 3.0\n"
+    vector = b'{"status": "success", "data": {"resultType": "vector", "result": []}}'
+    replica = Server(page, "text/plain; version=0.0.4", basic_auth=f"ops:{password}")
+    prometheus = Server(vector, "application/json", basic_auth=f"ops:{password}")
+    try:
+        by_url = ActuatorClient(f"http://ops:{spelled}@127.0.0.1:{replica.port}", 2)
+        assert by_url.read("userLogins_total").value == 3.0
+        by_dns = ActuatorClient(
+            f"ops:{spelled}@tasks.sp:{replica.port}", 2, resolve=lambda h, p: ["127.0.0.1"]
+        )
+        assert by_dns.read("userLogins_total").value == 3.0
+        url = f"http://ops:{spelled}@127.0.0.1:{prometheus.port}"
+        assert PrometheusClient(url, 2).query_vector("up") == []
+    finally:
+        replica.stop()
+        prometheus.stop()
+
+
 # ---------------------------------------------------------------- 5. Docker host URL
 
 

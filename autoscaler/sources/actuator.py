@@ -31,6 +31,7 @@ from autoscaler.sources.http_errors import (
     hide_userinfo,
     require_latin1,
     split_credentials,
+    url_credentials,
 )
 from autoscaler.sources.reading import Reading
 
@@ -250,10 +251,8 @@ def _parse_endpoint(entry: str) -> _Replica | _DnsEndpoint:
         raise ValueError(f"actuator endpoint {shown!r}: invalid port") from None
     if not parts.hostname or parts.path or parts.query or parts.fragment:
         raise ValueError(f"actuator endpoint {shown!r}: expected tasks.<service>[:port]")
-    auth = None
-    if parts.username is not None or parts.password is not None:
-        auth = (parts.username or "", parts.password or "")
-        _check_auth(shown, auth)
+    auth = url_credentials(parts)
+    _check_auth(shown, auth)
     return _DnsEndpoint(host=parts.hostname, port=port, auth=auth)
 
 

@@ -6,7 +6,7 @@ import http.client
 import re
 import socket
 import ssl
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -14,10 +14,18 @@ import requests
 def split_credentials(url: str) -> tuple[str, tuple[str, str] | None]:
     """Return the URL without ``user:pass@`` and the credentials (None when there are none)."""
     parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    auth = url_credentials(parts)
+    if auth is None:
         return url, None
-    auth = (parts.username or "", parts.password or "")
     return urlunsplit(_without_userinfo(parts)), auth
+
+
+def url_credentials(parts: SplitResult) -> tuple[str, str] | None:
+    """The user name and password of a URL, percent-decoded as in a browser or curl (a
+    password holding ``@`` or ``:`` can only be written %40, %3A); None when it has none."""
+    if parts.username is None and parts.password is None:
+        return None
+    return unquote(parts.username or ""), unquote(parts.password or "")
 
 
 def redact_url(url: str) -> str:

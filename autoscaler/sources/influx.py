@@ -18,6 +18,7 @@ from autoscaler.sources.http_errors import (
     hide_userinfo,
     redact_url,
     require_latin1,
+    url_credentials,
 )
 from autoscaler.sources.reading import Reading
 
@@ -41,18 +42,19 @@ class InfluxReader:
             raise ValueError(f"InfluxDB URL {redact_url(url)!r}: expected http(s)://host:port")
         self._url = redact_url(url)
         self._database = database
-        self._password = password or parts.password
+        in_url = url_credentials(parts) or (None, None)
+        self._password = password or in_url[1]
         require_latin1(
             f"InfluxDB URL {hide_userinfo(url)!r} (AUTOSCALER_INFLUXDB_URL): "
             "its user name or password",
-            parts.username,
-            parts.password,
+            in_url[0],
+            in_url[1],
         )
         self._timeout = timeout
         self._client = InfluxDBClient(
             host=parts.hostname,
             port=parts.port or (443 if parts.scheme == "https" else 8086),
-            username=username or parts.username,
+            username=username or in_url[0],
             password=self._password,
             database=database,
             ssl=parts.scheme == "https",
