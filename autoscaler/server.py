@@ -18,6 +18,9 @@ from autoscaler.settings import parse_listen
 
 log = logging.getLogger(__name__)
 
+READ_TIMEOUT = 30.0
+"""Seconds a client may take to send a request before its connection is closed."""
+
 
 class AlertsApi(Protocol):
     def list_alerts(self) -> list[dict[str, Any]]: ...
@@ -47,6 +50,8 @@ def validate_alertmanager_payload(body: bytes) -> tuple[dict[str, Any] | None, s
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         return None, f"body is not JSON: {e}"
+    except RecursionError:
+        return None, "body is nested too deeply"
     if not isinstance(data, dict):
         return None, "body must be a JSON object"
     alerts = data.get("alerts")
@@ -60,6 +65,7 @@ def validate_alertmanager_payload(body: bytes) -> tuple[dict[str, Any] | None, s
 def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "autoscaler"
+        timeout = READ_TIMEOUT  # a client that stalls must not hold a thread forever
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http: " + format, *args)
@@ -69,7 +75,16 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_HEAD(self) -> None:
+            self.do_GET()
+
+        def _not_allowed(self) -> None:
+            self._json(405, {"error": f"method {self.command} not allowed"})
+
+        do_PUT = do_PATCH = do_OPTIONS = _not_allowed
 
         def _json(self, code: int, obj: Any) -> None:
             self._send(code, json.dumps(obj).encode())
@@ -111,10 +126,7 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
             if not self._api_authorised():
                 self._json(401, {"error": "missing or wrong bearer token"})
                 return
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = 0
+            length = _length(self.headers.get("Content-Length")) or 0
             if length <= 0 or length > hooks.webhook_max_bytes:
                 self.close_connection = True
                 limit = hooks.webhook_max_bytes
@@ -127,14 +139,14 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
                 self._json(200, hooks.alerts.add_silence(body))
             except ValueError as e:  # JSONDecodeError is one too
                 self._json(400, {"error": str(e)})
+            except RecursionError:
+                self._json(400, {"error": "the body is nested too deeply"})
 
         def _api_authorised(self) -> bool:
             if hooks.api_token is None:  # no token configured: none needed
                 return True
-            got = self.headers.get("Authorization", "")
-            want = f"Bearer {hooks.api_token}"
             # An empty token (an empty secret file) must lock the API, not open it.
-            return bool(hooks.api_token) and hmac.compare_digest(got.encode(), want.encode())
+            return hooks.api_token != "" and _bearer(self.headers, hooks.api_token)
 
         def do_POST(self) -> None:
             path = self.path.split("?", 1)[0]
@@ -151,12 +163,8 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
         def _webhook(self) -> tuple[int, dict[str, Any]]:
             if not self._authorised():
                 return 401, {"error": "missing or wrong bearer token"}
-            length_text = self.headers.get("Content-Length")
-            try:
-                length = int(length_text) if length_text is not None else -1
-            except ValueError:
-                length = -1
-            if length < 0:
+            length = _length(self.headers.get("Content-Length"))
+            if length is None:
                 return 400, {"error": "Content-Length required"}
             if length > hooks.webhook_max_bytes:
                 self.close_connection = True  # the unread body must not be parsed as a request
@@ -169,13 +177,24 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
             return 200, {"status": "accepted", "alerts": len(payload["alerts"])}
 
         def _authorised(self) -> bool:
-            if not hooks.webhook_token:
-                return False
-            got = self.headers.get("Authorization", "")
-            want = f"Bearer {hooks.webhook_token}"
-            return hmac.compare_digest(got.encode(), want.encode())
+            token = hooks.webhook_token
+            return token is not None and token != "" and _bearer(self.headers, token)
 
     return Handler
+
+
+def _bearer(headers: Any, token: str) -> bool:
+    """``Authorization: Bearer TOKEN``; the scheme in any case (RFC 9110), in constant time."""
+    scheme, _, got = headers.get("Authorization", "").strip().partition(" ")
+    same = hmac.compare_digest(got.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and same
+
+
+def _length(text: str | None) -> int | None:
+    """A Content-Length: ASCII digits only (int() would also take "1_3" or "١٣")."""
+    if text is None or not (text.isascii() and text.isdigit()):
+        return None
+    return int(text)
 
 
 class HttpServer:

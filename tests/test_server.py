@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import Iterator
 from typing import Any
 
@@ -76,6 +77,7 @@ def test_webhook_bad_token_is_401_and_triggers_nothing(server: Any, token: str |
         b'{"status": "odd", "alerts": []}',
         b"\xff\xfe",
         b"{" + b" " * 2000 + b"}",
+        b"[" * 999,  # nested too deeply for the JSON parser
     ],
 )
 def test_webhook_malformed_or_oversized_is_400(server: Any, body: bytes) -> None:
@@ -117,3 +119,63 @@ def test_metrics_healthz_plan(server: Any) -> None:
     state["plan"] = {"actions": []}
     assert requests.get(url + "/plan", timeout=5).json() == {"actions": []}
     assert requests.get(url + "/nope", timeout=5).status_code == 404
+
+
+@pytest.mark.parametrize("header", [f"bearer {TOKEN}", f"BEARER  {TOKEN} "])
+def test_the_bearer_scheme_is_read_in_any_case(server: Any, header: str) -> None:
+    url, triggers, _ = server
+    headers = {"Authorization": header}
+    r = requests.post(url + "/webhook/alertmanager", data=json.dumps(ALERT), headers=headers)
+    assert r.status_code == 200 and triggers == ["alertmanager:autoscaler"]
+    for wrong in (f"Basic {TOKEN}", f"Bearer{TOKEN}", f"Bearer {TOKEN[:-1]}", TOKEN):
+        r = requests.post(
+            url + "/webhook/alertmanager", data=json.dumps(ALERT), headers={"Authorization": wrong}
+        )
+        assert r.status_code == 401, wrong
+
+
+def test_a_content_length_is_ascii_digits(server: Any) -> None:
+    url, triggers, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps(ALERT).encode()
+    head = (
+        f"POST /webhook/alertmanager HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Length: {str(len(body))[0]}_{str(len(body))[1:]}\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((host, int(port)), timeout=5) as conn:
+        conn.sendall(head.encode() + body)
+        answer = b"".join(iter(lambda: conn.recv(4096), b"")).decode()  # to the close
+    assert answer.startswith("HTTP/1.0 400") and "Content-Length required" in answer
+    assert triggers == []
+
+
+def test_head_and_other_methods(server: Any) -> None:
+    url, _, _ = server
+    head = requests.head(url + "/healthz", timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["Content-Length"]) > 0  # what a GET would send
+    for method in ("PUT", "PATCH", "OPTIONS"):
+        r = requests.request(method, url + "/healthz", timeout=5)
+        assert r.status_code == 405 and r.json() == {"error": f"method {method} not allowed"}
+
+
+def test_a_client_that_stalls_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Half a request, then nothing: the connection is closed after the read timeout
+    instead of holding a thread forever."""
+    monkeypatch.setattr("autoscaler.server.READ_TIMEOUT", 0.5)
+    hooks = ServerHooks(
+        metrics=SidecarMetrics(),
+        healthy=lambda: (True, {}),
+        last_plan=lambda: None,
+        trigger=lambda r: None,
+        webhook_token=TOKEN,
+    )
+    srv = HttpServer("127.0.0.1:0", hooks)
+    srv.start()
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as conn:
+            conn.sendall(b"POST /webhook/alertmanager HTTP/1.1\r\nContent-Len")
+            assert conn.recv(4096) == b""  # closed by the server, not by our own timeout
+        assert requests.get(f"http://127.0.0.1:{srv.port}/healthz", timeout=5).ok
+    finally:
+        srv.stop()

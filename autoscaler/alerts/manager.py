@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 
 START_FAILED_METRIC = "startFailed_total"
 START_FAILED_WINDOW = timedelta(minutes=10)
+MOST_SILENCE = timedelta(days=3650)
+"""The longest silence the API creates: ten years is forever, and a time stays a time."""
 
 _OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
@@ -320,22 +322,30 @@ class Alerting:
         matchers = body.get("matchers")
         if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
             raise ValueError("'matchers' must be a list of strings such as 'alertname=X'")
+        for key in ("created_by", "comment"):
+            if not isinstance(body.get(key, ""), str):
+                raise ValueError(f"'{key}' must be text")
         starts = _time(body.get("starts_at")) or now
+        seconds = body.get("duration_seconds")
         if body.get("ends_at") is not None:
             ends = _time(body["ends_at"])
-        elif isinstance(body.get("duration_seconds"), int | float):
-            ends = starts + timedelta(seconds=float(body["duration_seconds"]))
+        elif isinstance(seconds, int | float) and not isinstance(seconds, bool):
+            if not 0 < seconds <= MOST_SILENCE.total_seconds():  # NaN fails this too
+                raise ValueError(
+                    f"'duration_seconds' must be above 0 and at most {MOST_SILENCE.days} days"
+                )
+            try:
+                ends = starts + timedelta(seconds=float(seconds))
+            except OverflowError:  # starts_at close to year 9999
+                raise ValueError("the silence would end after the year 9999") from None
         else:
-            raise ValueError("give 'ends_at' (ISO time) or 'duration_seconds'")
+            raise ValueError("give 'ends_at' (ISO time) or 'duration_seconds' (a number)")
         assert ends is not None
         s = self.silences.add(
-            matchers,
-            starts,
-            ends,
-            str(body.get("created_by") or ""),
-            str(body.get("comment") or ""),
+            matchers, starts, ends, body.get("created_by") or "", body.get("comment") or ""
         )
-        log.info("silence %s created by %s: %s", s.id, s.created_by, " ".join(s.matchers))
+        # %r: the author and matchers come from the request; no line of theirs is forged
+        log.info("silence %s created by %r: %r", s.id, s.created_by, " ".join(s.matchers))
         return s.to_json(now)
 
     def expire_silence(self, silence_id: str) -> bool:

@@ -2,6 +2,9 @@
 
 Parsing follows Alertmanager's classic matcher syntax: optional braces around a
 comma-separated list, values quoted or bare, ``\\"``, ``\\\\`` and ``\\n`` escapes.
+Regexes are RE2, as in Alertmanager: matching takes linear time, so no pattern (a silence
+anyone with the API token may create) can stall the sidecar, and Perl-only syntax such as
+look-ahead is refused as Alertmanager refuses it.
 """
 
 from __future__ import annotations
@@ -9,12 +12,16 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
+
+import re2  # type: ignore[import-untyped]
 
 Op = Literal["=", "!=", "=~", "!~"]
 
 _MATCHER = re.compile(r"^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(=~|=|!=|!~)\s*(.*?)\s*$", re.DOTALL)
 LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a bad pattern is reported to the user, not to stderr
 
 
 @dataclass(frozen=True)
@@ -22,16 +29,18 @@ class Matcher:
     name: str
     op: Op
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: Any = field(default=None, compare=False, repr=False)
+    """The compiled RE2 pattern of =~ and !~."""
 
     @classmethod
     def make(cls, name: str, op: Op, value: str) -> Matcher:
         regex = None
         if op in ("=~", "!~"):
             try:
-                regex = re.compile(f"^(?:{value})$")
-            except re.error as e:
-                raise ValueError(f"bad regular expression {value!r} for {name}: {e}") from None
+                regex = re2.compile(f"^(?:{value})$", _RE2_OPTIONS)
+            except re2.error as e:
+                why = e.args[0].decode() if e.args and isinstance(e.args[0], bytes) else str(e)
+                raise ValueError(f"bad regular expression {value!r} for {name}: {why}") from None
         return cls(name, op, value, regex)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
