@@ -303,3 +303,15 @@ def test_an_empty_folder_is_a_problem(tmp_path: Path) -> None:
     ]
     (tmp_path / "keep.yml").write_text("{}\n")
     assert load_rules(tmp_path).policies == Policies()
+
+
+def test_a_name_yaml_reads_as_a_boolean_is_found_on_its_line(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yml"
+    rules.write_text(
+        "signals:\n  s:\n    prometheus: {query: up}\n  off:\n    prometheus: {query: up}\n"
+    )
+    (problem,) = load_rules(rules).problems
+    assert (problem.line, problem.message) == (
+        4,
+        "a name must be text, got false (YAML reads on, off, yes, no so): quote it",
+    )

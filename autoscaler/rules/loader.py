@@ -343,7 +343,7 @@ def _locate(root: yaml.Node | None, loc: Loc) -> int:
         if isinstance(node, yaml.MappingNode):
             # The last match wins, as in the constructed dict (merged keys come first).
             for key, value in reversed(node.value):
-                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                if isinstance(key, yaml.ScalarNode) and _spells(key, part):
                     child, line = value, key.start_mark.line + 1
                     break
         elif (
@@ -355,6 +355,19 @@ def _locate(root: yaml.Node | None, loc: Loc) -> int:
             break
         node = child
     return line
+
+
+def _spells(key: yaml.ScalarNode, part: str | int) -> bool:
+    """Whether a mapping key written in the file is ``part`` of a validation error's path;
+    YAML reads on, off, yes and no as booleans, which the path shows as 1 and 0."""
+    text = str(key.value)
+    if key.tag.endswith(":bool") and isinstance(part, int):
+        return (text.lower() in _TRUE_WORDS) == bool(part)
+    return text == str(part)
+
+
+_TRUE_WORDS = frozenset({"true", "yes", "on", "y"})
+BOOLS = ("true", "false")
 
 
 def _field(loc: Loc) -> str:
@@ -400,6 +413,8 @@ def _message(err: ErrorDetails, loc: Loc) -> str:
     if kind in ("value_error", "assertion_error"):
         return str((err.get("ctx") or {}).get("error", err["msg"]))
     if kind == "invalid_key" or (loc and loc[-1] == "[key]"):
+        if got in BOOLS:
+            return f"a name must be text, got {got} (YAML reads on, off, yes, no so): quote it"
         return f"a name must be text, got {got}"
     if kind in _EXPECTED:
         hint = " (quote it)" if kind == "string_type" and _is_scalar(err.get("input")) else ""
