@@ -15,6 +15,7 @@ from typing import Any
 log = logging.getLogger("autoscaler")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOG_ALIASES = {"WARN": "WARNING", "FATAL": "CRITICAL"}  # as Python's logging takes them
 
 FLAG_SETTINGS = (
     "rules",
@@ -108,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
 
     source = "--log-level" if args.log_level else "AUTOSCALER_LOG_LEVEL"
     level = args.log_level or os.environ.get("AUTOSCALER_LOG_LEVEL") or "INFO"
-    if level.upper() not in LOG_LEVELS:  # logging would quietly take INFO instead
+    name = LOG_ALIASES.get(level.upper(), level.upper())
+    if name not in LOG_LEVELS:  # logging would quietly take INFO instead
         return _error(ValueError(f"{source}: unknown level {level!r}: use {', '.join(LOG_LEVELS)}"))
-    configure_logging(level)
+    configure_logging(name)
     try:
         if args.command == "check":
             from autoscaler.rules.check import run_check

@@ -19,7 +19,7 @@ from autoscaler.settings import parse_listen
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 30.0
-"""Seconds a client may take to send a request before its connection is closed."""
+"""Seconds a connection may stay silent before it is closed (per read, not per request)."""
 
 
 class AlertsApi(Protocol):

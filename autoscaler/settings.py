@@ -39,9 +39,10 @@ def env_name(field: str) -> str:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` -> (host, port); no host: every interface; port 0: any free port."""
-    host, sep, port = text.strip().rpartition(":")
-    if not (sep and port.isascii() and port.isdigit() and len(port) <= 5) or int(port) > 65535:
+    """``host:port`` or ``port`` -> (host, port); no host: every interface; port 0: any
+    free port."""
+    host, _, port = text.strip().rpartition(":")
+    if not (port.isascii() and port.isdigit() and len(port) <= 5) or int(port) > 65535:
         raise ValueError(f"{text!r} is not host:port with a port from 0 to 65535")
     return host or "0.0.0.0", int(port)
 

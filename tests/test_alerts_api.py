@@ -136,6 +136,7 @@ GOOD = {"matchers": ["alertname=X"], "duration_seconds": 3600, "created_by": "jo
         (GOOD | {"duration_seconds": 1e308}, "above 0 and at most 3650 days"),
         (GOOD | {"starts_at": "9999-12-31T23:00:00Z"}, "after the year 9999"),
         (GOOD | {"created_by": {"a": 1}}, "'created_by' must be text"),
+        (GOOD | {"ends_at": "9999-12-31T00:00:00Z"}, "a silence lasts at most 3650 days"),
     ],
 )
 def test_bad_silences_are_clear_400s(

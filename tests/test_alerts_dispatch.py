@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -226,6 +227,27 @@ def test_silence_mutes_until_expired(tmp_path: Path) -> None:
     assert Silences(tmp_path / "silences.json").all()[0].ends_at == T0 + M  # persisted
     d.tick(T0 + 30 * S + 5 * M)
     assert r.names()[-1] == [("A", "firing")]
+
+
+def test_a_saved_silence_a_newer_check_refuses_is_skipped_alone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A silence saved by an older version with a Perl-only regex that RE2 refuses must not
+    stop every notification: it alone is left out, with an error in the log."""
+    path = tmp_path / "silences.json"
+    silences = Silences(path)
+    kept = silences.add(['alertname="A"'], T0, T0 + 60 * M, "jo", "maintenance")
+    saved = json.loads(path.read_text())
+    saved.append({**saved[0], "id": "old", "matchers": ['alertname=~"(?!B).*"']})
+    path.write_text(json.dumps(saved))
+    loaded = Silences(path)
+    assert [s.id for s in loaded.all()] == [kept.id]
+    assert "silence old not loaded: bad regular expression" in caplog.text
+    r = Recorder()
+    d, _ = make(ROOT, {"r": r}, silences=loaded)
+    d.put([firing("A"), firing("B")], T0)
+    d.tick(T0 + 30 * S)
+    assert r.names() == [[("B", "firing")]]
 
 
 def test_silence_needs_author_comment_and_a_specific_matcher() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from autoscaler.actuate.base import ActionResult
 from autoscaler.alerts.config import ReceiverConfig
@@ -179,3 +180,30 @@ def test_a_delivery_is_remembered_across_a_restart_and_a_silence_holds_one(
     second.tick(clock.now)
     assert second.notices_delivered() == {f"{POOL}/p": T0}
     assert len(receiver.sent) == 1  # not sent again
+
+
+class FirstOnly(Recorder):
+    """A receiver whose messages hold one alert, as a webhook with max_alerts: 1."""
+
+    def carried(self, notification: Any) -> Any:
+        return notification.alerts[:1]
+
+
+def test_an_alert_a_message_left_out_was_not_delivered(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "pools.yml").write_text(
+        RULES.replace("group_by: [alertname, node]", "group_by: [alertname]")
+    )
+    store = RulesStore(rules)
+    store.refresh()
+    clock, receiver = Clock(), FirstOnly()
+    clock.now = T0
+    alerting = Alerting(clock=clock, build_integrations=lambda r: [receiver])
+    alerting.configure(store.policies)
+    alerting.after_pass(notice_pass(clock.now, "p", "q"))
+    alerting.tick(clock.now)
+    (sent,) = receiver.sent
+    assert len(sent.alerts) == 2  # the message built; the receiver keeps only the first
+    told = sent.alerts[0].labels["node"]
+    assert alerting.notices_delivered() == {f"{POOL}/{told}": T0}

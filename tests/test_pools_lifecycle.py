@@ -361,6 +361,9 @@ def test_a_timed_out_machine_is_kept_while_an_unknown_worker_may_be_its_node(
     assert f"label it {L.INSTANCE}=i-never" in alert.summary
     assert p.pools[0].nodes["join_timeout"] == 1
     assert not {getattr(a, "hostname", None) for a in p.actions} & {"custom-7"}
+    # kept, it counts against max: a pool at max 2 launches no third machine
+    p = run(snapshot([node("a"), stranger], held, machines), pool(min=2, max=2))
+    assert not on(p, "launch_nodes"), reasons(p)
     # labelled as the alert says: adopted, with its sessions
     claimed = stranger.model_copy(update={"labels": {L.INSTANCE: "i-never"}})
     p = run(snapshot([node("a"), claimed], held, machines), pool())

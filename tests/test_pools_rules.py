@@ -125,3 +125,16 @@ def test_prices_caps_and_schedules_that_cannot_work_are_refused() -> None:
     assert cron.endswith("never fires")
     leap = never.replace("30 2", "29 2")  # once in four years is fine
     assert load_sources([RuleSource("p.yml", leap.encode())]).policies is not None
+
+
+def test_ending_sessions_routed_by_node_reaches_its_receiver() -> None:
+    """The alert always carries its node: a route on node=~".+" is one that reaches it."""
+    route = (
+        "route:\n  receiver: quiet\n  routes:\n    - receiver: team\n"
+        "      matchers: ['node=~\".+\"']\n"
+        "receivers:\n  - name: quiet\n  - name: team\n"
+        "    webhook_configs:\n      - url_file: /run/secrets/hook\n"
+    )
+    enders = GOOD + "    scale_in:\n      allow_ending_sessions: true\n"
+    result = load_sources([RuleSource("p.yml", (enders + route).encode())])
+    assert result.policies is not None, [str(p) for p in result.problems]

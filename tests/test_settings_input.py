@@ -245,7 +245,7 @@ def test_a_healthz_window_too_long_to_compute_is_refused() -> None:
 # ---------------------------------------------------------------- 5. listen address
 
 
-BAD_LISTEN = ["abc", "0.0.0.0:99999", "host:", "8080", ":x", "h:-1", "h:+80", "h:٨٠"]
+BAD_LISTEN = ["abc", "0.0.0.0:99999", "host:", "99999", ":x", "h:-1", "h:+80", "h:٨٠"]
 BAD_LISTEN.append("h:" + "9" * 5000)  # past int()'s digit limit: still this message
 
 
@@ -259,6 +259,7 @@ def test_a_bad_listen_address_is_refused_naming_the_variable(value: str) -> None
 def test_good_listen_addresses() -> None:
     assert parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
     assert parse_listen(":65535") == ("0.0.0.0", 65535)
+    assert parse_listen("8080") == ("0.0.0.0", 8080)  # a port alone, as before
     assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)  # any free port, as tests use it
     with pytest.raises(ValueError, match="not host:port"):
         HttpServer("abc", None)  # type: ignore[arg-type]
@@ -327,9 +328,10 @@ def test_an_unknown_log_level_is_refused_with_the_accepted_ones(
     )
 
 
+@pytest.mark.parametrize("level", ["warning", "WARN", "fatal"])  # logging's aliases too
 def test_a_known_log_level_in_any_case_is_taken(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], level: str
 ) -> None:
-    monkeypatch.setenv("AUTOSCALER_LOG_LEVEL", "warning")
+    monkeypatch.setenv("AUTOSCALER_LOG_LEVEL", level)
     assert main(["check", str(Path(__file__).parents[1] / "rules")]) == 0
     assert capsys.readouterr().err == ""

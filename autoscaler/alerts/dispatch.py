@@ -198,8 +198,9 @@ class Dispatcher:
         return bool(route.opts.active_time_intervals) and not any(i.contains(now) for i in active)
 
     def delivered(self, alertname: str) -> list[tuple[dict[str, str], datetime]]:
-        """The known alerts of that name a receiver accepted while they fired, each with the
-        last time one did. Read from the notification log, which a restart keeps."""
+        """The known alerts of that name a receiver accepted in a message while they fired,
+        each with the last time one did. Read from the notification log, which a restart
+        keeps."""
         with self._lock:
             alerts = [a for a in self._store.values() if a.labels.get("alertname") == alertname]
         if not alerts:
@@ -207,7 +208,7 @@ class Dispatcher:
         entries = self.nflog.entries().values()
         out: list[tuple[dict[str, str], datetime]] = []
         for a in alerts:
-            times = [e.timestamp for e in entries if a.fingerprint in e.firing]
+            times = [e.timestamp for e in entries if a.fingerprint in e.sent]
             if times:
                 out.append((dict(a.labels), max(times)))
         return out
@@ -269,8 +270,12 @@ class Dispatcher:
             if not needs_update(entry, firing, resolved, integration.send_resolved, repeat, now):
                 continue
             to_send = [a for a in visible if integration.send_resolved or not a.resolved(now)]
+            sent: set[str] = set()
             if to_send:
                 n = self._notification(receiver, group, to_send, now)
+                carried = getattr(integration, "carried", None)
+                held = carried(n) if carried is not None else n.alerts
+                sent = {a.fingerprint for a in held if not a.resolved(now)}
                 try:
                     integration.send(n)
                 except DeliveryError as e:
@@ -294,7 +299,7 @@ class Dispatcher:
                     self._result(receiver, integration.kind, False)
                     continue
                 self._result(receiver, integration.kind, True)
-            self.nflog.log(key, firing, resolved, now)
+            self.nflog.log(key, firing, resolved, now, sent)
         return all_ok
 
     def _result(self, receiver: str, kind: str, ok: bool) -> None:

@@ -341,6 +341,8 @@ class Alerting:
         else:
             raise ValueError("give 'ends_at' (ISO time) or 'duration_seconds' (a number)")
         assert ends is not None
+        if ends - starts > MOST_SILENCE:
+            raise ValueError(f"a silence lasts at most {MOST_SILENCE.days} days")
         s = self.silences.add(
             matchers, starts, ends, body.get("created_by") or "", body.get("comment") or ""
         )

@@ -25,6 +25,9 @@ class Entry:
     firing: frozenset[str]
     resolved: frozenset[str]
     timestamp: datetime
+    sent: frozenset[str] = frozenset()
+    """The firing alerts the message itself held: a webhook's max_alerts leaves some out,
+    and only these were told to someone."""
 
 
 class NotifyLog:
@@ -44,6 +47,7 @@ class NotifyLog:
                     frozenset(e["firing"]),
                     frozenset(e["resolved"]),
                     datetime.fromisoformat(e["timestamp"]),
+                    frozenset(e.get("sent", ())),  # older logs: none counted as told
                 )
                 for key, e in raw["entries"].items()
             }
@@ -60,9 +64,16 @@ class NotifyLog:
         with self._lock:
             return dict(self._entries)
 
-    def log(self, key: str, firing: set[str], resolved: set[str], now: datetime) -> None:
+    def log(
+        self,
+        key: str,
+        firing: set[str],
+        resolved: set[str],
+        now: datetime,
+        sent: set[str] | frozenset[str] = frozenset(),
+    ) -> None:
         with self._lock:
-            self._entries[key] = Entry(frozenset(firing), frozenset(resolved), now)
+            self._entries[key] = Entry(frozenset(firing), frozenset(resolved), now, frozenset(sent))
             cutoff = now - self.retention
             self._entries = {k: e for k, e in self._entries.items() if e.timestamp >= cutoff}
             self._save()
@@ -76,6 +87,7 @@ class NotifyLog:
                     "firing": sorted(e.firing),
                     "resolved": sorted(e.resolved),
                     "timestamp": e.timestamp.isoformat(),
+                    "sent": sorted(e.sent),
                 }
                 for k, e in self._entries.items()
             }

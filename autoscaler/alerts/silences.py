@@ -63,6 +63,11 @@ class Silences:
                         d["created_by"],
                         d["comment"],
                     )
+                    try:  # one a newer check refuses (a Perl-only regex) must not stop all
+                        [parse_matchers(text) for text in s.matchers]
+                    except ValueError as e:
+                        log.error("silence %s not loaded: %s", s.id, e)
+                        continue
                     self._items[s.id] = s
             except (OSError, ValueError, KeyError, TypeError) as e:
                 log.error("silences file %s unreadable (%s): no silences loaded", path, e)

@@ -559,7 +559,13 @@ def _ending_sessions_told(docs: list[_Doc]) -> list[Problem]:
         for name, pool in doc.rules.pools.items():
             if not pool.enabled or not pool.scale_in.allow_ending_sessions:
                 continue
-            labels = {"alertname": ENDING_SESSIONS_NAME, "severity": "warning", "pool": name}
+            # the node is not known here: any value, as a route on node=~".+" sees it
+            labels = {
+                "alertname": ENDING_SESSIONS_NAME,
+                "severity": "warning",
+                "pool": name,
+                "node": "any",
+            }
             names = receivers_for(Route.build(route), labels) if route is not None else []
             if any(n in sends for n in names):
                 continue

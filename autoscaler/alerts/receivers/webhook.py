@@ -6,7 +6,7 @@ import dataclasses
 
 from autoscaler.alerts.config import WebhookConfig
 from autoscaler.alerts.dispatch import DeliveryError
-from autoscaler.alerts.model import Notification
+from autoscaler.alerts.model import Alert, Notification
 from autoscaler.alerts.receivers.http import JsonPoster, keep_out_of_logs, post_json
 from autoscaler.settings import read_secret
 
@@ -14,6 +14,11 @@ from autoscaler.settings import read_secret
 class WebhookIntegration(JsonPoster):
     kind = "webhook"
     cfg: WebhookConfig
+
+    def carried(self, notification: Notification) -> tuple[Alert, ...]:
+        """The alerts a message holds: the first ``max_alerts`` (0: all)."""
+        most = self.cfg.max_alerts
+        return notification.alerts[:most] if most else notification.alerts
 
     def send(self, notification: Notification) -> None:
         try:
@@ -23,11 +28,8 @@ class WebhookIntegration(JsonPoster):
         if not url:
             raise DeliveryError("webhook: no URL")
         keep_out_of_logs(url)
-        alerts = notification.alerts
-        truncated = 0
-        if self.cfg.max_alerts and len(alerts) > self.cfg.max_alerts:
-            truncated = len(alerts) - self.cfg.max_alerts
-            alerts = alerts[: self.cfg.max_alerts]
+        alerts = self.carried(notification)
+        truncated = len(notification.alerts) - len(alerts)
         body = dataclasses.replace(notification, alerts=alerts)
         post_json(
             url,

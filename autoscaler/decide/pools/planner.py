@@ -172,8 +172,10 @@ def _unlisted(inv: Inventory, memory: PoolMemory | None, now: datetime) -> int:
 
 
 def _machines(inv: Inventory) -> int:
-    """Machines that count against max and the cost cap (timed-out joins are going away)."""
-    return len([m for m in inv.members if m.state not in ("removed", "terminated", "join_timeout")])
+    """Machines that count against max and the cost cap: timed-out joins are going away,
+    unless one is kept because it may be an unrecognised worker's machine."""
+    gone = ("removed", "terminated", "join_timeout")
+    return len([m for m in inv.members if m.state not in gone or m.maybe_node])
 
 
 @dataclass
