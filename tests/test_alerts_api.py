@@ -13,8 +13,7 @@ import requests
 
 from autoscaler.alerts.manager import Alerting
 from autoscaler.cli import main
-from autoscaler.metrics import SidecarMetrics
-from autoscaler.server import HttpServer, ServerHooks
+from tests.http_builders import serving
 from tests.test_alerts_builtin import join_timeout_pass
 from tests.test_loop import Clock
 
@@ -26,23 +25,10 @@ def sidecar(tmp_path: Path) -> Iterator[tuple[str, Alerting, Path, Clock]]:
     clock = Clock()
     alerting = Alerting(clock=clock, state_dir=tmp_path / "state")
     alerting.after_pass(join_timeout_pass("apps"))
-    hooks = ServerHooks(
-        metrics=SidecarMetrics(),
-        healthy=lambda: (True, {}),
-        last_plan=lambda: None,
-        trigger=lambda reason: None,
-        webhook_token=None,
-        alerts=alerting,
-        api_token=TOKEN,
-    )
-    server = HttpServer("127.0.0.1:0", hooks)
-    server.start()
     token_file = tmp_path / "token"
     token_file.write_text(TOKEN + "\n")
-    try:
+    with serving(alerts=alerting, api_token=TOKEN) as server:
         yield f"http://127.0.0.1:{server.port}", alerting, token_file, clock
-    finally:
-        server.stop()
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

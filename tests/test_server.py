@@ -12,6 +12,7 @@ import requests
 
 from autoscaler.metrics import SidecarMetrics
 from autoscaler.server import HttpServer, ServerHooks
+from tests.http_builders import serving
 
 TOKEN = "s3cret-token"
 
@@ -89,20 +90,9 @@ def test_webhook_malformed_or_oversized_is_400(server: Any, body: bytes) -> None
 
 
 def test_webhook_without_configured_token_refuses_everything() -> None:
-    hooks = ServerHooks(
-        metrics=SidecarMetrics(),
-        healthy=lambda: (True, {}),
-        last_plan=lambda: None,
-        trigger=lambda r: None,
-        webhook_token=None,
-    )
-    srv = HttpServer("127.0.0.1:0", hooks)
-    srv.start()
-    try:
+    with serving() as srv:
         r = post(f"http://127.0.0.1:{srv.port}", json.dumps(ALERT).encode(), token="")
         assert r.status_code == 401
-    finally:
-        srv.stop()
 
 
 def test_metrics_healthz_plan(server: Any) -> None:
@@ -163,19 +153,8 @@ def test_a_client_that_stalls_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> Non
     """Half a request, then nothing: the connection is closed after the read timeout
     instead of holding a thread forever."""
     monkeypatch.setattr("autoscaler.server.READ_TIMEOUT", 0.5)
-    hooks = ServerHooks(
-        metrics=SidecarMetrics(),
-        healthy=lambda: (True, {}),
-        last_plan=lambda: None,
-        trigger=lambda r: None,
-        webhook_token=TOKEN,
-    )
-    srv = HttpServer("127.0.0.1:0", hooks)
-    srv.start()
-    try:
+    with serving(webhook_token=TOKEN) as srv:
         with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as conn:
             conn.sendall(b"POST /webhook/alertmanager HTTP/1.1\r\nContent-Len")
             assert conn.recv(4096) == b""  # closed by the server, not by our own timeout
         assert requests.get(f"http://127.0.0.1:{srv.port}/healthz", timeout=5).ok
-    finally:
-        srv.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from autoscaler.cli import main
 from autoscaler.durations import Duration, parse_duration
-from autoscaler.metrics import SidecarMetrics
 from autoscaler.rules.check import run_check
-from autoscaler.server import HttpServer, ServerHooks
+from autoscaler.server import HttpServer
 from autoscaler.settings import (
     SECRET_FILES,
     SettingsError,
@@ -26,6 +26,7 @@ from autoscaler.settings import (
     parse_listen,
     read_secret,
 )
+from tests.http_builders import serving
 
 SECRET = "Sup3rS3cret!"
 
@@ -109,28 +110,15 @@ class Silences:
 @pytest.fixture
 def api() -> Iterator[Any]:
     """Start a server with this api_token; yield a POST /api/silences callable."""
-    servers: list[HttpServer] = []
+    with ExitStack() as servers:
 
-    def post(api_token: str | None, auth: str | None) -> int:
-        hooks = ServerHooks(
-            metrics=SidecarMetrics(),
-            healthy=lambda: (True, {}),
-            last_plan=lambda: None,
-            trigger=lambda reason: None,
-            webhook_token=None,
-            alerts=Silences(),
-            api_token=api_token,
-        )
-        server = HttpServer("127.0.0.1:0", hooks)
-        servers.append(server)
-        server.start()
-        headers = {"Authorization": auth} if auth is not None else {}
-        url = f"http://127.0.0.1:{server.port}/api/silences"
-        return requests.post(url, json={"matchers": []}, headers=headers, timeout=5).status_code
+        def post(api_token: str | None, auth: str | None) -> int:
+            server = servers.enter_context(serving(alerts=Silences(), api_token=api_token))
+            headers = {"Authorization": auth} if auth is not None else {}
+            url = f"http://127.0.0.1:{server.port}/api/silences"
+            return requests.post(url, json={"matchers": []}, headers=headers, timeout=5).status_code
 
-    yield post
-    for server in servers:
-        server.stop()
+        yield post
 
 
 def test_an_empty_api_token_locks_the_silences_api_rather_than_opening_it(api: Any) -> None:
