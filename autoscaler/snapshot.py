@@ -160,6 +160,11 @@ class SourceStatus(Frozen):
     seconds: float = 0.0
 
 
+def notice_key(pool: str, node: str) -> str:
+    """The key of Snapshot.notices_delivered: the pool and the node's host name."""
+    return f"{pool}/{node}"
+
+
 class Snapshot(Frozen):
     taken_at: datetime
     swarm: SwarmState | None
@@ -169,8 +174,9 @@ class Snapshot(Frozen):
     instances: tuple[Instance, ...] | None = None
     """The pools' machines from the node provider; None when not read (no decisions on them)."""
     notices_delivered: dict[str, datetime] = Field(default_factory=dict)
-    """``pool/node`` -> the last time a receiver accepted the alert that the node's sessions
-    will be ended (the sidecar's alerting; empty without it, and then none is ended)."""
+    """``notice_key(pool, node)`` -> the last time a receiver accepted the alert that the
+    node's sessions will be ended (the sidecar's alerting; empty without it, and then none
+    is ended)."""
 
     def to_json(self) -> str:
         return self.model_dump_json(indent=1)

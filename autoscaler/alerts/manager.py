@@ -34,6 +34,7 @@ from autoscaler.alerts.routing import Route
 from autoscaler.alerts.silences import Silences
 from autoscaler.decide.signals import reading_of
 from autoscaler.rules.schema import Policies
+from autoscaler.snapshot import notice_key
 from autoscaler.sources.errors import QueryRejected, SourceError
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ class Alerting:
         """``pool/node`` -> the last time a receiver accepted the alert that the node's
         sessions will be ended (Snapshot.notices_delivered)."""
         delivered = self.dispatcher.delivered(ENDING_SESSIONS_NAME)
-        return {f"{labels.get('pool', '')}/{labels.get('node', '')}": t for labels, t in delivered}
+        return {notice_key(a.get("pool", ""), a.get("node", "")): t for a, t in delivered}
 
     # ------------------------------------------------------------ timers
 

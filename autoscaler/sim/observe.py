@@ -26,6 +26,7 @@ from autoscaler.snapshot import (
     SignalValue,
     Snapshot,
     SwarmState,
+    notice_key,
 )
 from autoscaler.sources.swarm_signals import swarm_signal
 
@@ -65,7 +66,7 @@ class Observer:
         values = {name: self._signal(name, sig, swarm, now) for name, sig in signals.items()}
         # a receiver that accepts every alert the moment it is raised
         delivered = {
-            f"{self.pool}/{n.hostname}": stamp
+            notice_key(self.pool, n.hostname): stamp
             for n in nodes
             if (stamp := L.parse_stamp(n.labels.get(L.NOTIFIED_AT))) is not None
         }

@@ -39,7 +39,7 @@ from autoscaler.decide.signals import read_signal
 from autoscaler.decide.text import clock, span, utc
 from autoscaler.rules.pools import PoolPolicy
 from autoscaler.rules.schema import Signal
-from autoscaler.snapshot import Snapshot
+from autoscaler.snapshot import Snapshot, notice_key
 
 LAUNCH_SETTLE = timedelta(minutes=2)
 """A launch counts as on its way this long even when the provider does not list it yet."""
@@ -462,7 +462,7 @@ def _paused(p: _Pass, m: Member, headroom_known: bool) -> None:
         return
     delivered = L.parse_stamp(m.node.labels.get(L.DELIVERED_AT))
     if delivered is None or delivered < notified:
-        seen = p.delivered.get(f"{p.name}/{m.name}")
+        seen = p.delivered.get(notice_key(p.name, m.name))
         if seen is not None and utc(seen) >= notified:
             reason = f"alert raised at {clock(notified)} delivered at {clock(seen)}"
             labels = {L.DELIVERED_AT: L.stamp(seen)}
