@@ -545,7 +545,8 @@ def _ending_sessions_told(docs: list[_Doc]) -> list[Problem]:
 
     if any(d.rules is None for d in docs):
         return []
-    route = next((d.rules.route for d in docs if d.rules and d.rules.route), None)
+    config = next((d.rules.route for d in docs if d.rules and d.rules.route), None)
+    route = Route.build(config) if config is not None else None
     sends = {
         r.name
         for d in docs
@@ -566,7 +567,7 @@ def _ending_sessions_told(docs: list[_Doc]) -> list[Problem]:
                 "pool": name,
                 "node": "any",
             }
-            names = receivers_for(Route.build(route), labels) if route is not None else []
+            names = receivers_for(route, labels) if route is not None else []
             if any(n in sends for n in names):
                 continue
             why = f"it goes to {', '.join(names)}, which sends nothing" if names else "no route"
