@@ -221,7 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             assert result.snapshot is not None
             print_plan_table(result.plan, result.snapshot, sys.stdout)
         for r in result.results:
-            print(f"{'ok' if r.ok else 'FAILED'}: {r.message}")
+            print(f"{'ok' if r.ok else 'skipped' if r.skipped else 'FAILED'}: {r.message}")
         if result.error:
             print(f"pass failed: {result.error}", file=sys.stderr)
         return 0 if result.ok else 1

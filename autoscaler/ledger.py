@@ -73,7 +73,13 @@ def entry_json(
         "dry_run": dry_run,
         "sources": {k: (None if v.ok else v.error) for k, v in sorted(snapshot.sources.items())},
         "actions": [
-            {**r.action.model_dump(mode="json"), "ok": r.ok, "result": r.message} for r in results
+            {
+                **r.action.model_dump(mode="json"),
+                "ok": r.ok,
+                **({"skipped": True} if r.skipped else {}),
+                "result": r.message,
+            }
+            for r in results
         ],
         "decisions": [d.model_dump(mode="json") for d in plan.decisions],
     }

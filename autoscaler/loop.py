@@ -127,7 +127,7 @@ class Reconciler:
                 dry_run=self.dry_run,
             )
         for r in results:
-            level = logging.INFO if r.ok else logging.WARNING
+            level = logging.INFO if r.ok or r.skipped else logging.WARNING
             log.log(level, "%s: %s", r.action.kind, r.message)
         swarm = snapshot.sources.get("swarm")
         error = None if snapshot.swarm is not None else f"swarm: {swarm.error if swarm else '?'}"
@@ -142,7 +142,7 @@ class Reconciler:
         for a in actions:
             if isinstance(a, TerminateInstance) and a.after_removal_of in not_removed:
                 why = "not terminated: its node was not removed from the Swarm in this pass"
-                results.append(ActionResult(action=a, ok=False, message=why))
+                results.append(ActionResult(action=a, ok=False, message=why, skipped=True))
                 continue
             result = self._execute(a)
             if isinstance(a, RemoveNode) and not result.ok:

@@ -292,5 +292,21 @@ def test_a_machine_whose_node_was_not_removed_is_not_terminated(tmp_path: Path) 
         )
     )
     assert [r.ok for r in results] == [False, False, True]
+    assert [r.skipped for r in results] == [False, True, False]
     assert "its node was not removed" in results[1].message
     assert act.done == ["terminate_instance"]
+
+
+def test_a_skipped_termination_is_not_a_second_failed_action() -> None:
+    from autoscaler.alerts.builtin import PassFacts, _failed_actions
+
+    node = {"node_id": "n1", "hostname": "w1", "pool": "workers"}
+    term = {"pool": "workers", "provider": "ec2", "reason": "drained"}
+    remove = RemoveNode(**node, reason="drained")
+    skip = TerminateInstance(instance_id="i-1", after_removal_of="n1", **term)
+    results = [
+        ActionResult(action=remove, ok=False, message="neither down nor drained"),
+        ActionResult(action=skip, ok=False, message="not terminated", skipped=True),
+    ]
+    samples = _failed_actions(PassFacts(now=T0, results=results))
+    assert [s.labels["action"] for s in samples] == ["remove_node"]

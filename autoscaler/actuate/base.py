@@ -9,12 +9,17 @@ from autoscaler.model import Frozen
 
 
 class ActionResult(Frozen):
-    """The outcome of one action: done, refused or failed (``ok``), and why."""
+    """The outcome of one action: done, refused or failed (``ok``), and why.
+
+    ``skipped``: not attempted because an earlier action of the pass failed; that
+    failure is the one reported, so a skip does not count as a failure of its own.
+    """
 
     action: Action
     ok: bool
     message: str
     dry_run: bool = False
+    skipped: bool = False
 
 
 class Actuator(Protocol):

@@ -73,7 +73,7 @@ class BuiltinAlert:
 def _failed_actions(f: PassFacts) -> list[Sample]:
     out: dict[tuple[str, str], Sample] = {}
     for r in f.results:
-        if r.ok or r.dry_run:
+        if r.ok or r.dry_run or r.skipped:
             continue
         subject = str(getattr(r.action, "service", "") or getattr(r.action, "pool", ""))
         key = (r.action.kind, subject)
