@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
+import socket
+import sys
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,7 +23,13 @@ from autoscaler.settings import parse_listen
 log = logging.getLogger(__name__)
 
 READ_TIMEOUT = 30.0
-"""Seconds a connection may stay silent before it is closed (per read, not per request)."""
+"""Seconds a connection may stay silent before it is closed (per read)."""
+
+REQUEST_DEADLINE = 60.0
+"""Seconds one request may take in all, so a client that sends a byte now and then is cut off."""
+
+MAX_CONNECTIONS = 64
+"""Connections served at once; more are closed at once rather than each holding a thread."""
 
 
 class AlertsApi(Protocol):
@@ -69,6 +79,21 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
 
         def log_message(self, format: str, *args: Any) -> None:
             log.debug("http: " + format, *args)
+
+        def handle_one_request(self) -> None:
+            # READ_TIMEOUT bounds each read; this bounds the whole request and its answer
+            deadline = threading.Timer(REQUEST_DEADLINE, self._cut_off)
+            deadline.daemon = True
+            deadline.start()
+            try:
+                super().handle_one_request()
+            finally:
+                deadline.cancel()
+
+        def _cut_off(self) -> None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):  # already closed
+                self.connection.shutdown(socket.SHUT_RDWR)  # wakes the blocked read or write
 
         def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
             self.send_response(code)
@@ -197,10 +222,47 @@ def _length(text: str | None) -> int | None:
     return int(text)
 
 
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``MAX_CONNECTIONS`` of them."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._refused_logged_at = float("-inf")
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            now = time.monotonic()
+            if now - self._refused_logged_at >= 60:  # one line a minute, not one per attempt
+                self._refused_logged_at = now
+                log.warning("http: %d connections open; refusing more", MAX_CONNECTIONS)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            # a client gone mid-answer, or cut off at the deadline: not worth a traceback
+            log.debug("http: connection error", exc_info=True)
+        else:
+            log.exception("http: error while serving a request")
+
+
 class HttpServer:
     def __init__(self, listen: str, hooks: ServerHooks) -> None:
-        self.httpd = ThreadingHTTPServer(parse_listen(listen), make_handler(hooks))
-        self.httpd.daemon_threads = True
+        self.httpd = _BoundedServer(parse_listen(listen), make_handler(hooks))
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="http", daemon=True)
 
     @property

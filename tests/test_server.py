@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import select
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -158,3 +160,55 @@ def test_a_client_that_stalls_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> Non
             conn.sendall(b"POST /webhook/alertmanager HTTP/1.1\r\nContent-Len")
             assert conn.recv(4096) == b""  # closed by the server, not by our own timeout
         assert requests.get(f"http://127.0.0.1:{srv.port}/healthz", timeout=5).ok
+
+
+def test_a_client_that_drips_is_cut_off_at_the_request_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A byte every 0.1 s never trips the read timeout; the whole request has a deadline."""
+    monkeypatch.setattr("autoscaler.server.REQUEST_DEADLINE", 0.5)
+    request = b"POST /webhook/alertmanager HTTP/1.1\r\nContent-Length: 200\r\n\r\n" + b" " * 200
+    with serving(webhook_token=TOKEN) as srv:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as conn:
+            cut = False
+            for byte in request:  # 264 bytes: 26 s if nobody cuts it off
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:
+                    cut = True
+                    break
+                readable, _, _ = select.select([conn], [], [], 0.1)
+                if readable:
+                    cut = conn.recv(4096) == b""
+                    break
+            assert cut, "the server read the whole dripped request"
+        assert requests.get(f"http://127.0.0.1:{srv.port}/healthz", timeout=5).ok
+
+
+def test_connections_over_the_limit_are_closed_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("autoscaler.server.MAX_CONNECTIONS", 2)
+    url_of = "http://127.0.0.1:{}/healthz".format
+    with serving() as srv:
+        idle = [socket.create_connection(("127.0.0.1", srv.port), timeout=10) for _ in range(2)]
+        try:
+            for conn in idle:  # half a request each: both hold a slot, waiting for the rest
+                conn.sendall(b"GET /healthz HTTP/1.1\r\n")
+            # connections are accepted in order, so the third finds both slots taken
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as third:
+                try:
+                    third.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                    answer = third.recv(4096)
+                except ConnectionResetError:
+                    answer = b""
+                assert answer == b""  # closed, not served
+        finally:
+            for conn in idle:
+                conn.close()
+        for _ in range(50):  # the slots come back once the idle ones are gone
+            try:
+                if requests.get(url_of(srv.port), timeout=5).ok:
+                    break
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        else:
+            raise AssertionError("no slot came back after the idle connections closed")
