@@ -22,6 +22,8 @@ BAD_FILES: dict[str, tuple[int, str, str]] = {
     "empty.yml": (1, "", "the file is empty: write {} to keep an empty rules file on purpose"),
     "comments_only.yml": (1, "", "the file is empty"),  # every line commented out
     "tabs.yml": (3, "", "indent with spaces"),
+    # noticed on the next line; the message says where the unclosed mapping began
+    "unclosed_flow_mapping.yml": (4, "", "(a flow mapping that starts at line 3)"),
     "multi_document.yml": (4, "", "one document per file"),
     "python_tag.yml": (4, "", "'!!python/object/apply:os.system'"),
     "alias_bomb.yml": (1, "", "expands to more than"),

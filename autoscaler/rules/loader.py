@@ -288,7 +288,13 @@ def _yaml_problem(name: str, text: str, e: yaml.YAMLError) -> Problem:
     elif "another document" in problem:
         problem = "a second YAML document ('---'): one document per file"
     elif e.context and e.problem:
-        problem += f" ({e.context})"
+        opened = e.context_mark
+        if opened is not None and mark is not None and opened.line != mark.line:
+            # the parser notices late: say where the unfinished thing began
+            what = e.context.removeprefix("while parsing ").removeprefix("while scanning ")
+            problem += f" ({what} that starts at line {opened.line + 1})"
+        else:
+            problem += f" ({e.context})"
     kind = "YAML error" if isinstance(e, yaml.constructor.ConstructorError) else "YAML syntax error"
     column = f" at column {mark.column + 1}" if mark else ""
     return Problem(name, mark.line + 1 if mark else 1, "", f"{kind}{column}: {problem}")
