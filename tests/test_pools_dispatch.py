@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from autoscaler.actuate.base import ActionResult
-from autoscaler.actuate.dispatch import Dispatcher
+from autoscaler.actuate.dispatch import Dispatcher, LogNotifier
 from autoscaler.decide.plan_types import (
     Action,
     DrainNode,
@@ -83,3 +86,27 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do() -> None:
     assert text[5] == "would drain web-1 ENDING its sessions (why)"
     assert text[7] == "would label web-1: -autoscaler.paused-at, autoscaler.state=active (why)"
     assert text[8] == "would alert PoolNodeJoinTimeout: never joined"
+
+
+def test_an_alert_raised_every_pass_is_logged_once_an_hour(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [0.0]
+    notifier = LogNotifier(repeat=3600, clock=lambda: now[0])
+    waiting = Notify(alert="AutoscalerSessionsEndedByScaleIn", summary="3 sessions on w1")
+    other = Notify(alert="AutoscalerNodeJoinTimeout", summary="i-1 did not join")
+    with caplog.at_level(logging.WARNING, logger="autoscaler.actuate.dispatch"):
+        for _ in range(240):  # an hour of 15 s passes, less one
+            assert notifier.execute(waiting).ok
+            now[0] += 15
+        notifier.execute(other)
+        notifier.execute(waiting.model_copy(update={"summary": "2 sessions on w1"}))
+        now[0] += 15
+        notifier.execute(waiting)  # an hour after it was first logged
+    logged = [r.getMessage() for r in caplog.records]
+    assert logged == [
+        "ALERT AutoscalerSessionsEndedByScaleIn [warning]: 3 sessions on w1",
+        "ALERT AutoscalerNodeJoinTimeout [warning]: i-1 did not join",
+        "ALERT AutoscalerSessionsEndedByScaleIn [warning]: 2 sessions on w1",
+        "ALERT AutoscalerSessionsEndedByScaleIn [warning]: 3 sessions on w1",
+    ]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 
 from autoscaler.actuate.base import ActionResult, Actuator
 from autoscaler.decide.plan_types import NODE_ACTIONS, PROVIDER_ACTIONS, Action, Notify
@@ -11,11 +13,27 @@ log = logging.getLogger(__name__)
 
 
 class LogNotifier:
-    """Alerts raised by decisions, logged; used when no alert delivery is wired in."""
+    """Alerts raised by decisions, logged (alert delivery takes them from the plan).
+
+    A decision raises its alert again at every pass while the condition holds; the log gets
+    it once, then again every ``repeat`` while it stays the same, not every 15 seconds.
+    """
+
+    def __init__(self, repeat: float = 3600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._repeat = repeat
+        self._clock = clock
+        self._logged_at: dict[tuple[str, str, str], float] = {}
 
     def execute(self, action: Action) -> ActionResult:
         if not isinstance(action, Notify):
             return ActionResult(action=action, ok=False, message=f"{action.kind} is not an alert")
+        key = (action.alert, action.severity, action.summary)
+        now = self._clock()
+        last = self._logged_at.get(key)
+        if last is not None and now - last < self._repeat:
+            return ActionResult(action=action, ok=True, message=f"alert {action.alert} raised")
+        self._logged_at = {k: t for k, t in self._logged_at.items() if now - t < self._repeat}
+        self._logged_at[key] = now
         log.warning("ALERT %s [%s]: %s", action.alert, action.severity, action.summary)
         return ActionResult(action=action, ok=True, message=f"alert {action.alert} logged")
 
