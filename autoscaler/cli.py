@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from autoscaler import __version__
+
 log = logging.getLogger("autoscaler")
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="autoscaler",
         description="Autoscaler and monitoring sidecar for ShinyProxy on Docker Swarm.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--log-level",
         default=None,

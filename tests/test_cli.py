@@ -144,3 +144,13 @@ def test_run_once_with_engine_down_fails_cleanly(rules: Path) -> None:
     assert out.returncode == 1
     assert "Traceback" not in out.stderr
     assert "pass failed: swarm" in out.stderr
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    out = subprocess.run(
+        [sys.executable, "-m", "autoscaler", "--version"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == f"autoscaler {version('shiny-swarm-autoscaler')}"
