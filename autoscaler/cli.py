@@ -10,9 +10,12 @@ import sys
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autoscaler import __version__
+
+if TYPE_CHECKING:
+    from autoscaler.loop import PassResult
 
 log = logging.getLogger("autoscaler")
 
@@ -169,7 +172,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from autoscaler.sources.collect import collect
         from autoscaler.wiring import build_backends, docker_client
 
-        backends = build_backends(settings, docker_client(settings), build_providers(settings))
+        backends = build_backends(
+            settings,
+            docker_client(settings, _setting_name(args, "docker_host")),
+            build_providers(settings),
+        )
         snapshot = collect(backends, loaded.policies.signals)
     if args.save_snapshot:
         args.save_snapshot.write_text(snapshot.to_json(), encoding="utf-8")
@@ -181,6 +188,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     else:
         print_plan_table(result, snapshot, sys.stdout)
     return 0
+
+
+def once_exit_code(result: PassResult) -> int:
+    """``run --once``: 1 when the pass failed or one of its actions failed, for scripts."""
+    failed = any(not (r.ok or r.skipped or r.dry_run) for r in result.results)
+    return 0 if result.ok and not failed else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -197,7 +210,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.wiring import build_actuator, build_backends, docker_client
 
     settings = _settings(args)
-    client = docker_client(settings)
+    client = docker_client(settings, _setting_name(args, "docker_host"))
     providers = build_providers(settings)
     rules = RulesStore(settings.rules)
     metrics = SidecarMetrics()
@@ -227,7 +240,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{'ok' if r.ok else 'skipped' if r.skipped else 'FAILED'}: {r.message}")
         if result.error:
             print(f"pass failed: {result.error}", file=sys.stderr)
-        return 0 if result.ok else 1
+        return once_exit_code(result)
 
     started_at = datetime.now(UTC)
     runner = Runner(reconciler, settings.interval, settings.max_backoff)

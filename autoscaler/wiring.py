@@ -26,8 +26,11 @@ DOCKER_API_VERSION = "1.41"
 (a manager that is down at start-up is then a failed pass, reported and retried)."""
 
 
-def docker_client(settings: Settings) -> Any:
-    """The Docker client; a host it refuses is a RuntimeError that shows no credentials."""
+def docker_client(settings: Settings, host_setting: str = "AUTOSCALER_DOCKER_HOST") -> Any:
+    """The Docker client; a host it refuses is a RuntimeError that shows no credentials.
+
+    ``host_setting`` is what a refused ``settings.docker_host`` is called (its flag, say).
+    """
     import docker
     from docker.errors import DockerException
 
@@ -42,9 +45,7 @@ def docker_client(settings: Settings) -> Any:
         error = e
     # outside the except block: the error, which quotes the URL, is no context of this one
     if settings.docker_host:
-        raise RuntimeError(
-            _docker_host_error("AUTOSCALER_DOCKER_HOST", settings.docker_host, error)
-        )
+        raise RuntimeError(_docker_host_error(host_setting, settings.docker_host, error))
     raise RuntimeError(_docker_host_error("DOCKER_HOST", os.environ.get("DOCKER_HOST", ""), error))
 
 

@@ -143,3 +143,20 @@ def test_test_route_reports_a_bad_file_in_one_line(
     bad.write_text("route:\n  receiver: nope\nreceivers:\n  - name: ops\n")
     code, _, err = cli(capsys, "test-route", "--config", str(bad), "a=b")
     assert code == 1 and "undefined receiver 'nope'" in err and len(err.splitlines()) == 1
+
+
+def test_test_route_reads_a_rules_folder_as_the_sidecar_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shipped = Path(__file__).parent.parent / "rules"
+    code, out, _ = cli(
+        capsys, "test-route", "--config", str(shipped), "alertname=X", "severity=critical"
+    )
+    assert code == 0 and out.strip() == "ops-email,ops-slack"
+
+    (tmp_path / "a.yml").write_text("signals: {}\n")
+    code, _, err = cli(capsys, "test-route", "--config", str(tmp_path), "a=b")
+    assert code == 1 and "no rules file has a 'route'" in err
+    (tmp_path / "a.yml").write_text("services: {api: {max: two}}\n")
+    code, _, err = cli(capsys, "test-route", "--config", str(tmp_path), "a=b")
+    assert code == 1 and f"{tmp_path / 'a.yml'}:1: services.api.max" in err

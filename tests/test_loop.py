@@ -7,11 +7,12 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from autoscaler.actuate.base import ActionResult
-from autoscaler.decide.plan_types import Action, RemoveNode, TerminateInstance
+from autoscaler.decide.plan_types import Action, RemoveNode, ScaleService, TerminateInstance
 from autoscaler.ledger import Ledger
-from autoscaler.loop import Reconciler, Runner, backoff_delay
+from autoscaler.loop import PassResult, Reconciler, Runner, backoff_delay
 from autoscaler.metrics import SidecarMetrics
 from autoscaler.rules.reload import RulesStore
 from autoscaler.snapshot import Service, SwarmState
@@ -310,3 +311,19 @@ def test_a_skipped_termination_is_not_a_second_failed_action() -> None:
     ]
     samples = _failed_actions(PassFacts(now=T0, results=results))
     assert [s.labels["action"] for s in samples] == ["remove_node"]
+
+
+def test_run_once_exits_1_when_an_action_failed_but_not_for_a_skip_or_dry_run() -> None:
+    from autoscaler.cli import once_exit_code
+
+    scale = ScaleService(service="api", current=1, desired=2, reason="why")
+
+    def result(ok: bool = True, **outcome: Any) -> PassResult:
+        done = ActionResult(action=scale, ok=outcome.pop("action_ok", True), message="", **outcome)
+        return PassResult("once", ok, 0.1, results=[done])
+
+    assert once_exit_code(result()) == 0
+    assert once_exit_code(result(action_ok=False)) == 1
+    assert once_exit_code(result(action_ok=False, skipped=True)) == 0
+    assert once_exit_code(result(action_ok=False, dry_run=True)) == 0
+    assert once_exit_code(result(ok=False)) == 1

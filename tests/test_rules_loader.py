@@ -317,3 +317,15 @@ def test_a_name_yaml_reads_as_a_boolean_is_found_on_its_line(tmp_path: Path) -> 
         4,
         "a name must be text, got false (YAML reads on, off, yes, no so): quote it",
     )
+
+
+def test_a_signal_defined_in_two_files_is_listed_once_among_the_defined(tmp_path: Path) -> None:
+    sig = "signals:\n  rps:\n    prometheus: {query: up}\n"
+    (tmp_path / "a.yml").write_text(sig)
+    (tmp_path / "b.yml").write_text(sig)
+    (tmp_path / "c.yml").write_text(
+        "services:\n  api:\n    max: 2\n    target_tracking: [{signal: rsp, value: 1}]\n"
+    )
+    shown = [str(p) for p in load_rules(tmp_path).problems]
+    unknown = [s for s in shown if "unknown signal 'rsp'" in s]
+    assert len(unknown) == 1 and unknown[0].endswith("(defined: rps)"), shown

@@ -307,7 +307,14 @@ def test_docker_host_with_credentials_is_a_clear_error_without_them(
     out = capsys.readouterr()
     assert code == 2
     assert SECRET not in out.out + out.err and "Traceback" not in out.err
-    assert out.err.startswith("autoscaler: error: AUTOSCALER_DOCKER_HOST")
+    assert out.err.startswith("autoscaler: error: --docker-host 'https://***@")  # as given
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("AUTOSCALER_DOCKER_HOST", url)
+        code = main(["run", "--once", "--rules", str(tmp_path), "--ledger", ""])
+    out = capsys.readouterr()
+    assert code == 2 and SECRET not in out.out + out.err
+    assert out.err.startswith("autoscaler: error: AUTOSCALER_DOCKER_HOST 'https://***@")
 
 
 def test_docker_host_from_the_environment_is_scrubbed_too(

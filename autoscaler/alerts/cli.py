@@ -26,7 +26,12 @@ def add_alerts_parser(sub: Any) -> None:
         "test-route",
         help="print the receivers an alert with these labels goes to (as amtool does)",
     )
-    test.add_argument("--config", type=Path, required=True, help="file with route and receivers")
+    test.add_argument(
+        "--config",
+        type=Path,
+        required=True,
+        help="alertmanager.yml-style file, or a rules folder, with route and receivers",
+    )
     test.add_argument("labels", nargs="*", help="label=value ...")
     test.set_defaults(handler=cmd_test_route)
 
@@ -64,15 +69,34 @@ def add_alerts_parser(sub: Any) -> None:
 
 
 def cmd_test_route(args: argparse.Namespace) -> int:
-    from autoscaler.alerts.config import load_routing_file
+    from autoscaler.alerts.config import RoutingConfig, load_routing_file
     from autoscaler.alerts.matchers import parse_matcher
     from autoscaler.alerts.routing import Route, receivers_for
 
-    try:
-        cfg = load_routing_file(args.config)
-    except Exception as e:  # pydantic and YAML errors: one clear line
-        print(f"autoscaler: error: {args.config}: {_one_line(e)}", file=sys.stderr)
-        return 1
+    if args.config.is_dir():  # a rules folder: its route, as the sidecar reads it
+        from autoscaler.rules.loader import load_rules
+
+        loaded = load_rules(args.config)
+        if loaded.policies is None:
+            for problem in loaded.problems:
+                print(problem, file=sys.stderr)
+            return 1
+        if loaded.policies.route is None:
+            print(f"autoscaler: error: {args.config}: no rules file has a 'route'", file=sys.stderr)
+            return 1
+        policies = loaded.policies
+        cfg = RoutingConfig(
+            route=policies.route,
+            receivers=policies.receivers,
+            inhibit_rules=policies.inhibit_rules,
+            time_intervals=policies.time_intervals,
+        )
+    else:
+        try:
+            cfg = load_routing_file(args.config)
+        except Exception as e:  # pydantic and YAML errors: one clear line
+            print(f"autoscaler: error: {args.config}: {_one_line(e)}", file=sys.stderr)
+            return 1
     labels: dict[str, str] = {}
     for text in args.labels:
         m = parse_matcher(text)

@@ -624,8 +624,8 @@ def _defined_twice(docs: list[_Doc]) -> list[Problem]:
 
 def _undefined_signals(docs: list[_Doc]) -> list[Problem]:
     defined = sorted(
-        str(n) for d in docs if isinstance(s := (d.data or {}).get("signals"), dict) for n in s
-    )
+        {str(n) for d in docs if isinstance(s := (d.data or {}).get("signals"), dict) for n in s}
+    )  # a name defined in two files is listed once (that is a problem of its own)
     problems = []
     for doc in docs:
         for loc, name in _signal_refs(doc.data or {}):

@@ -123,7 +123,10 @@ def add_simulate_parser(subparsers: Any) -> None:
     )
     one.add_argument("--influx", metavar="URL", help="InfluxDB 1.x with ShinyProxy usage events")
     src.add_argument(
-        "--db", default="shinyproxy_usagestats", metavar="NAME", help="InfluxDB database"
+        "--db",
+        default="shinyproxy_usagestats",
+        metavar="NAME",
+        help="InfluxDB database (default: shinyproxy_usagestats)",
     )
     src.add_argument(
         "--since",
@@ -146,7 +149,7 @@ def add_simulate_parser(subparsers: Any) -> None:
         "--session-cap", type=_MINUTES, default=480.0, metavar="D", help="longest session (8h)"
     )
     arr.add_argument(
-        "--seed", type=_whole(0), default=1, help="random seed (arrivals, ready times)"
+        "--seed", type=_whole(0), default=1, help="random seed (arrivals, ready times; default: 1)"
     )
     pol = p.add_argument_group("the pool")
     pol.add_argument("--rules", type=Path, default=Path("rules"), help="policy folder (rules/)")
