@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from autoscaler.actuate.base import ActionResult
 from autoscaler.decide.plan_types import Plan
 from autoscaler.decide.signals import reading_of
-from autoscaler.pool_metrics import PoolMetrics
+from autoscaler.pool_metrics import Labels, PoolMetrics, publish
 from autoscaler.rules.schema import Signal
 from autoscaler.snapshot import Snapshot
 
@@ -104,6 +104,7 @@ class SidecarMetrics:
             registry=r,
         )
         self.pools = PoolMetrics(r)
+        self._published: dict[str, set[Labels]] = {}
         for s in SOURCES:
             self.source_errors.labels(s)
         for res in ("ok", "error"):
@@ -112,35 +113,52 @@ class SidecarMetrics:
 
     def observe_snapshot(self, snap: Snapshot, signals: Mapping[str, Signal] | None = None) -> None:
         """``signals``: the definitions, to judge each value's age by its ``max_age``."""
+        up: dict[Labels, float] = {}
         for name, status in snap.sources.items():
             if status.error == "not configured" or (
                 status.error and status.error.startswith("not configured")
             ):
                 continue
-            self.source_up.labels(name).set(1 if status.ok else 0)
+            up[(name,)] = 1 if status.ok else 0
             if not status.ok:
                 self.source_errors.labels(name).inc()
+        missing: dict[Labels, float] = {}
+        values: dict[Labels, float] = {}
+        ages: dict[Labels, float] = {}
         for name, sig in snap.signals.items():
             usable = reading_of(name, snap, signals or {}).usable
-            self.signal_missing.labels(name).set(0 if usable else 1)
+            missing[(name,)] = 0 if usable else 1
             if sig.value is not None:
-                self.signal_value.labels(name).set(sig.value)
+                values[(name,)] = sig.value
             if sig.observed_at is not None:
                 age = (snap.taken_at - sig.observed_at).total_seconds()
-                self.signal_age.labels(name).set(max(0.0, age))
+                ages[(name,)] = max(0.0, age)
+        self._publish("source_up", self.source_up, up)
+        self._publish("signal_missing", self.signal_missing, missing)
+        self._publish("signal_value", self.signal_value, values)
+        self._publish("signal_age", self.signal_age, ages)
 
     def observe_plan(self, plan: Plan, services: dict[str, str]) -> None:
         """``services`` maps policy name -> Swarm service name."""
+        current: dict[Labels, float] = {}
+        desired: dict[Labels, float] = {}
         for d in plan.decisions:
             self.decisions.labels(d.policy, d.outcome).inc()
             if d.subject.startswith("pool "):
                 continue  # pools have gauges of their own
             svc = services.get(d.policy, d.subject)
+            # A policy that wants nothing now (disabled, paused, no Swarm state) has no
+            # desired replicas: its last wish would read as a service that never converges.
             if d.current is not None:
-                self.current.labels(d.policy, svc).set(d.current)
+                current[(d.policy, svc)] = d.current
             if d.desired is not None:
-                self.desired.labels(d.policy, svc).set(d.desired)
+                desired[(d.policy, svc)] = d.desired
+        self._publish("current", self.current, current)
+        self._publish("desired", self.desired, desired)
         self.pools.observe(plan)
+
+    def _publish(self, key: str, gauge: Gauge, values: Mapping[Labels, float]) -> None:
+        self._published[key] = publish(gauge, values, self._published.get(key, set()))
 
     def observe_results(self, results: list[ActionResult]) -> None:
         for res in results:

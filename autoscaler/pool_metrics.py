@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Gauge
 
 from autoscaler.decide.plan_types import Plan
 
 SEAT_KINDS = ("used", "free", "headroom", "wanted")
+
+Labels = tuple[str, ...]
+
+
+def publish(gauge: Gauge, values: Mapping[Labels, float], before: set[Labels]) -> set[Labels]:
+    """Set ``gauge`` to ``values`` and remove the label sets of ``before`` not among them.
+
+    A gauge of a signal, service or pool that is gone from the rules (or has no value now)
+    must not stay at its last value: alerts such as AutoscalerSignalMissing and
+    AutoscalerReplicasNotConverging would fire on it for ever. Series are set before stale
+    ones are removed, never cleared first, so a scrape in between sees no gap.
+    Returns the label sets now published (``before`` of the next call).
+    """
+    for labels, value in values.items():
+        gauge.labels(*labels).set(value)
+    for labels in before - values.keys():
+        with contextlib.suppress(KeyError):  # already gone
+            gauge.remove(*labels)
+    return set(values)
 
 
 class PoolMetrics:
@@ -42,16 +64,35 @@ class PoolMetrics:
             ["pool"],
             registry=r,
         )
+        self._published: dict[int, set[Labels]] = {}
 
     def observe(self, plan: Plan) -> None:
+        """The pools of this plan; the series of a pool no longer in the rules go away."""
+        nodes: dict[Labels, float] = {}
+        seats: dict[Labels, float] = {}
+        wanted: dict[Labels, float] = {}
+        cost: dict[Labels, float] = {}
+        live: dict[Labels, float] = {}
+        pending: dict[Labels, float] = {}
         for status in plan.pools:
             p = status.pool
             for state, count in status.nodes.items():
-                self.nodes.labels(p, state).set(count)
+                nodes[(p, state)] = count
             for kind in SEAT_KINDS:
-                self.seats.labels(p, kind).set(status.seats.get(kind, 0))
-            self.wanted_nodes.labels(p).set(status.wanted_nodes)
+                seats[(p, kind)] = status.seats.get(kind, 0)
+            wanted[(p,)] = status.wanted_nodes
             if status.cost_per_hour is not None:
-                self.cost.labels(p).set(status.cost_per_hour)
-            self.live.labels(p).set(status.live_sessions)
-            self.pending.labels(p).set(status.pending_sessions)
+                cost[(p,)] = status.cost_per_hour
+            live[(p,)] = status.live_sessions
+            pending[(p,)] = status.pending_sessions
+        for gauge, values in (
+            (self.nodes, nodes),
+            (self.seats, seats),
+            (self.wanted_nodes, wanted),
+            (self.cost, cost),
+            (self.live, live),
+            (self.pending, pending),
+        ):
+            self._published[id(gauge)] = publish(
+                gauge, values, self._published.get(id(gauge), set())
+            )

@@ -81,6 +81,25 @@ ROUTES = [
     ),
     (
         {
+            "alertname": "CadvisorDown",
+            "severity": "warning",
+            "service": "containers",
+            "category": "availability",
+            "node": "worker-1",
+        },
+        ["slack-platform"],
+    ),
+    (
+        {
+            "alertname": "SwarmDiscoveryFailing",
+            "severity": "critical",
+            "service": "prometheus",
+            "category": "availability",
+        },
+        ["oncall"],
+    ),
+    (
+        {
             "alertname": "AutoscalerSourceDown",
             "severity": "warning",
             "service": "autoscaler",

@@ -1,0 +1,133 @@
+"""The sidecar's gauges follow the rules in force: nothing stays behind at its last value.
+
+Alert rules read these gauges directly (alerting/rules/autoscaler.yml, capacity.yml): a
+desired-replicas series left over from a policy that is now disabled, paused or deleted
+keeps `AutoscalerReplicasNotConverging` firing for ever, a deleted signal that was missing
+keeps `AutoscalerSignalMissing` firing, and a deleted pool keeps its nodes "launching". The
+passes run through the real reconciler, rules store and planner; only the Swarm, Prometheus
+and the actuator are the fakes of tests/test_loop.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, generate_latest
+
+from autoscaler.ledger import Ledger
+from autoscaler.loop import Reconciler
+from autoscaler.metrics import SidecarMetrics
+from autoscaler.rules.reload import RulesStore
+from autoscaler.sources.collect import Backends
+from tests.pools_builders import node, pending, pool, run, sessions, snapshot
+from tests.test_loop import RULES, Clock, FakeProm, FakeSwarm, RecordingActuator
+
+SERVICE = {"policy": "api", "service": "api"}
+DESIRED = "autoscaler_service_desired_replicas"
+CURRENT = "autoscaler_service_current_replicas"
+
+
+def _reconciler(tmp_path: Path) -> tuple[Reconciler, Path, FakeProm]:
+    """A pass wants 4 replicas of api, which stays at 2 (every scale action fails)."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.yml").write_text(RULES)
+    clock = Clock()
+    swarm, prom = FakeSwarm(), FakeProm(clock)
+    rec = Reconciler(
+        rules=RulesStore(rules),
+        backends=Backends(swarm=swarm, prometheus=prom),
+        actuator=RecordingActuator(swarm, fail=True),
+        metrics=SidecarMetrics(),
+        ledger=Ledger(tmp_path / "ledger.jsonl"),
+        clock=clock,
+    )
+    prom.value = 40.0
+    assert rec.run_pass().ok
+    return rec, rules / "a.yml", prom
+
+
+def _value(rec: Reconciler, name: str, labels: dict[str, str]) -> float | None:
+    return rec.metrics.registry.get_sample_value(name, labels)
+
+
+def test_a_service_that_does_not_converge_shows_desired_and_current(tmp_path: Path) -> None:
+    rec, _, _ = _reconciler(tmp_path)
+    assert _value(rec, DESIRED, SERVICE) == 4
+    assert _value(rec, CURRENT, SERVICE) == 2
+
+
+def test_a_disabled_policy_wants_no_replicas(tmp_path: Path) -> None:
+    rec, rules, _ = _reconciler(tmp_path)
+    rules.write_text(RULES.replace("    min: 1\n", "    enabled: false\n    min: 1\n"))
+    r = rec.run_pass()
+    assert r.plan is not None and r.plan.decisions[0].outcome == "disabled"
+    # The old code kept desired 4 against current 2: AutoscalerReplicasNotConverging fired
+    # for as long as the policy stayed disabled.
+    assert _value(rec, DESIRED, SERVICE) is None
+    assert _value(rec, CURRENT, SERVICE) is None
+
+
+def test_a_paused_service_keeps_its_current_replicas_but_wants_none(tmp_path: Path) -> None:
+    rec, _, _ = _reconciler(tmp_path)
+    swarm = rec.backends.swarm
+    assert isinstance(swarm, FakeSwarm)
+    original = swarm.read
+
+    def paused() -> object:
+        state = original()
+        svc = state.services[0].model_copy(update={"labels": {"autoscaler.pause": "true"}})
+        return state.model_copy(update={"services": (svc,)})
+
+    swarm.read = paused  # type: ignore[method-assign,assignment]
+    r = rec.run_pass()
+    assert r.plan is not None and r.plan.decisions[0].outcome == "paused"
+    assert _value(rec, CURRENT, SERVICE) == 2
+    assert _value(rec, DESIRED, SERVICE) is None
+
+
+def test_a_deleted_policy_and_signal_leave_no_series(tmp_path: Path) -> None:
+    rec, rules, prom = _reconciler(tmp_path)
+    prom.value = None  # Prometheus down: the signal is missing, its source down
+    rec.run_pass()
+    assert _value(rec, "autoscaler_signal_missing", {"signal": "rps"}) == 1
+    assert _value(rec, "autoscaler_source_up", {"source": "prometheus"}) == 0
+    rules.write_text("signals: {}\nservices: {}\n")
+    r = rec.run_pass()
+    assert r.ok and rec.rules.generation == 2
+    text = generate_latest(rec.metrics.registry).decode()
+    for gone in (
+        'policy="api"',
+        'signal="rps"',
+        'autoscaler_source_up{source="prometheus"}',
+    ):
+        line = next((ln for ln in text.splitlines() if gone in ln and ln[0] != "#"), None)
+        # Decision counters keep their history; gauges must not.
+        assert line is None or line.startswith("autoscaler_decisions_total"), line
+
+
+def test_the_value_of_a_signal_that_went_missing_is_not_shown_as_current(
+    tmp_path: Path,
+) -> None:
+    rec, _, prom = _reconciler(tmp_path)
+    assert _value(rec, "autoscaler_signal_value", {"signal": "rps"}) == 40
+    prom.value = None
+    rec.run_pass()
+    assert _value(rec, "autoscaler_signal_missing", {"signal": "rps"}) == 1
+    assert _value(rec, "autoscaler_signal_value", {"signal": "rps"}) is None
+    prom.value = 30.0
+    rec.run_pass()
+    assert _value(rec, "autoscaler_signal_value", {"signal": "rps"}) == 30
+    assert _value(rec, "autoscaler_signal_missing", {"signal": "rps"}) == 0
+
+
+def test_a_deleted_pool_leaves_no_series() -> None:
+    registry = CollectorRegistry()
+    metrics = SidecarMetrics(registry)
+    plan = run(snapshot([node("a")], sessions("a", 2) + pending(1)), pool())
+    metrics.observe_plan(plan, {})
+    assert registry.get_sample_value("autoscaler_pending_sessions", {"pool": "web"}) == 1
+    assert registry.get_sample_value("autoscaler_pool_nodes", {"pool": "web", "state": "active"})
+    metrics.observe_plan(plan.model_copy(update={"pools": ()}), {})
+    text = generate_latest(registry).decode()
+    assert [ln for ln in text.splitlines() if 'pool="web"' in ln] == []
