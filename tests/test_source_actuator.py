@@ -253,6 +253,23 @@ def test_replica_http_error_and_bad_page(
         c.read("userLogins_total")
 
 
+@pytest.mark.parametrize("page", ["", "\n", "# HELP userLogins_total logins\n"])
+def test_a_replica_with_an_empty_page_fails_the_read(
+    replicas: tuple[ExpositionServer, ExpositionServer], page: str
+) -> None:
+    """HTTP 200 and nothing in it (a proxy's empty answer): not "no sessions there",
+    which would leave that replica out of the sum, and out of an on_empty: zero total."""
+    a, b = replicas
+    c = ActuatorClient(_endpoints(a, b), timeout=2)
+    b.set_text(page)
+    with pytest.raises(SourceError, match=re.escape(f"{b.url}: page without any sample")) as e:
+        c.read("userLogins_total")
+    assert "undercount" in str(e.value)
+    a.set_text(page)
+    with pytest.raises(SourceError, match="2 of 2 replicas failed"):
+        c.read("userLogins_total")
+
+
 def test_health_per_replica(replicas: tuple[ExpositionServer, ExpositionServer]) -> None:
     a, b = replicas
     c = ActuatorClient(_endpoints(a, b), timeout=2)
@@ -292,7 +309,10 @@ def dns(monkeypatch: pytest.MonkeyPatch) -> dict[str, list[str]]:
             if not answers[host]:
                 raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
             return [
-                (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port))) for ip in answers[host]
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (ip, int(port), 0, 0))
+                if ":" in ip
+                else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (ip, int(port)))
+                for ip in answers[host]
             ]
         if isinstance(host, str) and host.startswith("tasks."):
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -313,6 +333,29 @@ def test_tasks_name_is_resolved_to_every_replica_at_each_read(
     dns["tasks.shinyproxy"] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"]  # scaled to 3
     assert c.read("userLogins_total").value == 14.0 + 13.0 + 13.0
     assert [s.requests_for("/actuator/prometheus") for s in swarm_replicas] == [2, 2, 1]
+
+
+def test_a_dual_stack_task_is_scraped_once(
+    swarm_replicas: list[ExpositionServer], dns: dict[str, list[str]]
+) -> None:
+    """On an overlay network with IPv6, tasks.<service> answers an A and an AAAA record
+    per task; both reach the same replica (here its IPv4-mapped IPv6 address)."""
+    port = swarm_replicas[0].port
+    dns["tasks.shinyproxy"] = ["127.0.0.2", "::ffff:127.0.0.2", "127.0.0.3", "::ffff:127.0.0.3"]
+    c = ActuatorClient(f"tasks.shinyproxy:{port}", timeout=2)
+    assert c.replicas() == [f"http://127.0.0.2:{port}", f"http://127.0.0.3:{port}"]
+    assert c.read("userLogins_total").value == 14.0 + 13.0
+    assert [s.requests_for("/actuator/prometheus") for s in swarm_replicas] == [1, 1, 0]
+
+
+def test_an_ipv6_only_network_is_read(
+    swarm_replicas: list[ExpositionServer], dns: dict[str, list[str]]
+) -> None:
+    port = swarm_replicas[0].port
+    dns["tasks.shinyproxy"] = ["::ffff:127.0.0.2"]
+    c = ActuatorClient(f"tasks.shinyproxy:{port}", timeout=2)
+    assert c.replicas() == [f"http://[::ffff:127.0.0.2]:{port}"]
+    assert c.read("userLogins_total").value == 14.0
 
 
 def test_tasks_name_default_port_is_9090(dns: dict[str, list[str]]) -> None:

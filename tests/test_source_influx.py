@@ -7,15 +7,25 @@ string field ``data``, and no timestamp (the server stamps it).
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
+import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
+from autoscaler.lab.backends import InfluxBackend, influxd_config, wait_ready
+from autoscaler.lab.ports import free_port
 from autoscaler.sources.errors import NoData, QueryRejected, SourceError
 from autoscaler.sources.influx import InfluxReader
-from tests.fixtures_backends import InfluxLab
+from tests.fixtures_backends import USAGESTATS_DB, InfluxLab, need_binary
 
 pytestmark = pytest.mark.real
 
@@ -151,3 +161,124 @@ def test_url_credentials_are_not_shown(usagestats: InfluxLab) -> None:
     with pytest.raises(ValueError, match="expected http") as e:
         InfluxReader("influx://stats:s3cret-pw@db:8086", "x", None, None, timeout=1)
     assert "s3cret-pw" not in str(e.value)
+
+
+def test_several_series_are_refused_not_the_first_one_read(usagestats: InfluxLab) -> None:
+    """GROUP BY a tag gives one series per tag value: reading the first one (alphabetical,
+    "Login" before "ProxyStart") would be a guess, like several Prometheus series."""
+    for event in [("alice", "Login", None), ("bob", "ProxyStart", "euler")]:
+        assert post(usagestats, shinyproxy_line(*event)) == 204
+    assert post(usagestats, shinyproxy_line("cy", "ProxyStart", "euler")) == 204
+    by_type = "SELECT count(data) FROM event WHERE time > now() - 5m GROUP BY type"
+    with pytest.raises(QueryRejected, match=r"2 series \(grouped by type\)") as e:
+        reader(usagestats).query(by_type)
+    assert e.value.source == "influx"
+    one_type = "SELECT count(data) FROM event WHERE type = 'ProxyStart' GROUP BY type"
+    assert reader(usagestats).query(one_type).value == 2.0
+
+
+@pytest.fixture
+def limited_influxd(backend_dir: Path) -> Iterator[InfluxLab]:
+    """A real influxd that returns at most 3 rows per answer (``max-row-limit``)."""
+    need_binary("influxd", "influxdb")
+    http_port, rpc_port = free_port(), free_port()
+    config = influxd_config(backend_dir / "home", http_port, rpc_port).replace(
+        "auth-enabled = false", "auth-enabled = false\n  max-row-limit = 3"
+    )
+    assert "max-row-limit = 3" in config
+    (backend_dir / "influxd.conf").write_text(config)
+    log_path = backend_dir / "influxd.log"
+    log = log_path.open("ab")
+    binary = shutil.which("influxd") or "influxd"
+    process = subprocess.Popen(
+        [binary, "run", "-config", str(backend_dir / "influxd.conf")], stdout=log, stderr=log
+    )
+    backend = InfluxBackend(
+        "influxd-limited", process, f"http://127.0.0.1:{http_port}", log_path, log
+    )
+    try:
+        assert wait_ready(f"{backend.url}/ping", process, 30, (204,)), backend.log_tail()
+        backend.create_database(USAGESTATS_DB)
+        yield InfluxLab(backend, USAGESTATS_DB)
+    finally:
+        backend.stop()
+
+
+def test_an_answer_cut_at_the_row_limit_is_refused(limited_influxd: InfluxLab) -> None:
+    """Cut at max-row-limit, the newest rows (those read) are the ones left out: the
+    value read would be an old one, reported as fresh."""
+    now_ns = time.time_ns()
+    lines = [
+        f"{shinyproxy_line('u', 'ProxyStart', 'euler')} {now_ns - m * 60 * 10**9}"
+        for m in range(10, 0, -1)
+    ]
+    assert post(limited_influxd, "\n".join(lines)) == 204
+    per_minute = (
+        "SELECT count(data) FROM event WHERE time > now() - 15m GROUP BY time(1m) fill(none)"
+    )
+    with pytest.raises(QueryRejected, match="max-row-limit"):
+        reader(limited_influxd).query(per_minute)
+    newest = per_minute + " ORDER BY time DESC LIMIT 1"
+    assert reader(limited_influxd).query(newest).value == 1.0
+
+
+class CannedInflux:
+    """Loopback HTTP that answers every query with a fixed JSON body."""
+
+    def __init__(self) -> None:
+        self.body = b"{}"
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(outer.body)))
+                self.end_headers()
+                self.wfile.write(outer.body)
+
+            do_POST = do_GET
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+@pytest.fixture
+def canned_influx() -> Iterator[CannedInflux]:
+    canned = CannedInflux()
+    thread = threading.Thread(target=canned.server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield canned
+    finally:
+        canned.server.shutdown()
+        thread.join()
+        canned.server.server_close()
+
+
+def _series(**kw: Any) -> dict[str, Any]:
+    return {"results": [{"statement_id": 0, "series": [{"name": "event", **kw}]}]}
+
+
+MALFORMED = {
+    "a list": [],
+    "results not a list": {"results": "x"},
+    "no result": {"results": []},
+    "no columns": _series(values=[[1, 2]]),
+    "short row": _series(columns=["time", "count"], values=[[1]]),
+    "text time": _series(columns=["time", "count"], values=[[1, 2], ["x", 3]]),
+}
+
+
+@pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
+def test_a_malformed_answer_is_a_source_error(canned_influx: CannedInflux, body: Any) -> None:
+    """A proxy or another service at the InfluxDB URL: a SourceError, never another
+    exception (collect() would not catch it and the whole pass would stop)."""
+    canned_influx.body = json.dumps(body).encode()
+    r = InfluxReader(canned_influx.url, "db", None, None, timeout=2)
+    with pytest.raises(SourceError, match="invalid answer") as e:
+        r.query("SELECT count(data) FROM event")
+    assert not isinstance(e.value, QueryRejected)

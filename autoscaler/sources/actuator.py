@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import statistics
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from prometheus_client.metrics_core import Metric
 
 from autoscaler.sources.errors import NoData, SourceError
 from autoscaler.sources.exposition import ExpositionError, parse, select
+from autoscaler.sources.http_body import MAX_BODY_BYTES, BodyError, read_body
 from autoscaler.sources.http_errors import (
     UNENCODABLE,
     describe_request_error,
@@ -48,9 +50,12 @@ _AGGREGATES: dict[str, Callable[[list[float]], float]] = {
 
 
 def resolve_all(host: str, port: int) -> list[str]:
-    """Every address ``host`` resolves to (for ``tasks.<service>``: one per running task)."""
+    """One address per replica ``host`` resolves to (for ``tasks.<service>``: one per
+    running task). On a dual-stack network every task has an IPv4 and an IPv6 address:
+    scraping both would count each replica twice, so IPv4 is taken when there is any."""
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({str(info[4][0]) for info in infos})
+    v4 = {str(info[4][0]) for info in infos if info[0] == socket.AF_INET}
+    return sorted(v4 or {str(info[4][0]) for info in infos})
 
 
 @dataclass(frozen=True)
@@ -115,7 +120,8 @@ class ActuatorScrape:
 
 
 class ActuatorClient:
-    """Reads ShinyProxy's management endpoints on every replica."""
+    """Reads ShinyProxy's management endpoints on every replica. ``timeout`` bounds each
+    replica's scrape as a whole; pages over ``max_bytes`` are refused."""
 
     def __init__(
         self,
@@ -123,9 +129,11 @@ class ActuatorClient:
         timeout: float,
         session: requests.Session | None = None,
         resolve: Resolver = resolve_all,
+        max_bytes: int = MAX_BODY_BYTES,
     ) -> None:
         self._endpoints = _parse_endpoints(endpoints)
         self._timeout = timeout
+        self._max_bytes = max_bytes
         self._session = session or requests.Session()
         self._resolve = resolve
 
@@ -175,28 +183,37 @@ class ActuatorClient:
                 found.setdefault(url, _Replica(url, ep.auth))
         return list(found.values())
 
-    def _get(self, replica: _Replica, path: str, accept: str) -> requests.Response:
+    def _get(
+        self, replica: _Replica, path: str, accept: str, stream: bool = False
+    ) -> requests.Response:
         return self._session.get(
             replica.url + path,
             auth=replica.auth,
             timeout=self._timeout,
             headers={"Accept": accept},
+            stream=stream,
         )
 
     def _scrape_one(self, replica: _Replica) -> ReplicaScrape:
+        deadline = time.monotonic() + self._timeout
         try:
-            resp = self._get(replica, "/actuator/prometheus", "text/plain;version=0.0.4")
+            resp = self._get(replica, "/actuator/prometheus", "text/plain;version=0.0.4", True)
+            body = read_body(resp, deadline, self._timeout, self._max_bytes)
         except requests.RequestException as e:
             return _failed(replica, describe_request_error(e, self._timeout))
         except UnicodeError:  # its text would hold the value: the password
             return _failed(replica, UNENCODABLE)
+        except BodyError as e:
+            return _failed(replica, str(e))
         fetched_at = datetime.now(UTC)
         if resp.status_code != 200:
             return _failed(replica, f"HTTP {resp.status_code}")
         try:
-            families = parse(resp.text)
+            families = parse(body.decode("utf-8", "replace"))  # the format's encoding
         except ExpositionError as e:
             return _failed(replica, str(e))
+        if not any(f.samples for f in families):  # a live actuator always has some
+            return _failed(replica, "page without any sample")
         return ReplicaScrape(url=replica.url, fetched_at=fetched_at, families=families)
 
     def _health_one(self, replica: _Replica) -> str:

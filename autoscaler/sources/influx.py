@@ -71,8 +71,9 @@ class InfluxReader:
     def query(
         self, influxql: str, field: str | None = None, database: str | None = None
     ) -> Reading:
-        """Value of ``field`` (default: first non-time column) in the newest row of the
-        first series; ``database`` overrides the reader's default."""
+        """Value of ``field`` (default: first non-time column) in the newest row of the one
+        series; several series (GROUP BY a tag) are refused, as picking one would be a
+        guess. ``database`` overrides the reader's default."""
         now = datetime.now(UTC)
         raw = self.raw(influxql, database)
         return Reading(value=_newest_value(raw, field, influxql), observed_at=now)
@@ -94,7 +95,13 @@ class InfluxReader:
             if text.startswith("query error"):
                 raise QueryRejected(SOURCE, text) from None
             raise SourceError(SOURCE, text) from None
-        return result[0].raw if isinstance(result, list) else result.raw
+        except (AttributeError, TypeError, KeyError, IndexError):  # JSON, not InfluxDB's
+            raise _invalid("not an InfluxDB 1.x response") from None
+        if isinstance(result, list):
+            if not result:
+                raise _invalid("no result")
+            result = result[0]
+        return result.raw
 
     def close(self) -> None:
         self._client.close()
@@ -121,19 +128,43 @@ def _client_error(e: InfluxDBClientError, db: str) -> str:
     return f"query error: {prefix}{content}"
 
 
-def _newest_value(raw: dict[str, Any], field: str | None, influxql: str) -> float:
+def _invalid(what: str) -> SourceError:
+    return SourceError(SOURCE, f"invalid answer ({what})")
+
+
+def _newest_value(raw: Any, field: str | None, influxql: str) -> float:
+    if not isinstance(raw, dict):
+        raise _invalid("a result that is not an object")
     series = raw.get("series") or []
+    if not isinstance(series, list) or not all(isinstance(s, dict) for s in series):
+        raise _invalid("series that are not objects")
+    if len(series) > 1:
+        tags = sorted({k for s in series for k in (s.get("tags") or {})})
+        why = f"grouped by {', '.join(tags)}" if tags else "several measurements"
+        raise QueryRejected(
+            SOURCE, f"query returned {len(series)} series ({why}), expected one: aggregate them"
+        )
     if not series or not series[0].get("values"):
         raise NoData(f"influx: empty result for {influxql}")
-    columns: list[str] = series[0]["columns"]
+    if raw.get("partial") or series[0].get("partial"):  # cut at the server's max-row-limit
+        raise QueryRejected(
+            SOURCE, "answer cut short by the server (max-row-limit): the newest rows are missing"
+        )
+    columns = series[0].get("columns")
+    rows = series[0]["values"]
+    if not isinstance(columns, list) or not all(
+        isinstance(row, list) and len(row) == len(columns) for row in rows
+    ):
+        raise _invalid("rows that do not match the columns")
     name = field or next((c for c in columns if c != "time"), None)
     if name is None or name not in columns:
         raise QueryRejected(
-            SOURCE, f"column {name!r} not in the result (columns: {', '.join(columns)})"
+            SOURCE, f"column {name!r} not in the result (columns: {', '.join(map(str, columns))})"
         )
-    rows: list[list[Any]] = series[0]["values"]
     if "time" in columns:
         t = columns.index("time")
+        if not all(row[t] is None or isinstance(row[t], int | float) for row in rows):
+            raise _invalid("a time that is not epoch milliseconds")
         rows = sorted(rows, key=lambda row: row[t] if row[t] is not None else -math.inf)
     value = rows[-1][columns.index(name)]
     if value is None:
