@@ -215,3 +215,20 @@ def test_snapshot_round_trips_json() -> None:
     back = Snapshot.from_json(snap.to_json())
     assert back == snap
     assert back.digest() == snap.digest()
+
+
+def test_an_infinite_value_is_missing_even_where_empty_means_zero() -> None:
+    """A latency quantile past the last bucket is +Inf: very high, never 0 to scale down on."""
+    prom = FakeProm({"p95": float("inf"), "ratio": float("nan")})
+    snap = collect(
+        Backends(swarm=FakeSwarm(STATE), prometheus=prom),
+        {
+            "p95": sig(prometheus={"query": "p95"}, on_empty="zero"),
+            "ratio": sig(prometheus={"query": "ratio"}, on_empty="zero"),
+        },
+        now=lambda: NOW,
+    )
+    assert snap.signals["p95"].value is None
+    assert snap.signals["p95"].error == "prometheus: value is inf: not a number to scale on"
+    assert snap.signals["ratio"].value == 0.0  # 0/0: nothing happened
+    assert snap.sources["prometheus"].ok is True

@@ -294,3 +294,10 @@ def test_credentials_reach_a_prometheus_that_requires_them(backend_dir: Path) ->
         assert "guess" not in str(e.value) and "reader" not in str(e.value)
     finally:
         prom.stop()
+
+
+def test_an_infinite_sample_is_rejected_not_empty(prometheus: PrometheusLab) -> None:
+    with pytest.raises(QueryRejected, match=r"is \+Inf: not a number to scale on"):
+        client(prometheus.url).query("vector(1) / vector(0)")
+    with pytest.raises(NoData, match="NaN"):
+        client(prometheus.url).query("vector(0) / vector(0)")

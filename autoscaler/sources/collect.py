@@ -163,23 +163,26 @@ def _read_one(
     if sig.prometheus is not None:
         if backends.prometheus is None:
             raise SourceError("prometheus", "not configured (set AUTOSCALER_PROMETHEUS_URL)")
-        return _finite(backends.prometheus.query(sig.prometheus.query))
+        return _finite(backends.prometheus.query(sig.prometheus.query), "prometheus")
     if sig.actuator is not None:
         if scrape is None:
             raise SourceError("actuator", "not configured (set AUTOSCALER_ACTUATOR)")
         if isinstance(scrape, SourceError):
             raise scrape
         a: ActuatorSource = sig.actuator
-        return _finite(scrape.value(a.metric, a.labels, a.aggregate))
+        return _finite(scrape.value(a.metric, a.labels, a.aggregate), "actuator")
     if sig.influx is not None:
         if backends.influx is None:
             raise SourceError("influx", "not configured (set AUTOSCALER_INFLUXDB_URL)")
         i = sig.influx
-        return _finite(backends.influx.query(i.query, i.field, database=i.database))
+        return _finite(backends.influx.query(i.query, i.field, database=i.database), "influx")
     raise AssertionError("a signal has exactly one source")
 
 
-def _finite(r: Reading) -> Reading:
-    if not math.isfinite(r.value):
+def _finite(r: Reading, source: str) -> Reading:
+    """NaN is an empty answer; an infinite value is unusable, never read as 0."""
+    if math.isnan(r.value):
         raise NoData(f"value is {r.value}")
+    if math.isinf(r.value):
+        raise QueryRejected(source, f"value is {r.value}: not a number to scale on")
     return r

@@ -208,8 +208,10 @@ def _sample(sample: Any) -> tuple[datetime, float]:
 
 def _reading(sample: Any, promql: str) -> Reading:
     at, raw = _sample(sample)
-    if not math.isfinite(raw):
+    if math.isnan(raw):  # 0/0: a ratio of nothing, as empty as no answer
         raise NoData(f"prometheus: {promql} is {sample[1]} (no value)")
+    if math.isinf(raw):  # a quantile past the last bucket: very high, never 0
+        raise QueryRejected(SOURCE, f"{promql} is {sample[1]}: not a number to scale on")
     return Reading(value=raw, observed_at=at)
 
 
