@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from autoscaler import __version__
 from autoscaler.actuate.base import ActionResult
 from autoscaler.decide.plan_types import Plan
 from autoscaler.decide.signals import reading_of
@@ -31,9 +32,16 @@ class SidecarMetrics:
         )
         self.last_success = Gauge(
             "autoscaler_last_success_timestamp_seconds",
-            "Unix time of the last successful pass.",
+            "Unix time of the last successful pass; 0 before the first.",
             registry=r,
         )
+        self.started = Gauge(
+            "autoscaler_start_time_seconds",
+            "Unix time the sidecar started (what 'no pass yet' counts from).",
+            registry=r,
+        )
+        self.started.set_to_current_time()
+        Info("autoscaler_build", "The running version.", registry=r).info({"version": __version__})
         self.actions = Counter(
             "autoscaler_actions", "Actions by kind and result.", ["kind", "result"], registry=r
         )
@@ -162,5 +170,12 @@ class SidecarMetrics:
 
     def observe_results(self, results: list[ActionResult]) -> None:
         for res in results:
-            outcome = "dry_run" if res.dry_run else ("ok" if res.ok else "error")
-            self.actions.labels(res.action.kind, outcome).inc()
+            self.actions.labels(res.action.kind, _outcome(res)).inc()
+
+
+def _outcome(res: ActionResult) -> str:
+    if res.dry_run:
+        return "dry_run"
+    if res.ok:
+        return "ok"
+    return "skipped" if res.skipped else "error"

@@ -131,3 +131,31 @@ def test_a_deleted_pool_leaves_no_series() -> None:
     metrics.observe_plan(plan.model_copy(update={"pools": ()}), {})
     text = generate_latest(registry).decode()
     assert [ln for ln in text.splitlines() if 'pool="web"' in ln] == []
+
+
+def test_version_start_time_and_skipped_actions_are_exported() -> None:
+    import time
+
+    from autoscaler import __version__
+    from autoscaler.actuate.base import ActionResult
+    from autoscaler.decide.plan_types import RemoveNode, TerminateInstance
+
+    before = time.time()
+    m = SidecarMetrics()
+    get = m.registry.get_sample_value
+    assert get("autoscaler_build_info", {"version": __version__}) == 1
+    assert before - 1 <= (get("autoscaler_start_time_seconds") or 0) <= time.time()
+    assert get("autoscaler_last_success_timestamp_seconds") == 0  # no pass yet
+
+    gone = RemoveNode(node_id="n1", hostname="w1", pool="workers", reason="drained")
+    term = TerminateInstance(instance_id="i-1", pool="workers", provider="ec2", reason="r")
+    m.observe_results(
+        [
+            ActionResult(action=gone, ok=False, message="refused"),
+            ActionResult(action=term, ok=False, message="not terminated", skipped=True),
+        ]
+    )
+    actions = "autoscaler_actions_total"
+    assert get(actions, {"kind": "remove_node", "result": "error"}) == 1
+    assert get(actions, {"kind": "terminate_instance", "result": "skipped"}) == 1
+    assert get(actions, {"kind": "terminate_instance", "result": "error"}) is None
