@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -13,7 +14,14 @@ WATCHED_TYPES = ["node", "service"]
 
 
 class DockerEventWatcher:
-    """Follows the manager's event stream in a thread; reconnects with capped backoff."""
+    """Follows the manager's event stream in a thread; reconnects with capped backoff.
+
+    A stream that fails or ends (the engine restarted, a proxy cut it) is opened again
+    after a wait that doubles until an event comes through or a stream stays open for
+    ``max_backoff``, so an engine that closes every stream at once is not asked again in a
+    busy loop. Events of the time in between are lost: once the stream is open again, one
+    ``docker:reconnected`` pass makes up for them.
+    """
 
     def __init__(
         self,
@@ -27,6 +35,7 @@ class DockerEventWatcher:
         self.max_backoff = max_backoff
         self.first_delay = first_delay
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._stream: Any = None
         self._thread = threading.Thread(target=self._run, name="docker-events", daemon=True)
 
@@ -35,30 +44,56 @@ class DockerEventWatcher:
 
     def stop(self) -> None:
         self._stop.set()
-        stream = self._stream
-        if stream is not None:
-            try:
-                stream.close()
-            except Exception:  # closing a dead stream may fail; we are leaving anyway
-                log.debug("closing the event stream failed", exc_info=True)
+        with self._lock:
+            stream = self._stream
+        _close(stream)
         self._thread.join(timeout=5)
 
     def _run(self) -> None:
         delays = retry_delays(self.first_delay, self.max_backoff)
+        connected_before = False
         while not self._stop.is_set():
+            stream = None
             try:
-                self._stream = self.client.events(decode=True, filters={"type": WATCHED_TYPES})
-                delays = retry_delays(self.first_delay, self.max_backoff)
-                for ev in self._stream:
+                stream = self.client.events(decode=True, filters={"type": WATCHED_TYPES})
+                with self._lock:
+                    self._stream = stream
+                if self._stop.is_set():  # stop() came while connecting: it saw no stream
+                    return
+                if connected_before:
+                    self.on_event("docker:reconnected")
+                connected_before = True
+                opened = time.monotonic()
+                for ev in stream:
                     if self._stop.is_set():
                         return
+                    delays = retry_delays(self.first_delay, self.max_backoff)
                     self.on_event(f"docker:{ev.get('Type', '?')}:{ev.get('Action', '?')}")
+                if self._stop.is_set():
+                    return
+                if time.monotonic() - opened >= self.max_backoff:  # it worked for a while
+                    delays = retry_delays(self.first_delay, self.max_backoff)
+                delay = next(delays)
+                log.warning("docker event stream ended; reconnecting in %.1fs", delay)
             except Exception as e:
                 if self._stop.is_set():
                     return
                 delay = next(delays)
                 log.warning("docker event stream failed (%s); retrying in %.1fs", e, delay)
-                self._stop.wait(delay)
+            finally:
+                with self._lock:
+                    self._stream = None
+                _close(stream)
+            self._stop.wait(delay)
+
+
+def _close(stream: Any) -> None:
+    if stream is None:
+        return
+    try:
+        stream.close()
+    except Exception:  # closing a dead stream may fail; it is given up anyway
+        log.debug("closing the event stream failed", exc_info=True)
 
 
 def retry_delays(first: float, cap: float) -> Iterator[float]:

@@ -21,7 +21,10 @@ from typing import Any
 import docker
 import pytest
 
+from autoscaler.lab import dockerd
 from autoscaler.lab.engines import SwarmCluster
+from autoscaler.lab.removal import STOP_GRACE, engine_pid
+from autoscaler.lab.teardown import stop_processes
 from tests.realparts import missing_real_part
 
 log = logging.getLogger(__name__)
@@ -121,3 +124,17 @@ def wait_until(check: Callable[[], Any], timeout: float = 30.0, what: str = "con
 def running_tasks(client: docker.DockerClient, service: str) -> list[dict[str, Any]]:
     tasks = client.api.tasks(filters={"service": service, "desired-state": "running"})
     return [t for t in tasks if t["Status"]["State"] == "running"]
+
+
+def restart_engine(cluster: SwarmCluster, name: str, down_for: float = 0.0) -> None:
+    """Stop one engine of the lab by its pid (SIGTERM, as a restart of dockerd does), leave
+    it down ``down_for`` seconds, and start it again on the same folders and socket."""
+    rec = cluster._engine(name)
+    pid = engine_pid(rec)
+    if pid is not None and stop_processes([pid], STOP_GRACE):
+        raise RuntimeError(f"engine {name} (pid {pid}) would not stop")
+    cluster._reap([name])
+    time.sleep(down_for)
+    proc = cluster._launch(rec)
+    api = dockerd.wait_ready(rec, proc, time.monotonic() + 60, lambda: False)
+    api.close()

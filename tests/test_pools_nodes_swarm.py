@@ -219,6 +219,100 @@ def test_unowned_nodes_are_never_touched(swarm_client: docker.DockerClient) -> N
     assert checked >= 2  # the manager and the shared workers
 
 
+def test_a_session_restarting_after_its_delay_is_not_drained(
+    swarm_client: docker.DockerClient, pool_node: dict[str, str]
+) -> None:
+    """A session container that exited gets a new task on the node at once, desired state
+    ``ready`` until its restart delay is over: it is the user's session, starting."""
+    act = NodeActuator(swarm_client)
+    assert act.execute(LabelNode(**pool_node, labels={L.POOL: POOL}, reason="t")).ok
+    proxy = secrets.token_hex(4)
+    tmpl = {
+        "ContainerSpec": {
+            "Image": BUSYBOX_IMAGE,
+            "Command": ["sh", "-c", "sleep 1; exit 1"],
+            "Labels": session_labels(
+                proxy_id=proxy, spec_id="euler", user_id="carol", instance="t", created_at=AT
+            ),
+        },
+        "Placement": {"Constraints": [f"node.hostname=={pool_node['hostname']}"]},
+        "RestartPolicy": {"Condition": "any", "Delay": 600 * 10**9},
+    }
+    sid = swarm_client.api.create_service(tmpl, name=f"sp-service-{proxy}-0")["ID"]
+
+    def restarting() -> list[dict[str, Any]]:
+        tasks = swarm_client.api.tasks(filters={"service": sid})
+        return [t for t in tasks if t["DesiredState"] == "ready" and t.get("NodeID")]
+
+    waiting = wait_until(restarting, timeout=60, what="a restart waiting out its delay")
+    assert waiting[0]["NodeID"] == pool_node["node_id"]
+    assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
+    refused = act.execute(DrainNode(**pool_node, reason="t", at=AT))
+    assert not refused.ok and "holds 1 user session" in refused.message
+    assert availability(swarm_client, pool_node["node_id"]) == "pause"
+    assert act.user_sessions(pool_node["node_id"]) == 1
+    assert [t["ID"] for t in restarting()] == [waiting[0]["ID"]]
+
+
+def test_a_manager_is_never_paused_drained_or_removed(
+    swarm_cluster: SwarmCluster, swarm_client: docker.DockerClient
+) -> None:
+    """Even with the pool's label (set by hand, or a pool worker promoted since)."""
+    act = NodeActuator(swarm_client)
+    nid = swarm_cluster.manager.node_id or ""
+    target = {"node_id": nid, "hostname": swarm_cluster.manager.name, "pool": POOL}
+    raw = node(swarm_client, nid)
+    assert raw["Spec"]["Role"] == "manager"
+    spec = {**raw["Spec"], "Labels": {**raw["Spec"].get("Labels", {}), L.POOL: POOL}}
+    swarm_client.api.update_node(nid, raw["Version"]["Index"], spec)
+    try:
+        for action in (
+            PauseNode(**target, reason="t", at=AT),
+            DrainNode(**target, reason="t", at=AT),
+            RemoveNode(**target, reason="t"),
+        ):
+            before = node(swarm_client, nid)
+            if isinstance(action, DrainNode | RemoveNode):  # as if paused, then drained
+                wanted = "pause" if isinstance(action, DrainNode) else "drain"
+                labelled = {**before["Spec"]["Labels"], L.STATE: "paused"}
+                spec = {**before["Spec"], "Availability": wanted, "Labels": labelled}
+                swarm_client.api.update_node(nid, before["Version"]["Index"], spec)
+                before = node(swarm_client, nid)
+            result = act.execute(action)
+            assert not result.ok, (action.kind, result.message)
+            assert "is a manager" in result.message
+            after = node(swarm_client, nid)
+            assert (after["Spec"], after["Version"]) == (before["Spec"], before["Version"])
+    finally:
+        raw = node(swarm_client, nid)
+        kept = {
+            k: v for k, v in raw["Spec"].get("Labels", {}).items() if k not in (L.POOL, L.STATE)
+        }
+        spec = {**raw["Spec"], "Labels": kept, "Availability": "active"}
+        swarm_client.api.update_node(nid, raw["Version"]["Index"], spec)
+    assert nid in {n["ID"] for n in swarm_client.api.nodes()}
+
+
+def test_a_node_removed_by_hand_meanwhile_counts_as_removed(
+    swarm_client: docker.DockerClient, pool_node: dict[str, str]
+) -> None:
+    """The removal succeeds (so the pass goes on to terminate the machine); the other
+    actions on a node that is gone are refused."""
+    act = NodeActuator(swarm_client)
+    nid = pool_node["node_id"]
+    assert act.execute(LabelNode(**pool_node, labels={L.POOL: POOL}, reason="t")).ok
+    assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
+    assert act.execute(DrainNode(**pool_node, reason="t", at=AT)).ok
+    swarm_client.api.remove_node(nid, force=True)  # an operator: docker node rm --force
+    assert nid not in {n["ID"] for n in swarm_client.api.nodes()}
+
+    removed = act.execute(RemoveNode(**pool_node, reason="drained"))
+    assert removed.ok, removed.message
+    assert removed.message == f"{pool_node['hostname']} already left the Swarm"
+    resumed = act.execute(ResumeNode(**pool_node, reason="t"))
+    assert not resumed.ok and "not found" in resumed.message
+
+
 def test_label_refusals(swarm_client: docker.DockerClient, pool_node: dict[str, str]) -> None:
     act = NodeActuator(swarm_client)
     other = {**pool_node, "pool": "batch"}

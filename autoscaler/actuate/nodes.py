@@ -12,7 +12,14 @@ hold whatever the plan says:
   mark of that alert and the ``autoscaler.notice-delivered-at`` mark of a receiver having
   accepted it since, and, with the rules at hand, its pool must still say
   ``allow_ending_sessions`` and ``ending_notice`` must have passed since the delivery;
-- drain follows pause: a node that is not paused is not drained.
+- drain follows pause: a node that is not paused is not drained;
+- a manager (by role, or still a raft member while being demoted) is never paused, drained
+  or removed, whatever its labels: the sidecar itself runs on one;
+- a node that has left the Swarm already counts as removed, so its machine may go.
+
+A task counts as a session there while it is not finished and Swarm means it to run
+(desired state ``running``, or ``ready``: a restart waiting out its delay, started on that
+node once the delay is over).
 
 Lifecycle marks go into the same node update as the availability, so a node is never
 paused without its ``autoscaler.paused-at`` mark.
@@ -48,11 +55,17 @@ log = logging.getLogger(__name__)
 
 OUT_OF_SEQUENCE = "update out of sequence"
 FINISHED = frozenset({"complete", "failed", "shutdown", "rejected", "orphaned", "remove"})
+MEANT_TO_RUN = frozenset({"running", "ready"})
+"""Desired states of a task that runs or will: ``ready`` is a restart waiting out its delay."""
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
 
 
 class Refused(Exception):
     """The action no longer applies to the node as it is now."""
+
+
+class Gone(Refused):
+    """The node is no longer in the Swarm (removed by hand, or by an earlier pass)."""
 
 
 class NodeActuator:
@@ -108,6 +121,7 @@ class NodeActuator:
 
     def _pause(self, action: PauseNode, node: Any) -> tuple[dict[str, Any], str]:
         self._owned(action, node)
+        _not_a_manager(action, node)
         if _availability(node) != "active":
             raise Refused(f"{action.hostname} is {_availability(node)}, not active: not paused")
         labels = {L.STATE: "paused", L.PAUSED_AT: L.stamp(action.at), **L.NO_NOTICE}
@@ -122,6 +136,7 @@ class NodeActuator:
 
     def _drain(self, action: DrainNode, node: Any) -> tuple[dict[str, Any], str]:
         self._owned(action, node)
+        _not_a_manager(action, node)
         if _availability(node) != "pause":
             raise Refused(f"{action.hostname} is {_availability(node)}: drain follows pause")
         users = self.user_sessions(node["ID"])
@@ -170,8 +185,12 @@ class NodeActuator:
         return _spec(node, None, action.labels), f"labelled {action.hostname}: {shown}"
 
     def _remove(self, action: RemoveNode) -> str:
-        node = self._node(action)
+        try:
+            node = self._node(action)
+        except Gone:  # what the removal was for: its machine may go
+            return f"{action.hostname} already left the Swarm"
         self._owned(action, node)
+        _not_a_manager(action, node)
         down = node.get("Status", {}).get("State") == "down"
         if not down and _availability(node) != "drain":
             raise Refused(f"{action.hostname} is neither down nor drained: not removed")
@@ -199,7 +218,7 @@ class NodeActuator:
         try:
             node = self._api.inspect_node(action.node_id)
         except docker.errors.NotFound as exc:
-            raise Refused(f"node {action.hostname} ({action.node_id}) not found") from exc
+            raise Gone(f"node {action.hostname} ({action.node_id}) not found") from exc
         hostname = node.get("Description", {}).get("Hostname", "")
         if hostname and hostname != action.hostname:
             raise Refused(f"node {action.node_id} is {hostname}, not {action.hostname}")
@@ -214,6 +233,11 @@ class NodeActuator:
 
     def _update(self, node: Any, spec: dict[str, Any]) -> None:
         self._api.update_node(node["ID"], node["Version"]["Index"], spec)
+
+
+def _not_a_manager(action: NodeAction, node: Any) -> None:
+    if node["Spec"].get("Role") == "manager" or node.get("ManagerStatus"):
+        raise Refused(f"{action.hostname} is a manager: never paused, drained or removed")
 
 
 def _labels(node: Any) -> dict[str, str]:
@@ -246,7 +270,7 @@ def _may_hold_users(task: Mapping[str, Any]) -> bool:
     if USER_LABEL not in labels and not shared:
         return False
     state = task.get("Status", {}).get("State", "")
-    return task.get("DesiredState") == "running" and state not in FINISHED
+    return task.get("DesiredState") in MEANT_TO_RUN and state not in FINISHED
 
 
 def _error_text(exc: BaseException) -> str:

@@ -2,11 +2,16 @@
 
 The plan was made from a snapshot that may be seconds old. Before writing, the service is
 read again and the change is refused when it no longer applies: a ShinyProxy session
-service (one per user, never scaled), a global service, or replicas that someone else has
-changed since the snapshot. The update carries the version just read, so a concurrent
-change in between is rejected by the engine ("update out of sequence"); that is retried
-once from a fresh read. Like ``docker service scale``, the spec goes back unchanged apart
-from the replica count, so running tasks are left alone.
+service (one per user, never scaled), a global service, replicas that someone else has
+changed since the snapshot, or a service whose update or rollback is in progress or paused:
+any update of the spec makes the engine take the current spec as the one to roll back to
+and forget the update's state, so scaling then would resume an update paused because its
+new tasks failed, and leave a rollback nothing to go back to.
+
+The update carries the version just read, so a concurrent change in between is rejected by
+the engine ("update out of sequence"); that is retried once from a fresh read. Like
+``docker service scale``, the spec goes back unchanged apart from the replica count, so
+running tasks are left alone.
 """
 
 from __future__ import annotations
@@ -27,6 +32,13 @@ log = logging.getLogger(__name__)
 
 OUT_OF_SEQUENCE = "update out of sequence"
 _ENGINE_ERRORS = (docker.errors.DockerException, requests.RequestException, OSError)
+UNSETTLED = {
+    "updating": "update in progress",
+    "paused": "update paused",
+    "rollback_started": "rollback in progress",
+    "rollback_paused": "rollback paused",
+}
+"""UpdateStatus states of an update or rollback not finished: the service is not scaled."""
 
 
 class _Refused(Exception):
@@ -100,6 +112,9 @@ class SwarmActuator:
         if "Replicated" not in mode:
             kind = next(iter(mode), "unknown").lower()
             raise _Refused(f"{action.service} is a {kind} service: only replicated ones scale")
+        unsettled = UNSETTLED.get((service.get("UpdateStatus") or {}).get("State", ""))
+        if unsettled is not None:
+            raise _Refused(f"{action.service}: {unsettled}; not scaled until it is over")
         replicas = int(mode["Replicated"].get("Replicas", 0))
         if replicas != action.current:
             raise _Refused(
