@@ -52,6 +52,25 @@ WINDOWS = [
      utc(2024, 10, 27, 1, 30), True),
     ("DST end: closed after 3h of real time", sched("0 1 * * *", "3h", "Europe/Berlin"),
      utc(2024, 10, 27, 2, 30), False),
+    # DST ends 2024-10-27 03:00 CEST -> 02:00 CET in Brussels: 02:00-02:59 is read twice,
+    # 00:00-00:59Z (CEST) and 01:00-01:59Z (CET). A window opened at 02:45 CEST (00:45Z)
+    # is still open 25 minutes later, although the clock reads 02:10 again by then
+    ("DST end: opened in the first 02:45, the clock reads 02:10 again",
+     sched("45 2 * * *", "1h", "Europe/Brussels"), utc(2024, 10, 27, 1, 10), True),
+    # and the clock reads 02:45 a second time: the window opens again
+    ("DST end: 02:45 read a second time", sched("45 2 * * *", "10m", "Europe/Brussels"),
+     utc(2024, 10, 27, 1, 50), True),
+    ("DST end: between the two 02:45", sched("45 2 * * *", "10m", "Europe/Brussels"),
+     utc(2024, 10, 27, 1, 10), False),
+    # an hourly window opens every real hour, the repeated one included
+    ("DST end: hourly window in the repeated hour", sched("0 * * * *", "20m", "Europe/Brussels"),
+     utc(2024, 10, 27, 1, 10), True),
+    # DST starts 2024-03-31 02:00 CET -> 03:00 CEST: 02:30 never shows; as cron runs what
+    # falls in the gap at the jump, the window opens at 03:00 CEST (01:00Z)
+    ("DST start: a skipped time opens at the jump", sched("30 2 * * *", "10m", "Europe/Brussels"),
+     utc(2024, 3, 31, 1, 5), True),
+    ("DST start: not before the jump", sched("30 2 * * *", "10m", "Europe/Brussels"),
+     utc(2024, 3, 31, 0, 59), False),
     # refused in rules files ("never fires"); the window itself stays closed, never raises
     ("a date that never comes",
      sched("0 0 1 2 *", "1h").model_copy(update={"cron": "0 0 30 2 *"}),
@@ -70,6 +89,23 @@ def test_active_window(schedule: Schedule, now: datetime, expected: bool) -> Non
     if window is not None:
         assert window.start <= now < window.end
         assert window.end - window.start == schedule.duration
+
+
+@pytest.mark.parametrize("first", [None, *[w[2] for w in WINDOWS]])
+def test_active_window_does_not_depend_on_earlier_calls(first: datetime | None) -> None:
+    """A replayed snapshot gets the live pass's answer, whatever was asked before it."""
+    s = sched("45 2 * * *", "1h", "Europe/Brussels")
+    fall_back = [utc(2024, 10, 27, 0, 50), utc(2024, 10, 27, 1, 50), utc(2024, 10, 27, 1, 10)]
+    expected = [(utc(2024, 10, 27, 0, 45), True), (utc(2024, 10, 27, 1, 45), True),
+                (utc(2024, 10, 27, 0, 45), True)]  # fmt: skip
+    for order in (fall_back, fall_back[::-1], fall_back[1:] + fall_back[:1]):
+        if first is not None:
+            active_window(s, first)
+        got = {}
+        for t in order:
+            w = active_window(s, t)
+            got[t] = (w.start if w else None, w is not None)
+        assert [got[t] for t in fall_back] == expected
 
 
 def test_window_bounds_are_reported_in_utc() -> None:

@@ -264,7 +264,43 @@ def test_sessions_end_only_after_the_alert_was_delivered(
         assert ("ending them after 12:01:00Z" if fresh else "not delivered") in reasons(p)
 
 
+@pytest.mark.parametrize("how", ["marks left from an earlier pause", "paused-at rewritten"])
+def test_an_alert_raised_before_the_pause_ends_no_session(how: str) -> None:
+    """The ending notice runs from an alert raised for this wait, never an earlier one."""
+    if how == "marks left from an earlier pause":
+        marks = {L.NOTIFIED_AT: ago(300), L.DELIVERED_AT: ago(299)}
+        nodes = [node("a"), paused("p", minutes=130, **marks)]
+    else:  # paused-at unreadable: the wait started again now, the old marks stay
+        marks = {L.NOTIFIED_AT: ago(30), L.DELIVERED_AT: ago(29)}
+        nodes = [node("a"), paused("p", minutes=1, **marks)]
+    snap = snapshot(nodes, sessions("a", 1) + sessions("p", 1, start=10))
+    p = run(snap, pool(scale_in={**ENDING, "session_grace": "1m"}))
+    assert not on(p, "drain_node"), reasons(p)
+    # a new alert is raised and marked; the sessions end ending_notice after its delivery
+    assert kinds(p) == ["notify", "label_node"], reasons(p)
+    (mark,) = on(p, "label_node")
+    assert isinstance(mark, LabelNode) and mark.labels == {L.NOTIFIED_AT: ago(0)}
+
+
 # ---------------------------------------------------------------- draining -> removed -> terminated
+
+
+@pytest.mark.parametrize("state", ["running", "starting", "assigned"])
+def test_a_drained_node_still_holding_a_session_is_not_removed(state: str) -> None:
+    nodes = [node("a"), draining("d", 5)]
+    for held in (sessions("d", 1, state=state), sessions("d", 1, user=False, state=state)):
+        p = run(snapshot(nodes, sessions("a", 1) + held), pool())
+        assert kinds(p) == [], reasons(p)
+        assert "d drained but still holds 1 user session(s)" in reasons(p)
+    # finished tasks hold nothing; and a pool that may end sessions removes it
+    done = sessions("d", 1, state="shutdown")
+    assert kinds(run(snapshot(nodes, sessions("a", 1) + done), pool())) == [
+        "remove_node",
+        "terminate_instance",
+    ]
+    held = sessions("d", 1, state=state)
+    allowed = run(snapshot(nodes, sessions("a", 1) + held), pool(scale_in=ENDING))
+    assert kinds(allowed) == ["remove_node", "terminate_instance"]
 
 
 def test_draining_waits_then_removes_and_terminates() -> None:
@@ -292,10 +328,39 @@ def test_down_node_whose_machine_is_gone_is_removed() -> None:
     nodes = [node("a"), node("gone", ready="down")]
     p = run(snapshot(nodes, sessions("a", 1), [machine("a")]), pool())
     assert kinds(p) == ["remove_node"]
+    assert p.pools[0].nodes["terminated"] == 1
     still = run(snapshot(nodes, sessions("a", 1)), pool())
     assert kinds(still) == []
     unknown = snapshot(nodes, sessions("a", 1)).model_copy(update={"instances": None})
     assert kinds(run(unknown, pool())) == []
+
+
+def test_a_down_node_that_names_no_machine_is_left_alone() -> None:
+    """Labelled by hand (no instance id, a host name no machine has): nothing says its
+    machine is gone; Swarm says down of a node out of reach for a moment, and removing it
+    from the Swarm would end its sessions."""
+    hand = node("hand", ready="down")
+    hand = hand.model_copy(update={"labels": {L.POOL: POOL, L.STATE: "active"}})
+    held = sessions("a", 1) + sessions("hand", 2, start=5)
+    snap = snapshot([node("a"), hand], held, [machine("a")])
+    p = run(snap, pool())
+    assert kinds(p) == [], reasons(p)
+    assert p.pools[0].nodes["down"] == 1 and p.pools[0].nodes["terminated"] == 0
+
+
+@pytest.mark.parametrize("old_state", ["unknown", "disconnected"])
+def test_an_older_node_of_a_machine_never_terminates_the_machine(old_state: str) -> None:
+    """The machine's engine left and joined the Swarm again: the old node (labelled while it
+    was joining, never Ready) is out of reach for a moment, its machine runs the new node,
+    which holds sessions. Terminating the machine for the old node's join would end them."""
+    old = node("web-1", ready=old_state, state="", instance="i-web-1")
+    old = old.model_copy(update={"id": "id-web-1-old"})
+    new = node("web-1", instance="i-web-1")
+    machines = [machine("a"), machine("web-1", age=timedelta(minutes=30))]
+    snap = snapshot([node("a"), old, new], sessions("web-1", 2), machines)
+    p = run(snap, pool())
+    assert not on(p, "terminate_instance") and not on(p, "notify"), reasons(p)
+    assert "its machine i-web-1 runs node web-1 (id-web-1): an older node" in reasons(p)
 
 
 # ---------------------------------------------------------------- launching -> joining -> active

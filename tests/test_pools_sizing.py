@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from autoscaler.decide import plan
 from autoscaler.decide.plan_types import LaunchNodes, PoolMemory, ResumeNode
 from autoscaler.decide.pools import labels as L
-from autoscaler.rules.schema import Signal
+from autoscaler.rules.schema import Policies, Signal
 from tests.pools_builders import (
     POOL,
     T0,
@@ -218,6 +219,32 @@ def test_unlisted_launch_is_not_repeated() -> None:
     assert launched(run(snap, pool(), memory=memory)) == 0
     later = PoolMemory(launched_at=T0 - timedelta(minutes=5), launched=2)
     assert launched(run(snap, pool(), memory=later)) == 2
+
+
+def test_a_second_launch_before_the_first_is_listed_launches_nothing_twice() -> None:
+    """Passes come every second on Docker events; the provider's list may lag longer."""
+    nodes = [node("a")]
+    policies = Policies(pools={POOL: pool(max=20)})
+    first = run(snapshot(nodes, sessions("a", 4) + pending(8)), pool(max=20))
+    assert launched(first) == 2
+    # more sessions wait: two more machines, while the first two are not listed yet
+    at = T0 + timedelta(seconds=5)
+    second = plan(snapshot(nodes, sessions("a", 4) + pending(16), at=at), policies, first.memory)
+    assert launched(second) == 2
+    assert second.memory.pools[POOL].launched == 4
+    # the same demand, nothing listed yet: all four are on their way
+    for seconds in (10, 60, 119):
+        at = T0 + timedelta(seconds=seconds)
+        third = plan(snapshot(nodes, sessions("a", 4) + pending(16), at=at), policies,
+                     second.memory)  # fmt: skip
+        assert launched(third) == 0, reasons(third)
+        assert "4 machine(s) of the last launch not listed yet" in reasons(third)
+    # listed: the first launch's two, then all four (launched by the provider's clock)
+    two = [machine(f"n{i}", age=timedelta(seconds=-1)) for i in range(2)]
+    at = T0 + timedelta(seconds=10)
+    snap = snapshot(nodes, sessions("a", 4) + pending(16), [machine("a"), *two], at=at)
+    assert launched(plan(snap, policies, second.memory)) == 0
+    assert reasons(plan(snap, policies, second.memory)).count("2 machine(s) of the last") == 1
 
 
 def test_launch_memory_and_token() -> None:

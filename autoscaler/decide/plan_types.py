@@ -161,6 +161,9 @@ class PoolMemory(Frozen):
     launched_at: datetime | None = None
     launched: int = 0
     """The last launch, counted as on its way until its machines are listed."""
+    launches_since: datetime | None = None
+    """The first of the launches counted in ``launched`` when the last came while an earlier
+    one was still counted: their machines are listed from then on."""
     warm_filled_at: datetime | None = None
     """The last fill of the warm pool: none again until its machines can be listed."""
     arrivals: tuple[Reading, ...] = ()

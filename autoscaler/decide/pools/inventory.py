@@ -243,7 +243,11 @@ def _classify(
         return Member(state, node, inst, seats, used, users, shared, needs_label)
 
     if node.state == "down":
-        gone = snapshot.instances is not None and (inst is None or not inst.alive)
+        # gone: its machine is listed as not running, or it names one no longer listed. A
+        # node that names no machine (labelled by hand) may just be out of reach for a
+        # moment: removing it from the Swarm would end its sessions
+        known = inst is not None or bool(node.labels.get(L.INSTANCE))
+        gone = snapshot.instances is not None and known and (inst is None or not inst.alive)
         return member("terminated" if gone else "down")
     if node.state != "ready":
         # unknown or disconnected: Swarm says so of every node for a moment after a leader

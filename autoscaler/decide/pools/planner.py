@@ -39,7 +39,7 @@ from autoscaler.decide.signals import read_signal
 from autoscaler.decide.text import clock, span, utc
 from autoscaler.rules.pools import PoolPolicy
 from autoscaler.rules.schema import Signal
-from autoscaler.snapshot import Snapshot, notice_key
+from autoscaler.snapshot import Node, Snapshot, notice_key
 
 LAUNCH_SETTLE = timedelta(minutes=2)
 """A launch counts as on its way this long even when the provider does not list it yet."""
@@ -65,12 +65,26 @@ class _Pass:
     """A node could be paused this pass (the unneeded_for clock runs)."""
     delivered: Mapping[str, datetime] = field(default_factory=dict)
     """Snapshot.notices_delivered."""
+    in_use: Mapping[str, Node] = field(default_factory=dict)
+    """Instance id -> a node of the pool that runs on it and is not leaving."""
 
     def node(self, m: Member) -> dict[str, str]:
         assert m.node is not None
         return {"node_id": m.node.id, "hostname": m.node.hostname, "pool": self.name}
 
+    def runs_another_node(self, m: Member) -> bool:
+        """Whether m's machine also runs another node of the pool, one that is not leaving:
+        m is then an older node of it (the engine left and joined the Swarm again)."""
+        if m.instance is None or m.node is None:
+            return False
+        other = self.in_use.get(m.instance.id)
+        return other is not None and other.id != m.node.id
+
     def terminate(self, m: Member, reason: str, after_removal: bool = False) -> None:
+        if self.runs_another_node(m):  # that node may hold sessions
+            assert m.instance is not None
+            self.reasons.append(f"{reason}; machine {m.instance.id} kept: it runs another node")
+            return
         if m.instance is not None:
             self.actions.append(
                 TerminateInstance(
@@ -113,7 +127,7 @@ def decide_pool(
         now,
     )
     sizing = size(policy, inv, held.reading, now)
-    p = _Pass(name, policy, now, delivered=snapshot.notices_delivered)
+    p = _Pass(name, policy, now, delivered=snapshot.notices_delivered, in_use=_in_use(inv))
     if held.reason is not None:
         p.reasons.append(held.reason)
     p.reasons += sizing.reasons
@@ -149,6 +163,15 @@ def decide_pool(
 # it is resumed the moment they are needed, before any machine is launched.
 
 
+def _in_use(inv: Inventory) -> dict[str, Node]:
+    leaving = ("draining", "removed", "terminated", "join_timeout")
+    return {
+        m.instance.id: m.node
+        for m in inv.members
+        if m.instance is not None and m.node is not None and m.state not in leaving
+    }
+
+
 def _have(inv: Inventory) -> int:
     """Nodes that are or will soon be capacity: active, joining, launching."""
     return inv.count("active", "joining", "launching")
@@ -164,7 +187,7 @@ def _unlisted(inv: Inventory, memory: PoolMemory | None, now: datetime) -> int:
         return 0
     if utc(now) - utc(memory.launched_at) >= LAUNCH_SETTLE:
         return 0
-    since = utc(memory.launched_at) - LAUNCH_SKEW
+    since = utc(memory.launches_since or memory.launched_at) - LAUNCH_SKEW
     listed = sum(
         1 for m in inv.members if m.instance is not None and utc(m.instance.launched_at) >= since
     )
@@ -383,6 +406,13 @@ def _lifecycle(p: _Pass, inv: Inventory, resumed: set[str], headroom_known: bool
             p.terminate(m, f"{m.name} out of the Swarm and shutting down")
         elif m.state == "terminated" and m.node is not None:
             p.actions.append(RemoveNode(**p.node(m), reason="node down and its machine is gone"))
+        elif m.state == "join_timeout" and p.runs_another_node(m):
+            assert m.node is not None and m.instance is not None
+            p.reasons.append(
+                f"{m.name} not Ready, but its machine {m.instance.id} runs node "
+                f"{p.in_use[m.instance.id].hostname} ({p.in_use[m.instance.id].id}): an older "
+                "node of it, left alone"
+            )
         elif m.state == "join_timeout" and inv.instances_known:
             limit = span(p.policy.join_timeout)
             why = f"{m.name} not a Ready Swarm node within join_timeout {limit}"
@@ -454,6 +484,10 @@ def _paused(p: _Pass, m: Member, headroom_known: bool) -> None:
         Notify(alert="PoolEndingSessions", summary=summary, labels={"pool": p.name, "node": m.name})
     )
     notified = L.parse_stamp(m.node.labels.get(L.NOTIFIED_AT))
+    if notified is not None and notified < paused_at:
+        # raised for an earlier wait (marks a pause or resume did not clear, or paused-at
+        # rewritten since): it told nobody about this one
+        notified = None
     if notified is None:
         p.actions.append(
             LabelNode(**p.node(m), labels={L.NOTIFIED_AT: L.stamp(p.now)}, reason="alert raised")
@@ -488,6 +522,13 @@ def _draining(p: _Pass, m: Member) -> None:
     if utc(p.now) < since + p.policy.scale_in.drain_for:
         p.reasons.append(f"{m.name} draining since {clock(since)}")
         return
+    if m.occupied and not p.policy.scale_in.allow_ending_sessions:
+        # removal would end them: wait for Swarm to move or finish them
+        p.reasons.append(
+            f"{m.name} drained but still holds {m.occupied} user session(s) or "
+            "pre-initialised container(s): not removed"
+        )
+        return
     p.actions.append(RemoveNode(**p.node(m), reason="drained"))
     p.terminate(m, f"{m.name} drained and removed from the Swarm", after_removal=True)
 
@@ -499,10 +540,14 @@ def _next_memory(p: _Pass, memory: PoolMemory | None, arrivals: tuple[Reading, .
     since = (memory.unneeded_since if memory else None) or p.now
     launches = [a for a in p.actions if isinstance(a, LaunchNodes)]
     launched_at, launched = (memory.launched_at, memory.launched) if memory else (None, 0)
-    if launches:
-        launched_at, launched = p.now, launches[0].count
+    first = (memory.launches_since or launched_at) if memory else None
     if launched_at is not None and utc(p.now) - utc(launched_at) >= LAUNCH_SETTLE:
-        launched_at, launched = None, 0
+        launched_at, launched, first = None, 0, None
+    if launches:
+        # a launch while the last one still counts adds to it: both are on their way until
+        # listed (forgetting the first would launch its machines a second time)
+        first = first if launched_at is not None else None
+        launched_at, launched = p.now, launched + launches[0].count
     filled_at = memory.warm_filled_at if memory else None
     if any(isinstance(a, FillWarmPool) for a in p.actions):
         filled_at = p.now
@@ -512,6 +557,7 @@ def _next_memory(p: _Pass, memory: PoolMemory | None, arrivals: tuple[Reading, .
         unneeded_since=since if p.spare else None,
         launched_at=launched_at,
         launched=launched,
+        launches_since=first if first != launched_at else None,
         warm_filled_at=filled_at,
         arrivals=arrivals,
     )
