@@ -279,3 +279,19 @@ def test_docker_times_keep_microseconds_and_drop_the_zero_time() -> None:
     )
     assert parse_time("0001-01-01T00:00:00Z") is None
     assert parse_time("garbage") is None
+
+
+def test_a_session_with_an_empty_user_label_is_still_a_users_session() -> None:
+    """The actuator refuses to drain a node under any task with the user label; the planner
+    must count the same session, or it plans a drain that is refused at every pass."""
+    from autoscaler.snapshot import PROXIED_APP_LABEL, USER_LABEL
+    from autoscaler.sources.swarm import _session
+
+    def raw(labels: dict[str, str]) -> dict[str, object]:
+        container = {"Labels": {PROXIED_APP_LABEL: "true", **labels}}
+        return {"ID": "s1", "Spec": {"Name": "sp-1", "TaskTemplate": {"ContainerSpec": container}}}
+
+    task = {"NodeID": "n1", "Status": {"State": "running"}, "DesiredState": "running"}
+    assert _session(raw({USER_LABEL: ""}), [task]).is_user_session
+    assert _session(raw({USER_LABEL: "alice"}), [task]).user_id == "alice"
+    assert not _session(raw({}), [task]).is_user_session

@@ -160,7 +160,8 @@ def _session(raw: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> Session:
         service_name=raw["Spec"]["Name"],
         proxy_id=labels.get(f"{p}sp-proxy-id") or raw["Spec"]["Name"],
         spec_id=labels.get(f"{p}sp-spec-id", ""),
-        user_id=None if delegate else (labels.get(USER_LABEL) or None),
+        # a user label, even empty, makes it a user's session, as the actuator counts it
+        user_id=None if delegate else labels.get(USER_LABEL),
         node_id=node_id,
         state=state,
         message=message,
