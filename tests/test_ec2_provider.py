@@ -22,6 +22,7 @@ from autoscaler.sources.errors import SourceError
 from autoscaler.userdata import JoinSettings, render_user_data
 
 REGION = "eu-west-1"
+AMAZON_LINUX = {"Name": "name", "Values": ["amzn2-ami-hvm-*"]}
 CLUSTER = "test-cluster"
 NOW = datetime(2024, 5, 6, 12, 0, tzinfo=UTC)
 SECRET = "SWMTKN-1-secret-token-value"
@@ -63,9 +64,11 @@ def aws(moto_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, An
         for i in (1, 2)
     ]
     sg = ec2.create_security_group(GroupName=f"w-{vpc}", Description="w", VpcId=vpc)["GroupId"]
-    ami = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    # filtered: all of moto's 1,000+ images take longer than the client's 5 s read timeout
+    ami = ec2.describe_images(Owners=["amazon"], Filters=[AMAZON_LINUX])["Images"][0]["ImageId"]
     iam = boto3.client("iam", region_name=REGION, endpoint_url=moto_url, config=cfg)
-    if not iam.list_instance_profiles()["InstanceProfiles"]:
+    profiles = iam.list_instance_profiles()["InstanceProfiles"]  # moto's state is per process
+    if "shiny-worker" not in {p["InstanceProfileName"] for p in profiles}:
         iam.create_role(RoleName="shiny-worker", AssumeRolePolicyDocument=TRUST)
         iam.create_instance_profile(InstanceProfileName="shiny-worker")
         iam.add_role_to_instance_profile(
@@ -393,3 +396,103 @@ def test_launch_from_a_launch_template(aws: dict[str, Any]) -> None:
     (inst,) = describe(aws["ec2"], [iid])
     assert inst["ImageId"] == aws["ami"]
     assert inst["MetadataOptions"]["HttpTokens"] == "required"
+
+
+def test_another_clusters_launch_with_the_same_token_is_not_ours(aws: dict[str, Any]) -> None:
+    # tokens are pool-second-count: two clusters of one account (staging and production,
+    # pool "web" in both) easily plan one in the same second; EC2's ClientToken is account-wide
+    theirs = Recording(aws["ec2"])
+    ours = Recording(aws["ec2"])
+    other = provider(theirs, cluster="staging").launch("web", policy(aws), 1, "web-1715000000-1")
+    mine = provider(ours).launch("web", policy(aws), 1, "web-1715000000-1")
+    assert len(mine) == 1 and not set(mine) & set(other)
+    assert [i.id for i in provider(aws["ec2"]).list_instances()] == mine
+    assert [i.id for i in provider(aws["ec2"], cluster="staging").list_instances()] == other
+    (their_run,) = theirs.runs
+    (our_run,) = ours.runs
+    assert their_run["ClientToken"] != our_run["ClientToken"]
+    # and the same launch asked again in our cluster is still idempotent
+    assert provider(ours).launch("web", policy(aws), 1, "web-1715000000-1") == mine
+    assert len(ours.runs) == 1
+
+
+def test_warm_machines_stop_when_they_power_off(aws: dict[str, Any]) -> None:
+    # a launch template (or AMI) made for ephemeral workers often says terminate on shutdown:
+    # a warm machine would then be gone after pulling its images, and be replaced, forever
+    name = f"ephemeral-{aws['sg'][-6:]}"
+    aws["ec2"].create_launch_template(
+        LaunchTemplateName=name,
+        LaunchTemplateData={
+            "ImageId": aws["ami"],
+            "InstanceInitiatedShutdownBehavior": "terminate",
+        },
+    )
+    client = Recording(aws["ec2"])
+    pol = policy(aws, ami=None, launch_template=name, warm_pool=1)
+    (warm,) = provider(client).fill_warm_pool("web", pol, "web-warm-stop")
+    provider(client).launch("web", pol, 1, "web-not-warm")  # the warm one still pulls: a new one
+    warm_run, worker_run = client.runs
+    assert warm_run["InstanceInitiatedShutdownBehavior"] == "stop"
+    assert "InstanceInitiatedShutdownBehavior" not in worker_run  # the template decides
+    attr = aws["ec2"].describe_instance_attribute(
+        InstanceId=warm, Attribute="instanceInitiatedShutdownBehavior"
+    )
+    assert attr["InstanceInitiatedShutdownBehavior"]["Value"] == "stop"
+
+
+def test_a_deleted_or_clear_text_join_parameter_is_written_again(aws: dict[str, Any]) -> None:
+    name = "/autoscaler/test/join-3"
+    param = JoinParameter(aws["ssm"], name)
+    assert param.ensure(SECRET, ["10.0.0.5:2377"]) is True
+    aws["ssm"].delete_parameter(Name=name)  # an operator cleaning up, a restore ...
+    assert param.ensure(SECRET, ["10.0.0.5:2377"]) is True  # else no worker ever joins
+    stored = aws["ssm"].get_parameter(Name=name, WithDecryption=True)["Parameter"]
+    assert json.loads(stored["Value"])["token"] == SECRET and stored["Type"] == "SecureString"
+    # the same value in clear (a String) is not good enough: rewritten encrypted
+    aws["ssm"].delete_parameter(Name=name)
+    aws["ssm"].put_parameter(Name=name, Type="String", Value=stored["Value"])
+    assert param.ensure(SECRET, ["10.0.0.5:2377"]) is True
+    assert aws["ssm"].get_parameter(Name=name)["Parameter"]["Type"] == "SecureString"
+    assert param.ensure(SECRET, ["10.0.0.5:2377"]) is False
+
+
+def stopped_warm_machine(aws: dict[str, Any], pol: PoolPolicy, token: str) -> str:
+    (warm,) = provider(aws["ec2"]).fill_warm_pool("web", pol, token)
+    aws["ec2"].stop_instances(InstanceIds=[warm])
+    state = describe(aws["ec2"], [warm])[0]["State"]["Name"]
+    assert state == "stopped", f"moto left the machine {state}"
+    return warm
+
+
+def test_a_launch_short_of_capacity_after_a_warm_start_reports_the_start(
+    aws: dict[str, Any],
+) -> None:
+    pol = policy(aws, warm_pool=1)
+    warm = stopped_warm_machine(aws, pol, "web-warm-short")
+    client = NoCapacity(aws["ec2"], {"m6i.xlarge", "m5.xlarge"})
+    # one machine started: as a launch that found room for some, not a failed launch
+    assert provider(client).launch("web", pol, 2, "web-short") == [warm]
+    assert len(client.calls) == 4
+    assert {i.id: i.state for i in provider(aws["ec2"]).list_instances()}[warm] in (
+        "pending",
+        "running",
+    )
+
+
+def test_a_failed_launch_names_the_machines_it_started(aws: dict[str, Any]) -> None:
+    pol = policy(aws, warm_pool=1)
+    warm = stopped_warm_machine(aws, pol, "web-warm-refused")
+    client = NoCapacity(aws["ec2"], {"m6i.xlarge"}, code="RequestLimitExceeded")
+    with pytest.raises(ProviderError) as raised:
+        provider(client).launch("web", pol, 2, "web-refused")
+    text = str(raised.value)
+    assert text.startswith("run_instances refused (RequestLimitExceeded)")
+    assert text.endswith(f"started before that: {warm}")  # it runs and costs: say so
+
+
+def test_user_data_it_cannot_render_is_a_provider_error(aws: dict[str, Any]) -> None:
+    # the actuator reports ProviderErrors as a failed launch; anything else escapes it
+    pol = policy(aws).model_copy(update={"images": ("web\nAUTOSCALER_WARM=1",)})
+    with pytest.raises(ProviderError, match="user-data of pool web: AUTOSCALER_IMAGES"):
+        provider(aws["ec2"]).launch("web", pol, 1, "web-bad-user-data")
+    assert provider(aws["ec2"]).list_instances() == ()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
 from autoscaler.userdata import JoinSettings, render_user_data
 from autoscaler.userdata.render import MAX_USER_DATA
+from tests.realparts import missing_real_part
 
 BASE = JoinSettings(
     pool="web",
@@ -45,7 +49,7 @@ def test_settings_are_in_the_header() -> None:
     assert header_values(warm, "AUTOSCALER_WARM") == ["1"]
 
 
-def test_values_cannot_inject_commands(tmp_path: object) -> None:
+def test_values_cannot_inject_commands() -> None:
     nasty = "web'; echo INJECTED; x='$(echo INJECTED)`echo INJECTED`"
     script = render_user_data(JoinSettings(**{**BASE.__dict__, "pool": nasty}))
     (value,) = header_values(script, "AUTOSCALER_POOL")
@@ -65,3 +69,182 @@ def test_bad_variable_names_and_oversize_are_refused() -> None:
     many = tuple(f"registry.example.com/team/app-{i}:1.0.0" for i in range(600))
     with pytest.raises(ValueError, match=f"exceeds EC2's {MAX_USER_DATA // 1024} KiB"):
         render_user_data(JoinSettings(**{**BASE.__dict__, "images": many}))
+
+
+def test_the_script_passes_shellcheck(tmp_path: Path) -> None:
+    if shutil.which("shellcheck") is None:
+        missing_real_part("shellcheck is not installed (apt-get install shellcheck)")
+    path = tmp_path / "user-data.sh"
+    path.write_text(render_user_data(BASE))
+    # SC2034: AUTOSCALER_CLUSTER is for people reading the machine's user-data
+    out = subprocess.run(
+        ["shellcheck", "--severity=info", "--exclude=SC2034", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stdout
+
+
+def test_control_characters_in_values_are_refused() -> None:
+    with pytest.raises(ValueError, match="AUTOSCALER_POOL: control characters"):
+        render_user_data(JoinSettings(**{**BASE.__dict__, "pool": "web\nAUTOSCALER_WARM=1"}))
+
+
+# ---------------------------------------------------------------- the script, run
+#
+# The boot script runs here with the machine's commands replaced by small scripts that
+# record their arguments (docker, the AWS CLI, systemctl, apt-get, poweroff), in a PATH
+# that holds nothing else: what it installs, which token it joins with, what it logs and
+# what a reboot does. tests/test_userdata_lab.py runs it for real against a lab Swarm.
+
+TOKEN = "SWMTKN-1-0123456789abcdef-secret"
+VALUE = json.dumps({"token": TOKEN, "managers": ["10.0.0.5:2377", "10.0.0.6:2377"]})
+TOOLS = (
+    "date",
+    "tee",
+    "sleep",
+    "sed",
+    "install",
+    "python3",
+    "cat",
+    "sync",
+    "env",
+    "touch",
+    "chmod",
+)
+STUBS = {
+    "docker": """
+case "$1" in
+  info) [ "${2:-}" = --format ] && cat "$STATE/swarm"; exit 0 ;;
+  pull) echo "pull $*" >> "$STATE/calls"; exit 0 ;;
+  swarm) printf '%s\n' "$@" > "$STATE/join-args"; echo active > "$STATE/swarm"; exit 0 ;;
+esac
+exit 1
+""",
+    "aws": 'echo "aws $*" >> "$STATE/calls"; cat "$STATE/value"',
+    "systemctl": 'echo "systemctl $*" >> "$STATE/calls"',
+    "poweroff": 'echo poweroff >> "$STATE/calls"',
+    "apt-get": """
+echo "apt-get $*" >> "$STATE/calls"
+case "$*" in
+  update*) touch "$STATE/lists" ;;
+  *awscli*) [ -f "$STATE/lists" ] || exit 100
+    printf '#!/bin/bash\necho "aws $*" >> "$STATE/calls"; cat "$STATE/value"\n' > "$BIN/aws"
+    chmod +x "$BIN/aws" ;;
+esac
+""",
+}
+
+
+class Machine:
+    """A folder standing for the machine: its commands, its systemd units, its state."""
+
+    def __init__(self, root: Path, without: tuple[str, ...] = ()) -> None:
+        self.root = root
+        self.bin = root / "bin"
+        self.state = root / "state"
+        self.units = root / "systemd"
+        for d in (self.bin, self.state, self.units):
+            d.mkdir()
+        for tool in TOOLS:
+            found = shutil.which(tool)
+            assert found, tool
+            (self.bin / tool).symlink_to(found)
+        for name, body in STUBS.items():
+            if name not in without:
+                (self.bin / name).write_text(f"#!{shutil.which('bash')}\n{body}")
+                (self.bin / name).chmod(0o755)
+        (self.state / "swarm").write_text("inactive\n")
+        (self.state / "value").write_text(VALUE)
+        self.self_copy = root / "autoscaler-join"
+        self.log = root / "join.log"
+
+    def run(self, script: Path) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": str(self.bin),
+            "STATE": str(self.state),
+            "BIN": str(self.bin),
+            "AUTOSCALER_LOG": str(self.log),
+            "AUTOSCALER_SYSTEMD_DIR": str(self.units),
+            "AUTOSCALER_SELF": str(self.self_copy),
+        }
+        bash = shutil.which("bash")
+        assert bash
+        return subprocess.run(
+            [bash, str(script)], env=env, capture_output=True, text=True, timeout=60
+        )
+
+    def calls(self) -> list[str]:
+        path = self.state / "calls"
+        return path.read_text().splitlines() if path.exists() else []
+
+    def joined_with(self) -> list[str]:
+        path = self.state / "join-args"
+        return path.read_text().splitlines() if path.exists() else []
+
+
+def first_boot(tmp_path: Path, settings: JoinSettings, **kw: tuple[str, ...]) -> Machine:
+    machine = Machine(tmp_path, **kw)
+    user_data = tmp_path / "part-001"
+    script = render_user_data(settings)
+    # never the host's own /etc/systemd/system and /usr/local/sbin
+    assert "${AUTOSCALER_SYSTEMD_DIR:-" in script and "${AUTOSCALER_SELF:-" in script
+    user_data.write_text(script)
+    out = machine.run(user_data)
+    assert out.returncode == 0, out.stderr
+    assert TOKEN not in out.stdout + out.stderr
+    return machine
+
+
+def test_joins_with_the_token_from_ssm_and_never_logs_it(tmp_path: Path) -> None:
+    machine = first_boot(tmp_path, BASE)
+    assert machine.joined_with() == ["swarm", "join", "--token", TOKEN, "10.0.0.5:2377"]
+    (get,) = [c for c in machine.calls() if c.startswith("aws ")]
+    assert "ssm get-parameter --name /autoscaler/swarm/worker-join --with-decryption" in get
+    assert "--region eu-west-1" in get
+    log = machine.log.read_text()
+    assert "joined pool web" in log and TOKEN not in log
+    pulled = [c.split()[-1] for c in machine.calls() if c.startswith("pull ")]
+    assert pulled == ["ghcr.io/org/app:1.2", "rocker/shiny:4"]
+
+
+def test_a_reboot_runs_the_installed_copy_and_joins_no_second_time(tmp_path: Path) -> None:
+    machine = first_boot(tmp_path, BASE)
+    unit = (machine.units / "autoscaler-join.service").read_text()
+    assert f"ExecStart={machine.self_copy}" in unit.splitlines()
+    assert "systemctl enable autoscaler-join.service" in machine.calls()
+    (machine.state / "join-args").unlink()
+    out = machine.run(machine.self_copy)  # what systemd starts at the next boot
+    assert out.returncode == 0, out.stderr
+    assert machine.joined_with() == []
+    assert machine.log.read_text().splitlines()[-1].endswith("already in the Swarm")
+
+
+def test_a_warm_machine_powers_off_and_joins_once_started(tmp_path: Path) -> None:
+    machine = first_boot(tmp_path, JoinSettings(**{**BASE.__dict__, "warm": True}))
+    assert "poweroff" in machine.calls() and machine.joined_with() == []
+    assert not [c for c in machine.calls() if c.startswith("aws ")]  # no token on a warm one
+    assert "AUTOSCALER_WARM=0" in machine.self_copy.read_text().splitlines()
+    out = machine.run(machine.self_copy)  # started by a launch
+    assert out.returncode == 0, out.stderr
+    assert machine.joined_with()[:4] == ["swarm", "join", "--token", TOKEN]
+
+
+def test_the_pool_name_cannot_add_to_the_systemd_unit(tmp_path: Path) -> None:
+    settings = JoinSettings(**{**BASE.__dict__, "pool": "web %h $(id) ;x"})
+    machine = first_boot(tmp_path, settings)
+    unit = (machine.units / "autoscaler-join.service").read_text()
+    (description,) = [line for line in unit.splitlines() if line.startswith("Description=")]
+    assert (
+        description == "Description=Join the Swarm as a worker of autoscaler pool web__h___id___x"
+    )
+
+
+def test_the_aws_cli_is_installed_from_fresh_package_lists(tmp_path: Path) -> None:
+    # Docker comes with the image, so nothing ran apt-get update before the AWS CLI
+    if Path("/snap/bin/aws").exists():
+        pytest.skip("this host has the AWS CLI snap, which the script finds")
+    machine = first_boot(tmp_path, BASE, without=("aws",))
+    apt = [c for c in machine.calls() if c.startswith("apt-get")]
+    assert apt[0] == "apt-get update -y" and "awscli" in apt[-1]
+    assert machine.joined_with()[:4] == ["swarm", "join", "--token", TOKEN]

@@ -6,8 +6,9 @@
 - Every instance requires IMDSv2 (HttpTokens required, hop limit 1: containers on the node
   cannot reach the instance's credentials) and carries the tags autoscaler:pool,
   autoscaler:cluster, autoscaler:launched-at; the user-data holds no secret.
-- Idempotent: each run_instances call has a ClientToken derived from the action's token and
-  the place tried, so a retried call starts nothing more.
+- Idempotent: each run_instances call has a ClientToken derived from the cluster, the
+  action's token and the place tried, so a retried call starts nothing more (and another
+  cluster's launch in the same account never answers for ours: tokens are account-wide).
 - Terminate refuses an instance whose cluster or pool tag is not ours.
 - Warm pool (``warm_pool``): machines tagged autoscaler:warm=true pull the images and power
   off; decide asks for new ones whenever the pool has fewer (``fill_warm_pool``), and a
@@ -50,6 +51,10 @@ SPOT_ERRORS = CAPACITY_ERRORS | {
     "InsufficientSpotCapacity",
 }
 LISTED_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
+
+
+class OutOfCapacity(ProviderError):
+    """No instance type, subnet or market had room for the machines asked for."""
 
 
 def boto_config(retry_mode: str = "standard", max_attempts: int = 5, timeout: float = 10) -> Config:
@@ -119,7 +124,18 @@ class Ec2Provider:
         started = self._start_warm(pool, count)
         if len(started) >= count:
             return started
-        launched = self._run(pool, policy, ec2, count - len(started), token)
+        try:
+            launched = self._run(pool, policy, ec2, count - len(started), token)
+        except OutOfCapacity as exc:
+            if not started:
+                raise
+            # as any launch short of capacity: what did start is reported, not a failure
+            log.warning("started %d of %d for %s: %s", len(started), count, pool, exc)
+            return started
+        except ProviderError as exc:
+            if not started:
+                raise
+            raise ProviderError(f"{exc}{_before(started)}") from exc
         return started + launched
 
     def _start_warm(self, pool: str, count: int) -> list[str]:
@@ -164,7 +180,7 @@ class Ec2Provider:
                     if missing <= 0:
                         return launched
                     params = self._params(pool, policy, ec2, itype, subnet, market, missing, warm)
-                    client_token = _client_token(token, itype, subnet, market)
+                    client_token = _client_token(token, self._cluster, itype, subnet, market)
                     params["ClientToken"] = client_token
                     for spec in params["TagSpecifications"]:
                         spec["Tags"].append({"Key": L.TAG_TOKEN, "Value": client_token})
@@ -179,13 +195,15 @@ class Ec2Provider:
                         fallback = SPOT_ERRORS if market == "spot" else CAPACITY_ERRORS
                         if code not in fallback:
                             raise ProviderError(
-                                f"run_instances refused ({code}): {_text(exc)}"
+                                f"run_instances refused ({code}): {_text(exc)}{_before(launched)}"
                             ) from exc
                         errors.append(f"{itype} {market} in {subnet}: {code}")
                         log.info("no capacity: %s %s in %s (%s)", itype, market, subnet, code)
                         continue
                     except BotoCoreError as exc:
-                        raise ProviderError(f"EC2 unreachable: {type(exc).__name__}") from exc
+                        raise ProviderError(
+                            f"EC2 unreachable: {type(exc).__name__}{_before(launched)}"
+                        ) from exc
                     ids = [i["InstanceId"] for i in answer.get("Instances", [])]
                     log.info("launched %s %s %s in %s: %s", pool, itype, market, subnet, ids)
                     launched += ids
@@ -194,7 +212,7 @@ class Ec2Provider:
             if launched:
                 log.warning("launched %d of %d for %s: %s", len(launched), count, pool, tried)
                 return launched
-            raise ProviderError(f"no capacity for pool {pool}: {tried}")
+            raise OutOfCapacity(f"no capacity for pool {pool}: {tried}")
         return launched
 
     def _launched_with(self, client_token: str) -> list[str]:
@@ -202,6 +220,7 @@ class Ec2Provider:
             answer = self._ec2.describe_instances(
                 Filters=[
                     {"Name": f"tag:{L.TAG_TOKEN}", "Values": [client_token]},
+                    {"Name": f"tag:{L.TAG_CLUSTER}", "Values": [self._cluster]},
                     {"Name": "instance-state-name", "Values": list(LISTED_STATES)},
                 ]
             )
@@ -233,7 +252,7 @@ class Ec2Provider:
             "MaxCount": count,
             "InstanceType": itype,
             "SubnetId": subnet,
-            "UserData": self._user_data(pool, policy, warm),
+            "UserData": self._render(pool, policy, warm),
             "MetadataOptions": {
                 "HttpTokens": "required",
                 "HttpEndpoint": "enabled",
@@ -264,6 +283,10 @@ class Ec2Provider:
             params["IamInstanceProfile"] = {key: ec2.instance_profile}
         if ec2.key_name:
             params["KeyName"] = ec2.key_name
+        if warm:
+            # it powers itself off once the images are pulled: that must stop it, whatever
+            # the launch template or AMI says (terminate would lose it and launch another)
+            params["InstanceInitiatedShutdownBehavior"] = "stop"
         if market == "spot":
             params["InstanceMarketOptions"] = {
                 "MarketType": "spot",
@@ -273,6 +296,12 @@ class Ec2Provider:
                 },
             }
         return params
+
+    def _render(self, pool: str, policy: PoolPolicy, warm: bool) -> str:
+        try:
+            return self._user_data(pool, policy, warm)
+        except ValueError as exc:  # too large, a value it cannot hold: no launch, said why
+            raise ProviderError(f"user-data of pool {pool}: {exc}") from exc
 
     # ---------------------------------------------------------------- terminate
 
@@ -348,6 +377,11 @@ def _instance(raw: Mapping[str, Any]) -> Instance | None:
         # pulling images or stopped: neither capacity nor a join (Instance.alive)
         warm=tags.get(TAG_WARM) == "true",
     )
+
+
+def _before(ids: list[str]) -> str:
+    """What a failed launch had started already: machines that run and cost all the same."""
+    return f"; started before that: {', '.join(ids)}" if ids else ""
 
 
 def _text(exc: BaseException) -> str:

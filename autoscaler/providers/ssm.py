@@ -1,8 +1,10 @@
 """Keep the worker join token and the managers' addresses in an SSM SecureString.
 
 New workers read it at boot (see autoscaler/userdata/worker.sh); it is never written into
-user-data, logs, metrics or plans. The value is rewritten only when it changed (the token
-was rotated or a manager moved), compared by digest so the token is not kept around.
+user-data, logs, metrics or plans. The stored value is read before every launch and
+rewritten when it differs (the token was rotated, a manager moved, someone deleted or
+changed the parameter) or is not a SecureString; compared by digest, so the token is not
+kept around.
 """
 
 from __future__ import annotations
@@ -41,18 +43,15 @@ class JoinParameter:
         self._ssm = ssm
         self.name = name
         self._kms = kms_key_id
-        self._written: str | None = None
-        """Digest of the value last written or read back."""
 
     def ensure(self, token: str, managers: Sequence[str]) -> bool:
-        """Write the value when it differs from the stored one; True when written."""
+        """Write the value when the stored one differs, is missing or is not a SecureString
+        (read again every time: what this process wrote earlier may be gone); True when
+        written."""
         if not token or not managers:
             raise ProviderError("no join token or no reachable manager to publish")
         value = join_value(token, managers)
-        digest = hashlib.sha256(value.encode()).hexdigest()
-        if self._written is None:
-            self._written = self._stored_digest()
-        if digest == self._written:
+        if self._stored_digest() == _digest(value):
             return False
         params: dict[str, Any] = {
             "Name": self.name,
@@ -67,11 +66,12 @@ class JoinParameter:
             self._ssm.put_parameter(**params)
         except (ClientError, BotoCoreError) as exc:
             raise ProviderError(f"cannot write SSM parameter {self.name}: {_code(exc)}") from exc
-        self._written = digest
         log.info("join parameter %s updated (%d manager(s))", self.name, len(managers))
         return True
 
     def _stored_digest(self) -> str | None:
+        """The digest of the stored value; None when there is none, or none that is
+        encrypted (a String parameter holding the token in clear is rewritten)."""
         try:
             answer = self._ssm.get_parameter(Name=self.name, WithDecryption=True)
         except ClientError as exc:
@@ -80,8 +80,13 @@ class JoinParameter:
             raise ProviderError(f"cannot read SSM parameter {self.name}: {_code(exc)}") from exc
         except BotoCoreError as exc:
             raise ProviderError(f"SSM unreachable: {type(exc).__name__}") from exc
-        stored = str(answer["Parameter"]["Value"])
-        return hashlib.sha256(stored.encode()).hexdigest()
+        if answer["Parameter"].get("Type") != "SecureString":
+            return None
+        return _digest(str(answer["Parameter"]["Value"]))
+
+
+def _digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def _code(exc: BaseException) -> str:

@@ -45,9 +45,13 @@ def render_user_data(settings: JoinSettings) -> str:
         "AUTOSCALER_JOIN_ATTEMPTS": str(settings.join_attempts),
         **settings.extra_env,
     }
-    for name in values:
+    for name, value in values.items():
         if not name.isidentifier():
             raise ValueError(f"not a shell variable name: {name!r}")
+        if any(ord(c) < 32 or ord(c) == 127 for c in value):
+            # quoted, a newline is inert in the header, but the script edits its own copy
+            # line by line and writes the pool's name into a systemd unit
+            raise ValueError(f"{name}: control characters are not allowed: {value!r}")
     header = "".join(f"{k}={shlex.quote(v)}\n" for k, v in values.items())
     body = script_body()
     shebang, _, rest = body.partition("\n")

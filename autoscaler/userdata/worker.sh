@@ -5,6 +5,9 @@
 set -euo pipefail
 
 LOG=${AUTOSCALER_LOG:-/var/log/autoscaler-join.log}
+SYSTEMD_DIR=${AUTOSCALER_SYSTEMD_DIR:-/etc/systemd/system}
+SELF=${AUTOSCALER_SELF:-/usr/local/sbin/autoscaler-join}
+PATH=$PATH:/snap/bin   # where the AWS CLI snap installed below lands
 log() { echo "$(date -u +%FT%TZ) autoscaler-join: $*" | tee -a "$LOG" >&2; }
 
 retry() {
@@ -37,7 +40,10 @@ install_aws_cli() {
   log "installing the AWS CLI"
   if command -v dnf >/dev/null 2>&1; then dnf install -y awscli
   elif command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y awscli
+    # the package lists of a fresh image (Docker preinstalled: none fetched above) are
+    # empty; and releases without the awscli package have the snap
+    { apt-get update -y && DEBIAN_FRONTEND=noninteractive apt-get install -y awscli; } ||
+      { command -v snap >/dev/null 2>&1 && snap install aws-cli --classic; }
   else log "no package manager to install the AWS CLI with"; return 1
   fi
 }
@@ -48,14 +54,16 @@ swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || 
 
 install_at_boot() {
   # Keep a copy that runs at every boot (cloud-init runs user-data only once).
-  local self=/usr/local/sbin/autoscaler-join
-  [ "${AUTOSCALER_INSTALL_AT_BOOT:-1}" = 1 ] && [ -d /etc/systemd/system ] || return 0
+  local self=$SELF
+  [ "${AUTOSCALER_INSTALL_AT_BOOT:-1}" = 1 ] && [ -d "$SYSTEMD_DIR" ] || return 0
   [ -f "$0" ] && [ "$0" != "$self" ] || return 0
   install -m 0700 "$0" "$self"
-  sed -i 's/^AUTOSCALER_WARM=.*/AUTOSCALER_WARM=0/' "$self"
-  cat > /etc/systemd/system/autoscaler-join.service <<UNIT
+  sed -i 's/^AUTOSCALER_WARM=1$/AUTOSCALER_WARM=0/' "$self"
+  # the pool's name is the rules author's text: only plain characters go into the unit (a
+  # newline would add a directive, a % is a systemd specifier)
+  cat > "$SYSTEMD_DIR/autoscaler-join.service" <<UNIT
 [Unit]
-Description=Join the Swarm as a worker of autoscaler pool $AUTOSCALER_POOL
+Description=Join the Swarm as a worker of autoscaler pool ${AUTOSCALER_POOL//[^A-Za-z0-9._-]/_}
 After=docker.service network-online.target
 Wants=network-online.target
 [Service]
@@ -64,7 +72,7 @@ ExecStart=$self
 [Install]
 WantedBy=multi-user.target
 UNIT
-  systemctl daemon-reload && systemctl enable autoscaler-join.service || true
+  { systemctl daemon-reload && systemctl enable autoscaler-join.service; } || true
 }
 
 read_join() {
