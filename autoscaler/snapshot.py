@@ -173,6 +173,9 @@ class Snapshot(Frozen):
     sources: dict[str, SourceStatus] = Field(default_factory=dict)
     instances: tuple[Instance, ...] | None = None
     """The pools' machines from the node provider; None when not read (no decisions on them)."""
+    providers: tuple[str, ...] | None = None
+    """The node providers this sidecar has configured; None when not known (older snapshots,
+    the simulator): a pool of another provider has no machines to decide on."""
     notices_delivered: dict[str, datetime] = Field(default_factory=dict)
     """``notice_key(pool, node)`` -> the last time a receiver accepted the alert that the
     node's sessions will be ended (the sidecar's alerting; empty without it, and then none

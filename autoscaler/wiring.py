@@ -87,6 +87,7 @@ def build_backends(
         ),
         actuator=ActuatorClient(settings.actuator, timeout) if settings.actuator else None,
         instances=ProviderInstances(providers) if providers else None,
+        providers=tuple(sorted(providers or {})),
         influx=(
             InfluxReader(
                 settings.influxdb_url,

@@ -153,12 +153,16 @@ def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
         "pool_at_max": [],
         "node_did_not_join": [],
         "sessions_ended_by_scale_in": [],
+        "pool_provider_missing": [],
     }
     if plan is None:
         return out
     for status in plan.pools:
         if status.short_nodes > 0:
             out["pool_at_max"].append(Sample({"pool": status.pool}, status.short_nodes))
+        if status.provider_missing is not None:
+            labels = {"pool": status.pool, "provider": status.provider_missing}
+            out["pool_provider_missing"].append(Sample(labels, 1))
     for action in plan.actions:
         if not isinstance(action, Notify):
             continue
@@ -193,6 +197,15 @@ BUILTINS: tuple[BuiltinAlert, ...] = (
         "Pool {{ $labels.pool }} is at its maximum or cost cap while seats are short",
         "Users wait for seats but the pool may not grow.",
         _reported("pool_at_max"),
+        for_=timedelta(minutes=5),
+    ),
+    BuiltinAlert(
+        "AutoscalerPoolProviderMissing",
+        "warning",
+        "Pool {{ $labels.pool }} uses provider {{ $labels.provider }}, not configured here",
+        "The pool launches and terminates nothing: configure its provider "
+        "(AUTOSCALER_AWS_REGION for ec2) or set the pool's enabled: false.",
+        _reported("pool_provider_missing"),
         for_=timedelta(minutes=5),
     ),
     BuiltinAlert(

@@ -196,6 +196,8 @@ class PoolStatus(Frozen):
     pending_sessions: int = 0
     short_nodes: int = 0
     """Nodes the seats call for beyond what max or the cost cap allow (0: not limited)."""
+    provider_missing: str | None = None
+    """The pool's provider when this sidecar has not configured it (nothing is launched)."""
 
 
 class Plan(Frozen):

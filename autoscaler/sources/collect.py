@@ -59,6 +59,8 @@ class Backends:
     influx: InfluxLike | None = None
     instances: InstancesLike | None = None
     """The node providers' machines (pools); None: no pool provider configured."""
+    providers: tuple[str, ...] | None = None
+    """The names of the configured node providers; None: not known (tests, replays)."""
 
 
 def _utcnow() -> datetime:
@@ -141,7 +143,12 @@ def collect(
         if source != "swarm":
             timer.record(source, time.monotonic() - t0, error)
     return Snapshot(
-        taken_at=now(), swarm=swarm, signals=values, sources=timer.status, instances=instances
+        taken_at=now(),
+        swarm=swarm,
+        signals=values,
+        sources=timer.status,
+        instances=instances,
+        providers=backends.providers,
     )
 
 

@@ -114,6 +114,13 @@ class Inventory:
         return {s: len(by.get(s, ())) for s in STATES}
 
 
+def machines_known(policy: PoolPolicy, snapshot: Snapshot) -> bool:
+    """Whether the snapshot lists the pool's machines: its provider was read, and is one this
+    sidecar has configured (a pool of an unconfigured provider has no list at all)."""
+    configured = snapshot.providers is None or policy.provider in snapshot.providers
+    return snapshot.instances is not None and configured
+
+
 def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Inventory:
     swarm = snapshot.swarm
     nodes = swarm.nodes if swarm is not None else ()
@@ -168,7 +175,7 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
             members.append(Member("join_timeout", instance=inst))  # never powered off
         else:
             warm += 1
-    return Inventory(name, tuple(members), pending, snapshot.instances is not None, warm)
+    return Inventory(name, tuple(members), pending, machines_known(policy, snapshot), warm)
 
 
 def _joined_since(node: Node, inst: Instance) -> bool:
@@ -247,7 +254,7 @@ def _classify(
         # node that names no machine (labelled by hand) may just be out of reach for a
         # moment: removing it from the Swarm would end its sessions
         known = inst is not None or bool(node.labels.get(L.INSTANCE))
-        gone = snapshot.instances is not None and known and (inst is None or not inst.alive)
+        gone = machines_known(policy, snapshot) and known and (inst is None or not inst.alive)
         return member("terminated" if gone else "down")
     if node.state != "ready":
         # unknown or disconnected: Swarm says so of every node for a moment after a leader

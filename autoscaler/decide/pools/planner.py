@@ -131,7 +131,10 @@ def decide_pool(
     if held.reason is not None:
         p.reasons.append(held.reason)
     p.reasons += sizing.reasons
-    if not inv.instances_known:
+    missing = _provider_missing(policy, snapshot)
+    if missing is not None:
+        p.reasons.append(missing)
+    elif not inv.instances_known:
         p.reasons.append("machines unknown (provider not read): no launch, no termination")
     resumed = _scale(p, inv, sizing, memory)
     _lifecycle(p, inv, resumed, sizing.headroom_known)
@@ -150,7 +153,23 @@ def decide_pool(
         desired=sizing.wanted_nodes,
         reasons=tuple(p.reasons),
     )
-    return PoolOutcome(decision, tuple(p.actions), next_memory, _status(name, policy, inv, sizing))
+    status = _status(name, policy, inv, sizing)
+    if missing is not None:
+        status = status.model_copy(update={"provider_missing": policy.provider})
+    return PoolOutcome(decision, tuple(p.actions), next_memory, status)
+
+
+PROVIDER_SETTINGS = {"ec2": "AUTOSCALER_AWS_REGION", "local": "AUTOSCALER_LAB_ROOT (the lab)"}
+
+
+def _provider_missing(policy: PoolPolicy, snapshot: Snapshot) -> str | None:
+    if snapshot.providers is None or policy.provider in snapshot.providers:
+        return None
+    needs = PROVIDER_SETTINGS.get(policy.provider, "its settings")
+    return (
+        f"provider '{policy.provider}' is not configured in this sidecar (it needs {needs}): "
+        "no launch, no termination"
+    )
 
 
 # ---------------------------------------------------------------- sizing moves
