@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from autoscaler.alerts.config import ReceiverConfig
 from autoscaler.alerts.dispatch import Integration
@@ -45,6 +48,19 @@ receivers:
 """
 
 
+_started: list[Alerting] = []
+
+
+@pytest.fixture(autouse=True)
+def _stop_alerting() -> Iterator[None]:
+    """Every Alerting a test set up stops its sending threads, even when the test fails."""
+    try:
+        yield
+    finally:
+        while _started:
+            _started.pop().stop()
+
+
 def setup(
     tmp_path: Path, fail: bool = False
 ) -> tuple[Reconciler, Alerting, Recorder, Clock, FakeProm, FakeSwarm]:
@@ -60,6 +76,7 @@ def setup(
 
     metrics = SidecarMetrics()
     alerting = Alerting(metrics=metrics, clock=clock, build_integrations=build)
+    _started.append(alerting)
     rec = Reconciler(
         rules=RulesStore(rules),
         backends=Backends(swarm=swarm, prometheus=prom),
@@ -302,6 +319,7 @@ def test_pool_conditions_come_from_the_plan() -> None:
         "pool_at_max": [],
         "node_did_not_join": [],
         "sessions_ended_by_scale_in": [],
+        "pool_provider_missing": [],
     }
 
 

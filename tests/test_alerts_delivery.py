@@ -3,8 +3,10 @@ webhook that answers 429 and 500 before ok, and the sidecar's alerting end to en
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email
+import email.header
 import ipaddress
 import itertools
 import json
@@ -184,10 +186,133 @@ def test_webhook_posts_alertmanagers_json(tmp_path: Path, slack: SlackServer) ->
         "ops",
         1,
     )
-    assert body["alerts"][0]["labels"]["alertname"] == "AutoscalerScaleActionFailed"
-    assert body["alerts"][0]["status"] == "firing"
+    # exactly Alertmanager's webhook message (notify/webhook), one alert left out
+    assert set(body) == {
+        "version",
+        "groupKey",
+        "truncatedAlerts",
+        "status",
+        "receiver",
+        "groupLabels",
+        "commonLabels",
+        "commonAnnotations",
+        "externalURL",
+        "alerts",
+    }
+    (alert,) = body["alerts"]
+    assert set(alert) == {
+        "status",
+        "labels",
+        "annotations",
+        "startsAt",
+        "endsAt",
+        "generatorURL",
+        "fingerprint",
+    }
+    assert body["groupKey"] == "{}:{}"
+    assert alert["labels"]["alertname"] == "AutoscalerScaleActionFailed"
+    assert alert["status"] == "firing"
+    assert alert["startsAt"] == NOW.isoformat()
+    assert alert["endsAt"] == "0001-01-01T00:00:00Z"  # Go's zero time while firing
+    assert alert["fingerprint"] == n.alerts[0].fingerprint
     with pytest.raises(ValueError, match="url_file"):
         WebhookConfig(url="https://user:pw@example.org/hook")
+
+
+def test_slack_ok_false_in_a_200_answer_is_a_failure_not_a_delivery(
+    tmp_path: Path, slack: SlackServer
+) -> None:
+    """Slack's Web API (and proxies in front of it) answer HTTP 200 with ``"ok": false``
+    when the message was not posted: that must not count as delivered."""
+    refusal = '{"ok": false, "error": "invalid_blocks"}'
+    slack.script = [(200, {"Content-Type": "application/json"}, refusal)]
+    integ = SlackIntegration(slack_config(tmp_path, slack.url), RateLimiter(interval=0))
+    with pytest.raises(DeliveryError, match=r"slack: HTTP 200 ok: false \(invalid_blocks\)"):
+        integ.send(notification())
+    assert len(slack.requests) == 1  # refused, not worth retrying at once
+    slack.script = [(200, {"Content-Type": "application/json"}, '{"ok": true}')]
+    integ.send(notification())  # the Web API's own "ok": true is a delivery
+    integ.send(notification())  # and so is a webhook's plain "ok"
+    assert len(slack.requests) == 3
+
+
+def test_an_error_page_that_echoes_the_url_does_not_leak_it(
+    tmp_path: Path, slack: SlackServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy or framework 404 often repeats the request line; the webhook's path is its
+    secret, and the error text is logged."""
+    from autoscaler.alerts.config import WebhookConfig
+    from autoscaler.alerts.receivers.webhook import WebhookIntegration
+
+    echo = (404, {}, f"Cannot POST {SECRET_PATH}?x=1")
+    slack.script = [echo, echo]
+    hook_file = tmp_path / "hook_url"
+    hook_file.write_text(slack.url)
+    integrations: list[Any] = [
+        SlackIntegration(slack_config(tmp_path, slack.url), RateLimiter(interval=0)),
+        WebhookIntegration(WebhookConfig(url_file=hook_file)),
+    ]
+    for integ in integrations:
+        with pytest.raises(DeliveryError) as e:
+            integ.send(notification())
+        assert "HTTP 404 Cannot POST <secret>" in str(e.value)
+        assert "SECRET" not in str(e.value)
+    assert len(slack.requests) == 2
+
+
+def many(n: int, summary: str = "") -> Notification:
+    alerts = tuple(
+        Alert(
+            {"alertname": f"SessionWaiting{i:05d}", "severity": "warning"},
+            {"summary": summary or f"app {i} has sessions waiting for a seat"},
+            starts_at=NOW,
+        )
+        for i in range(n)
+    )
+    return Notification(
+        receiver="ops",
+        group_key="{}:{}",
+        status="firing",
+        alerts=alerts,
+        group_labels={},
+        common_labels={"severity": "warning"},
+        common_annotations={},
+        external_url="",
+        now=NOW,
+    )
+
+
+def test_slack_text_of_thousands_of_alerts_stays_within_slacks_limit(
+    tmp_path: Path, slack: SlackServer
+) -> None:
+    """Slack cuts a text beyond 40,000 characters without a word: the message must stop
+    before, say how many alerts it leaves out, and count only those it shows as told."""
+    integ = SlackIntegration(slack_config(tmp_path, slack.url), RateLimiter(interval=0))
+    n = many(5000)
+    integ.send(n)
+    text = slack.requests[0][2]["attachments"][0]["text"]
+    lines = text.split("\n")
+    assert len(text) <= 40_000
+    shown = len(lines) - 1
+    assert lines[-1] == f"… and {5000 - shown} more alerts not shown"
+    assert 500 < shown < 5000
+    assert (
+        lines[shown - 1]
+        == f"• SessionWaiting{shown - 1:05d}: app {shown - 1} has sessions waiting for a seat"
+    )
+    assert integ.carried(n) == n.alerts[:shown]
+    # a few alerts: all of them, nothing left out
+    few = many(3)
+    integ.send(few)
+    assert len(slack.requests[1][2]["attachments"][0]["text"].split("\n")) == 3
+    assert integ.carried(few) == few.alerts
+    # one huge annotation common to all (the configured text): cut, the title too
+    cfg = slack_config(tmp_path, slack.url, title="{{ .CommonAnnotations.summary }}")
+    big = many(2, summary="x" * 100_000)
+    SlackIntegration(cfg, RateLimiter(interval=0)).send(big)
+    body = slack.requests[2][2]
+    assert len(body["attachments"][0]["text"]) <= 40_000
+    assert len(body["text"]) <= 1024 and len(body["attachments"][0]["title"]) <= 1024
 
 
 # ---------------------------------------------------------------- email
@@ -199,10 +324,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1/localhost: (cert, key)."""
-    d = tmp_path_factory.mktemp("tls")
+def make_cert(d: Path, names: list[x509.GeneralName]) -> tuple[Path, Path]:
+    """A self-signed certificate (its own CA) for ``names``: (cert, key)."""
+    d.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
     now = dt.datetime.now(dt.UTC)
@@ -214,12 +338,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(hours=1))
         .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
@@ -233,6 +352,15 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         )
     )
     return cert_path, key_path
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1/localhost: (cert, key)."""
+    return make_cert(
+        tmp_path_factory.mktemp("tls"),
+        [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))],
+    )
 
 
 class Inbox:
@@ -369,6 +497,77 @@ def test_email_untrusted_certificate_and_wrong_password_are_clear(
     assert PASSWORD not in str(e.value)
 
 
+def test_email_with_line_breaks_markup_and_non_ascii_in_labels(
+    tmp_path: Path, smtp_starttls: Smtp, certs: tuple[Path, Path]
+) -> None:
+    """Label values go into headers and the HTML part: a line break can neither add a
+    header (Bcc) nor make the message unbuildable, markup is escaped, non-ASCII is
+    encoded."""
+    cfg = email_config(tmp_path, smtp_starttls.port, certs[0]).model_copy(
+        update={
+            "headers": {"X-Team": "{{ .CommonLabels.team }}"},
+            "html": "<p>team {{ .CommonLabels.team }}</p>",
+        }
+    )
+    alert = Alert(
+        {
+            "alertname": "Überlast ✓\r\nBcc: thief@example.net",
+            "severity": "critical",
+            "team": "<b>web</b>\nX-Evil: 1",
+        },
+        {"summary": "s"},
+        starts_at=NOW,
+    )
+    n = Notification(
+        receiver="ops",
+        group_key="{}:{}",
+        status="firing",
+        alerts=(alert,),
+        group_labels={},
+        common_labels=dict(alert.labels),
+        common_annotations={},
+        external_url="",
+        now=NOW,
+    )
+    EmailIntegration(cfg, attempts=1).send(n)
+    (msg,) = smtp_starttls.inbox.messages
+    assert smtp_starttls.inbox.envelopes == [("autoscaler@example.org", ["ops@example.org"])]
+    assert msg["Bcc"] is None and msg["X-Evil"] is None
+    subject = str(email.header.make_header(email.header.decode_header(msg["Subject"])))
+    assert subject == "[FIRING:1] Überlast ✓ Bcc: thief@example.net"
+    assert msg["X-Team"] == "<b>web</b> X-Evil: 1"
+    parts = {
+        p.get_content_type(): p.get_payload(decode=True).decode()
+        for p in msg.walk()
+        if not p.is_multipart()
+    }
+    html = parts["text/html"].replace("\r\n", "\n").strip()
+    assert html == "<p>team &lt;b&gt;web&lt;/b&gt;\nX-Evil: 1</p>"
+    assert "team = <b>web</b>" in parts["text/plain"]
+
+
+def test_email_checks_the_certificate_against_tls_server_name(
+    tmp_path: Path, certs: tuple[Path, Path]
+) -> None:
+    """A smarthost reached by address whose certificate names the server (server_name)."""
+    cert, key = make_cert(tmp_path / "mail-tls", [x509.DNSName("mail.example.test")])
+    with contextlib.contextmanager(_smtp)((cert, key), implicit=False) as smtp:
+        cfg = email_config(tmp_path, smtp.port, cert)
+        named = cfg.model_copy(
+            update={
+                "tls_config": cfg.tls_config.model_copy(update={"server_name": "mail.example.test"})
+            }
+        )
+        EmailIntegration(named, attempts=1).send(notification())
+        assert len(smtp.inbox.messages) == 1
+        other = cfg.model_copy(
+            update={"tls_config": cfg.tls_config.model_copy(update={"server_name": "other.test"})}
+        )
+        with pytest.raises(DeliveryError, match="TLS certificate not trusted"):
+            EmailIntegration(other, attempts=1).send(notification())
+        assert len(smtp.inbox.messages) == 1
+
+
 def test_email_config_refuses_an_inline_password() -> None:
     with pytest.raises(ValueError, match="auth_password_file"):
         EmailConfig.model_validate(
@@ -471,3 +670,81 @@ def test_sidecar_alert_reaches_slack_and_email_once_across_a_restart(
 
     everything = caplog.text + generate_latest(metrics.registry).decode()
     assert "SECRET" not in everything and PASSWORD not in everything
+
+
+def test_a_hanging_slack_holds_up_neither_email_nor_the_alerting_thread(
+    tmp_path: Path, smtp_starttls: Smtp, certs: tuple[Path, Path]
+) -> None:
+    """Slack takes the request and never answers (a stuck proxy): the same alert still
+    reaches email at once, the stall check still runs on the alerting thread, and the
+    control loop's hook returns at once."""
+    from autoscaler.actuate.base import ActionResult
+    from autoscaler.alerts.manager import Alerting
+    from autoscaler.decide.plan_types import ScaleService
+    from autoscaler.loop import PassResult
+    from autoscaler.rules.reload import RulesStore
+
+    release = threading.Event()
+    received: list[dict[str, Any]] = []
+
+    class Hanging(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            release.wait(30)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hanging)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}{SECRET_PATH}"
+        rules = RulesStore(_rules(tmp_path, url, smtp_starttls.port, certs[0]))
+        assert rules.refresh() == "loaded", rules.problems
+        failed = ActionResult(
+            action=ScaleService(service="api", current=1, desired=3, reason="load"),
+            ok=False,
+            message="swarm: update out of sequence",
+        )
+        alerting = Alerting(stall_after=dt.timedelta(seconds=1))
+        alerting.after_pass(PassResult("test", True, 0.1, results=[failed]), rules)
+        alerting.start(every=0.05)
+        try:
+            deadline = time.monotonic() + 8
+            while not smtp_starttls.inbox.messages and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert received, "Slack was never called"
+            assert not release.is_set()
+            assert smtp_starttls.inbox.messages, "email waited for the hanging Slack"
+            assert smtp_starttls.inbox.messages[0]["Subject"] == (
+                "[FIRING:1] AutoscalerScaleActionFailed"
+            )
+
+            def stalled() -> bool:
+                return any(
+                    a["labels"]["alertname"] == "AutoscalerLoopStalled" and a["state"] == "firing"
+                    for a in alerting.list_alerts()
+                )
+
+            deadline = time.monotonic() + 5
+            while not stalled() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert stalled(), "the alerting thread is stuck behind Slack"
+            started = time.monotonic()
+            alerting.after_pass(PassResult("test", True, 0.1, results=[failed]), rules)
+            assert time.monotonic() - started < 1.0
+            assert len(received) == 1  # Slack's messages wait for Slack, one at a time
+        finally:
+            release.set()
+            alerting.stop()
+        assert len(received) >= 2  # released: what waited for Slack went out
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+        thread.join(5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,19 @@ class Recorder:
         ]
 
 
+_made: list[Dispatcher] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_dispatchers() -> Iterator[None]:
+    """Every dispatcher a test made stops its sending threads, even when the test fails."""
+    try:
+        yield
+    finally:
+        while _made:
+            _made.pop().close()
+
+
 def make(
     route: dict[str, Any],
     receivers: dict[str, Recorder],
@@ -76,6 +90,7 @@ def make(
         silences or Silences(),
         on_result=lambda r, k, ok: results.append((r, k, ok)),
     )
+    _made.append(d)
     return d, results
 
 
@@ -371,3 +386,157 @@ def test_an_unreadable_log_starts_empty(tmp_path: Path, caplog: pytest.LogCaptur
     path.write_text("{not json", encoding="utf-8")
     assert NotifyLog(path).get("x") is None
     assert "unreadable" in caplog.text
+
+
+def test_sibling_routes_with_the_same_matchers_reach_both_receivers() -> None:
+    """Two routes that match alike (one ``continue``s) are two groups, as in Alertmanager:
+    the second must not be folded into the first route's group and lose its receiver."""
+    chat, mail = Recorder(), Recorder()
+    route = {
+        **ROOT,
+        "receiver": "chat",
+        "routes": [
+            {"matchers": ['team="web"'], "receiver": "chat", "continue": True},
+            {"matchers": ['team="web"'], "receiver": "mail"},
+        ],
+    }
+    d, _ = make(route, {"chat": chat, "mail": mail})
+    d.put([firing("A", team="web")], T0)
+    d.tick(T0 + 30 * S)
+    assert chat.names() == [[("A", "firing")]]
+    assert mail.names() == [[("A", "firing")]]
+    assert chat.sent[0].group_key == mail.sent[0].group_key  # Alertmanager's groupKey
+    assert len(d.groups()) == 2
+
+
+def test_thousands_of_alerts_in_one_group_with_inhibition_and_silences() -> None:
+    """Muting is decided under the dispatcher's lock, which the control loop's ``put``
+    also takes: it must not take time in the square of the number of alerts."""
+    import time
+
+    r = Recorder()
+    inhibit = [
+        {
+            "source_matchers": ['severity="critical"'],
+            "target_matchers": ['severity="warning"'],
+            "equal": ["cluster"],
+        }
+    ]
+    silences = Silences()
+    for i in range(5):
+        silences.add([f'instance=~"{i}"'], T0, T0 + 60 * M, "jo", "noisy")
+    d, _ = make(ROOT, {"r": r}, inhibit=inhibit, silences=silences)
+    alerts = [
+        firing("A", severity="warning", cluster=str(i % 10), instance=str(i)) for i in range(5000)
+    ]
+    alerts.append(firing("A", severity="critical", cluster="0", instance="source"))
+    d.put(alerts, T0)
+    started = time.monotonic()
+    d.tick(T0 + 30 * S)
+    took = time.monotonic() - started
+    (n,) = r.sent
+    shown = {a.labels["instance"] for a in n.alerts}
+    # cluster 0 is inhibited (but for its source), instances 0 to 4 are silenced
+    expected = {str(i) for i in range(5, 5000) if i % 10 != 0} | {"source"}
+    assert shown == expected
+    assert took < 2.0, f"one flush of 5000 alerts took {took:.1f}s"
+    started = time.monotonic()
+    muted = d.muted_by_each([a.labels for a in alerts], T0 + M)
+    assert time.monotonic() - started < 2.0
+    assert sum(inhibited for _, inhibited in muted) == 500
+    assert sum(bool(silenced) for silenced, _ in muted) == 5
+
+
+def test_a_clock_that_jumps_back_does_not_hold_a_group_for_the_jump() -> None:
+    r = Recorder()
+    d, _ = make(ROOT, {"r": r})
+    d.put([firing("A")], T0)
+    d.tick(T0 + 30 * S)
+    assert len(r.sent) == 1
+    back = T0 - 2 * 60 * M  # the wall clock is set two hours back
+    d.put([firing("A"), firing("A", instance="2")], back)
+    t = back
+    while len(r.sent) == 1 and t < T0:  # the alerting thread ticks every second
+        d.tick(t)
+        t += S
+    # a change: sent within group_interval, not two hours later
+    assert t <= back + 5 * M + S
+    assert r.names()[-1] == [("A", "firing"), ("A", "firing")]
+
+
+def test_state_files_that_are_corrupt_or_from_an_older_version_never_stop_alerting(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each unreadable file or entry is left out with an error; the sidecar starts, and
+    what could be read is used: the notification log still dedups, silences still mute."""
+    nflog, silences = tmp_path / "notifications.json", tmp_path / "silences.json"
+    for text in ('{"entries": []}', "[1]", "null", '"x"', "[" * 100_000):
+        nflog.write_text(text)
+        silences.write_text(text)
+        assert NotifyLog(nflog).entries() == {}
+        assert Silences(silences).all() == []
+    key = '{}:{alertname="A"}|r|recorder[0]'
+    nflog.write_text(
+        json.dumps(
+            {
+                "entries": {
+                    # an older version: no "sent", a time without a zone (written as UTC)
+                    key: {
+                        "firing": [firing("A").fingerprint],
+                        "resolved": [],
+                        "timestamp": "2026-01-05T12:00:30",
+                    },
+                    "bad": {"firing": "x", "resolved": [], "timestamp": "2026-01-05T12:00:30"},
+                    "worse": [],
+                }
+            }
+        )
+    )
+    good = {
+        "id": "old",
+        "matchers": ['alertname="B"'],
+        "starts_at": "2026-01-05T11:00:00",
+        "ends_at": "2026-01-05T14:00:00",
+        "created_by": "jo",
+        "comment": "older version, no zone",
+    }
+    silences.write_text(json.dumps([good, None, {**good, "id": 7}, {**good, "matchers": "x"}]))
+    caplog.clear()
+    loaded_log, loaded_silences = NotifyLog(nflog), Silences(silences)
+    assert list(loaded_log.entries()) == [key]
+    assert [s.id for s in loaded_silences.all()] == ["old"]
+    assert "2 unreadable entries left out" in caplog.text
+    assert caplog.text.count("not loaded") == 3
+    r = Recorder()
+    d, _ = make(ROOT, {"r": r}, nflog=loaded_log, silences=loaded_silences)
+    d.put([firing("A"), firing("B"), firing("C")], T0 + 10 * M)
+    d.tick(T0 + 10 * M + 30 * S)
+    assert r.names() == [[("C", "firing")]]  # A: already told; B: silenced
+    d.tick(T0 + 66 * M)
+    assert r.names()[-1] == [("A", "firing")]  # repeat_interval after the logged send
+
+
+def test_thousands_of_groups_are_logged_without_rewriting_the_log_for_each(
+    tmp_path: Path,
+) -> None:
+    """``group_by: [...]`` makes one group per alert: writing the whole notification log
+    after each of 1500 messages took time in the square of their number (half a minute
+    here); once the tick is over, the file holds every message all the same."""
+    import time
+
+    path = tmp_path / "notifications.json"
+    r = Recorder()
+    d, _ = make({**ROOT, "group_by": ["..."]}, {"r": r}, nflog=NotifyLog(path))
+    alerts = [firing("A", instance=str(i)) for i in range(1500)]
+    d.put(alerts, T0)
+    started = time.monotonic()
+    d.tick(T0 + 30 * S)
+    took = time.monotonic() - started
+    assert len(r.sent) == 1500
+    assert took < 5.0, f"1500 messages took {took:.1f}s"
+    assert len(NotifyLog(path).entries()) == 1500  # all on disk
+    again = Recorder()
+    d2, _ = make({**ROOT, "group_by": ["..."]}, {"r": again}, nflog=NotifyLog(path))
+    d2.put(alerts, T0 + M)
+    d2.tick(T0 + M)
+    assert again.sent == []  # a restart repeats none of them

@@ -146,3 +146,12 @@ def test_a_template_that_cannot_format_the_value_never_stops_the_evaluation(
     monkeypatch.setattr("autoscaler.alerts.templating.render", broken)
     (state,) = run(spec, [(0, [Sample({}, 1.0)])])
     assert only(state).annotations["summary"].endswith("(not rendered: RuntimeError)")
+
+
+def test_title_is_gos_strings_title_as_in_prometheus() -> None:
+    """``title`` upper-cases the first letter of each word and leaves the others: a
+    camel-case alert or app name keeps its capitals; ``_`` and digits continue a word."""
+    spec = RuleSpec("X", annotations={"summary": "{{ $labels.app | title }}"})
+    sample = Sample({"app": "shinyApp hELLO_world 2nd run-time"}, 1)
+    (state,) = run(spec, [(0, [sample])])
+    assert only(state).annotations["summary"] == "ShinyApp HELLO_world 2nd Run-Time"

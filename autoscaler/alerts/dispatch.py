@@ -7,13 +7,20 @@ groups that are due. A group's first flush waits ``group_wait``, later ones
 A failed delivery is logged and counted, and, since the notification log is not
 updated, sent again: after 10s, 20s, 40s ... (at most ``group_interval``). Nothing is
 dropped silently.
+
+Each integration sends on its own thread, one message at a time: a receiver that is
+down or slow (retries, ``Retry-After``, timeouts) holds up its own messages only, never
+another receiver's nor the thread that calls ``tick``. A group waits for its messages
+before it flushes again, as in Alertmanager.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -65,6 +72,10 @@ class Group:
     alerts: dict[str, Alert] = field(default_factory=dict)
     failures: int = 0
     """Failed flushes in a row: the retry comes sooner than group_interval."""
+    flushing: threading.Event | None = None
+    """Set while this group's messages are on their way (set when they are done)."""
+    gid: str = ""
+    """The dispatcher's key of the group: ``key`` with the route's place in the tree."""
 
 
 RETRY_FIRST = timedelta(seconds=10)
@@ -78,6 +89,52 @@ def retry_delay(failures: int, group_interval: timedelta) -> timedelta:
 
 ResultHook = Callable[[str, str, bool], None]
 """(receiver, integration kind, ok) after every delivery attempt."""
+
+WORKER_IDLE = 5.0
+"""Seconds a sending thread with nothing to send waits before it ends."""
+
+
+class _Lane:
+    """One integration's sending thread: its messages go one at a time, in order."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._jobs: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def submit(self, job: Callable[[], None]) -> None:
+        with self._lock:
+            self._jobs.put(job)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self._thread.start()
+
+    def stop(self) -> threading.Thread | None:
+        """End the thread once it sent what it holds; the thread to join, if any."""
+        with self._lock:
+            if self._thread is not None:
+                self._jobs.put(None)
+            return self._thread
+
+    def _run(self) -> None:
+        while True:
+            try:
+                job = self._jobs.get(timeout=WORKER_IDLE)
+            except queue.Empty:
+                with self._lock:
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
+            if job is None:
+                with self._lock:
+                    self._thread = None
+                return
+            try:
+                job()
+            except Exception:  # a bug in one job must not end the lane
+                log.exception("sending a notification failed")
 
 
 def needs_update(
@@ -118,6 +175,9 @@ class Dispatcher:
         self.on_result = on_result
         self._store: dict[str, Alert] = {}
         self._groups: dict[str, Group] = {}
+        """By route node and group labels: two sibling routes with the same matchers (to
+        two receivers, say) are two groups, as in Alertmanager."""
+        self._lanes: dict[int, tuple[Integration, _Lane]] = {}
         self._lock = threading.RLock()
         self._flushing = threading.Lock()
 
@@ -128,6 +188,7 @@ class Dispatcher:
         with self._lock:
             self.config = config
             self._groups = {}
+            self._lanes = {}  # the old lanes finish what they hold, then end by themselves
             alerts = list(self._store.values())
             self._store = {}
         self.put(alerts, now)
@@ -146,22 +207,30 @@ class Dispatcher:
 
     def _file(self, route: Route, alert: Alert, now: datetime) -> None:
         labels = route.group_labels(alert.labels)
-        key = route.key() + ":{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
-        group = self._groups.get(key)
+        text = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+        gid = f"{route.id()}:{text}"
+        group = self._groups.get(gid)
         if group is None:
             wait = route.opts.group_wait
             started = alert.starts_at or now
             first = now if started + wait < now else now + wait
-            group = Group(route, labels, key, first)
-            self._groups[key] = group
+            group = Group(route, labels, f"{route.key()}:{text}", first, gid=gid)
+            self._groups[gid] = group
         group.alerts[alert.fingerprint] = alert
 
     # ------------------------------------------------------------ state for the API
 
     def muted_by(self, labels: Mapping[str, str], now: datetime) -> tuple[list[str], bool]:
         """(silence ids, inhibited) for an alert with these labels."""
+        return self.muted_by_each([labels], now)[0]
+
+    def muted_by_each(
+        self, labels: Sequence[Mapping[str, str]], now: datetime
+    ) -> list[tuple[list[str], bool]]:
+        """``muted_by`` of many alerts at once (the inhibiting alerts are looked at once)."""
         with self._lock:
-            return self.silences.muting(labels, now), self._inhibited(labels, now)
+            inhibited = self._inhibition(now)
+            return [(self.silences.muting(ls, now), inhibited(ls)) for ls in labels]
 
     def groups(self) -> list[Group]:
         with self._lock:
@@ -171,22 +240,37 @@ class Dispatcher:
         with self._lock:
             return min((g.next_flush for g in self._groups.values()), default=None)
 
-    def _inhibited(self, labels: Mapping[str, str], now: datetime) -> bool:
-        if self.config is None:
-            return False
+    def _inhibition(self, now: datetime) -> Callable[[Mapping[str, str]], bool]:
+        """Whether an alert is inhibited at ``now``: the firing sources of every rule are
+        indexed once by their ``equal`` labels, so a check does not scan every alert."""
+        if self.config is None or not self.config.inhibit_rules:
+            return lambda labels: False
+        index: list[tuple[InhibitRule, set[tuple[str, ...]], set[tuple[str, ...]]]] = []
         for rule in self.config.inhibit_rules:
-            if not matches_all(rule.target, labels):
-                continue
-            two_sided = matches_all(rule.source, labels)
+            every: set[tuple[str, ...]] = set()
+            not_target: set[tuple[str, ...]] = set()
             for source in self._store.values():
                 if source.resolved(now) or not matches_all(rule.source, source.labels):
                     continue
-                if any(source.labels.get(n, "") != labels.get(n, "") for n in rule.equal):
+                equal = tuple(source.labels.get(n, "") for n in rule.equal)
+                every.add(equal)
+                if not matches_all(rule.target, source.labels):
+                    not_target.add(equal)
+            if every:
+                index.append((rule, every, not_target))
+
+        def inhibited(labels: Mapping[str, str]) -> bool:
+            for rule, every, not_target in index:
+                if not matches_all(rule.target, labels):
                     continue
-                if two_sided and matches_all(rule.target, source.labels):
-                    continue  # an alert on both sides cannot inhibit one like itself
-                return True
-        return False
+                equal = tuple(labels.get(n, "") for n in rule.equal)
+                # an alert on both sides cannot be inhibited by one on both sides like itself
+                sources = not_target if matches_all(rule.source, labels) else every
+                if equal in sources:
+                    return True
+            return False
+
+        return inhibited
 
     def _time_muted(self, route: Route, now: datetime) -> bool:
         assert self.config is not None
@@ -215,54 +299,132 @@ class Dispatcher:
 
     # ------------------------------------------------------------ flushing
 
-    def tick(self, now: datetime) -> None:
-        """Flush every group that is due at ``now`` (one tick at a time)."""
+    def tick(self, now: datetime, *, wait: bool = True) -> None:
+        """Flush every group that is due at ``now`` (one tick at a time).
+
+        The messages go out on each integration's own thread; ``wait`` returns once those
+        of this tick are done (for a caller that needs the outcome, e.g. tests); the
+        alerting thread does not wait for them.
+        """
+        started: list[threading.Event] = []
+        self.nflog.flush()  # what the last tick's messages wrote
         with self._flushing:
             with self._lock:
-                due = [g for g in self._groups.values() if g.next_flush <= now]
+                for g in self._groups.values():
+                    # The wall clock went back: a timer set before never waits longer
+                    # than its group would from now.
+                    longest = max(g.route.opts.group_wait, g.route.opts.group_interval)
+                    if g.flushing is None and g.next_flush > now + longest:
+                        g.next_flush = now + longest
+                due = [
+                    g for g in self._groups.values() if g.next_flush <= now and g.flushing is None
+                ]
+                inhibited = self._inhibition(now)  # once for every group of this tick
             for group in sorted(due, key=lambda g: g.next_flush):
                 try:
-                    self._flush(group, now)
+                    started.append(self._flush(group, now, inhibited))
                 except Exception:  # one bad group must not stop the others
                     log.exception("flushing alert group %s failed", group.key)
                     with self._lock:
                         group.next_flush = now + group.route.opts.group_interval
+                        if group.flushing is not None:
+                            group.flushing.set()
+                            group.flushing = None
+        if wait:
+            for done in started:
+                done.wait()
+            self.nflog.flush()
 
-    def _flush(self, group: Group, now: datetime) -> None:
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the sending threads once they sent what they hold, waiting at most
+        ``timeout`` in all: what is not sent by then is not in the notification log, so a
+        restart sends it."""
+        with self._lock:
+            lanes = [lane for _, lane in self._lanes.values()]
+            self._lanes = {}
+        threads = [t for t in (lane.stop() for lane in lanes) if t is not None]
+        deadline = time.monotonic() + timeout
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        self.nflog.flush()
+
+    def _lane(self, integration: Integration, receiver: str) -> _Lane:
+        with self._lock:
+            found = self._lanes.get(id(integration))
+            if found is None or found[0] is not integration:
+                found = (integration, _Lane(f"notify-{receiver}-{integration.kind}"))
+                self._lanes[id(integration)] = found
+            return found[1]
+
+    def _flush(
+        self, group: Group, now: datetime, inhibited: Callable[[Mapping[str, str]], bool]
+    ) -> threading.Event:
+        done = threading.Event()
         with self._lock:
             config = self.config
-            alerts = dict(group.alerts)
             if config is None:
-                return
+                done.set()
+                return done
+            alerts = dict(group.alerts)
             muted_by_time = self._time_muted(group.route, now)
             visible = [
                 a
                 for a in alerts.values()
-                if not self.silences.muting(a.labels, now) and not self._inhibited(a.labels, now)
+                if not self.silences.muting(a.labels, now) and not inhibited(a.labels)
             ]
-        ok = True
-        if not muted_by_time:
-            ok = self._notify(config, group, visible, now)
-        with self._lock:
-            if ok:
-                for fp, a in alerts.items():
-                    if a.resolved(now) and group.alerts.get(fp) == a:
-                        del group.alerts[fp]
-                        if not any(fp in g.alerts for g in self._groups.values()):
-                            self._store.pop(fp, None)
-            group.failures = 0 if ok else group.failures + 1
-            interval = group.route.opts.group_interval
-            group.next_flush = now + (retry_delay(group.failures, interval) if not ok else interval)
-            if not group.alerts:
-                self._groups.pop(group.key, None)
+            group.flushing = done
+            group.next_flush = now + group.route.opts.group_interval
+        jobs = [] if muted_by_time else self._jobs(config, group, visible, now)
+        if not jobs:
+            self._finish(group, alerts, now, True)
+            return done
+        results: list[bool] = []
 
-    def _notify(
+        def report(ok: bool) -> None:
+            with self._lock:
+                results.append(ok)
+                last = len(results) == len(jobs)
+            if last:
+                self._finish(group, alerts, now, all(results))
+
+        def run(send: Callable[[], bool]) -> Callable[[], None]:
+            return lambda: report(send())
+
+        for lane, send in jobs:
+            lane.submit(run(send))
+        return done
+
+    def _finish(self, group: Group, alerts: dict[str, Alert], now: datetime, ok: bool) -> None:
+        try:
+            with self._lock:
+                if ok:
+                    for fp, a in alerts.items():
+                        if a.resolved(now) and group.alerts.get(fp) == a:
+                            del group.alerts[fp]
+                            if not any(fp in g.alerts for g in self._groups.values()):
+                                self._store.pop(fp, None)
+                group.failures = 0 if ok else group.failures + 1
+                interval = group.route.opts.group_interval
+                group.next_flush = now + (
+                    retry_delay(group.failures, interval) if not ok else interval
+                )
+                if not group.alerts and self._groups.get(group.gid) is group:
+                    del self._groups[group.gid]
+        finally:
+            with self._lock:
+                done, group.flushing = group.flushing, None
+            if done is not None:
+                done.set()
+
+    def _jobs(
         self, config: CompiledConfig, group: Group, visible: list[Alert], now: datetime
-    ) -> bool:
+    ) -> list[tuple[_Lane, Callable[[], bool]]]:
+        """The messages this flush sends, each on its integration's lane; the notification
+        log is written for each once it is delivered."""
         receiver = group.route.opts.receiver
         firing = {a.fingerprint for a in visible if not a.resolved(now)}
         resolved = {a.fingerprint for a in visible if a.resolved(now)}
-        all_ok = True
+        jobs: list[tuple[_Lane, Callable[[], bool]]] = []
         for i, integration in enumerate(config.receivers.get(receiver, [])):
             key = f"{group.key}|{receiver}|{integration.kind}[{i}]"
             entry = self.nflog.get(key)
@@ -270,37 +432,49 @@ class Dispatcher:
             if not needs_update(entry, firing, resolved, integration.send_resolved, repeat, now):
                 continue
             to_send = [a for a in visible if integration.send_resolved or not a.resolved(now)]
-            sent: set[str] = set()
-            if to_send:
-                n = self._notification(receiver, group, to_send, now)
-                carried = getattr(integration, "carried", None)
-                held = carried(n) if carried is not None else n.alerts
-                sent = {a.fingerprint for a in held if not a.resolved(now)}
-                try:
-                    integration.send(n)
-                except DeliveryError as e:
-                    all_ok = False
-                    log.error(
-                        "notification to %s (%s) failed, will retry: %s",
-                        receiver,
-                        integration.kind,
-                        e,
-                    )
-                    self._result(receiver, integration.kind, False)
-                    continue
-                except Exception as e:
-                    all_ok = False
-                    log.error(
-                        "notification to %s (%s) failed, will retry: %s",
-                        receiver,
-                        integration.kind,
-                        type(e).__name__,
-                    )
-                    self._result(receiver, integration.kind, False)
-                    continue
+            if not to_send:  # nothing this receiver wants to hear: remembered, not sent
+                self.nflog.log(key, firing, resolved, now)
+                continue
+            n = self._notification(receiver, group, to_send, now)
+            carried = getattr(integration, "carried", None)
+            held = carried(n) if carried is not None else n.alerts
+            sent = {a.fingerprint for a in held if not a.resolved(now)}
+            send = self._sender(integration, receiver, n, key, firing, resolved, sent)
+            jobs.append((self._lane(integration, receiver), send))
+        return jobs
+
+    def _sender(
+        self,
+        integration: Integration,
+        receiver: str,
+        n: Notification,
+        key: str,
+        firing: set[str],
+        resolved: set[str],
+        sent: set[str],
+    ) -> Callable[[], bool]:
+        def send() -> bool:
+            try:
+                integration.send(n)
+            except DeliveryError as e:
+                why = str(e)
+            except Exception as e:
+                why = type(e).__name__
+            else:
                 self._result(receiver, integration.kind, True)
-            self.nflog.log(key, firing, resolved, now, sent)
-        return all_ok
+                try:
+                    self.nflog.log(key, firing, resolved, n.now, sent)
+                except Exception:
+                    log.exception("notification log not written for %s", receiver)
+                    return False
+                return True
+            log.error(
+                "notification to %s (%s) failed, will retry: %s", receiver, integration.kind, why
+            )
+            self._result(receiver, integration.kind, False)
+            return False
+
+        return send
 
     def _result(self, receiver: str, kind: str, ok: bool) -> None:
         if self.on_result is not None:

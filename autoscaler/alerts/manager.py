@@ -259,7 +259,10 @@ class Alerting:
 
     # ------------------------------------------------------------ timers
 
-    def tick(self, now: datetime | None = None) -> None:
+    def tick(self, now: datetime | None = None, *, wait: bool = True) -> None:
+        """Timers: the stall check and due notifications. ``wait``: return once the
+        notifications of this tick are delivered or failed (the alerting thread does not
+        wait, so a slow receiver never holds up the stall check)."""
         now = now or self.clock()
         with self._lock:
             facts = PassFacts(
@@ -269,13 +272,13 @@ class Alerting:
                 if b.on_tick:
                     self._eval(b.spec(), b.condition(facts), now)
         self._push(now)
-        self.dispatcher.tick(now)
+        self.dispatcher.tick(now, wait=wait)
 
     def start(self, every: float = 1.0) -> None:
         def run() -> None:
             while not self._stop.wait(every):
                 try:
-                    self.tick()
+                    self.tick(wait=False)
                 except Exception:  # the timer thread must survive a bug in one tick
                     log.exception("alerting tick failed")
 
@@ -287,6 +290,7 @@ class Alerting:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+        self.dispatcher.close()
 
     # ------------------------------------------------------------ HTTP API
 
@@ -295,8 +299,9 @@ class Alerting:
         with self._lock:
             states = [a for rule in self._states.values() for a in rule.values()]
         out = []
-        for a in sorted(states, key=lambda a: sorted(a.labels.items())):
-            silenced_by, inhibited = self.dispatcher.muted_by(a.labels, now)
+        states.sort(key=lambda a: sorted(a.labels.items()))
+        muted = self.dispatcher.muted_by_each([a.labels for a in states], now)
+        for a, (silenced_by, inhibited) in zip(states, muted, strict=True):
             out.append(
                 {
                     "labels": a.labels,

@@ -93,6 +93,15 @@ class Route:
         own = "{" + ",".join(str(m) for m in self.matchers) + "}"
         return own if self.parent is None else f"{self.parent.key()}/{own}"
 
+    def id(self) -> str:
+        """Unique in the tree, unlike ``key``: siblings with the same matchers differ by
+        their place (Alertmanager's Route.ID)."""
+        own = "{" + ",".join(str(m) for m in self.matchers) + "}"
+        if self.parent is None:
+            return own
+        place = next(i for i, r in enumerate(self.parent.routes) if r is self)
+        return f"{self.parent.id()}/{own}/{place}"
+
     def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         if self.opts.group_by_all:
             return dict(labels)

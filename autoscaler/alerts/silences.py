@@ -8,12 +8,13 @@ import threading
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from autoscaler.alerts.atomic import write_atomic
-from autoscaler.alerts.matchers import matches_all, parse_matchers
+from autoscaler.alerts.matchers import Matcher, matches_all, parse_matchers
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,14 @@ class Silence:
             return "pending"
         return "active" if now < self.ends_at else "expired"
 
+    @cached_property
+    def parsed(self) -> list[Matcher]:
+        return [m for text in self.matchers for m in parse_matchers(text)]
+
     def mutes(self, labels: Mapping[str, str], now: datetime) -> bool:
         if self.state(now) != "active":
             return False
-        ms = [m for text in self.matchers for m in parse_matchers(text)]
-        return matches_all(ms, labels)
+        return matches_all(self.parsed, labels)
 
     def to_json(self, now: datetime) -> dict[str, Any]:
         d = asdict(self)
@@ -53,24 +57,30 @@ class Silences:
         self._items: dict[str, Silence] = {}
         self._lock = threading.Lock()
         if path is not None and path.exists():
+            self._load(path)
+
+    def _load(self, path: Path) -> None:
+        """A corrupt file, or one from an older version, never stops the sidecar: what
+        cannot be read is left out, with an error."""
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(rows, list):
+                raise ValueError("not a list of silences")
+        except (OSError, ValueError, RecursionError) as e:
+            log.error("silences file %s unreadable (%s): no silences loaded", path, e)
+            return
+        for i, d in enumerate(rows):
             try:
-                for d in json.loads(path.read_text(encoding="utf-8")):
-                    s = Silence(
-                        d["id"],
-                        tuple(d["matchers"]),
-                        datetime.fromisoformat(d["starts_at"]),
-                        datetime.fromisoformat(d["ends_at"]),
-                        d["created_by"],
-                        d["comment"],
-                    )
-                    try:  # one a newer check refuses (a Perl-only regex) must not stop all
-                        [parse_matchers(text) for text in s.matchers]
-                    except ValueError as e:
-                        log.error("silence %s not loaded: %s", s.id, e)
-                        continue
-                    self._items[s.id] = s
-            except (OSError, ValueError, KeyError, TypeError) as e:
-                log.error("silences file %s unreadable (%s): no silences loaded", path, e)
+                s = _silence(d)
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                log.error("silence %d of %s not loaded: %s", i + 1, path, e)
+                continue
+            try:  # one a newer check refuses (a Perl-only regex) must not stop all
+                s.parsed  # noqa: B018 (compiled once, here)
+            except ValueError as e:
+                log.error("silence %s not loaded: %s", s.id, e)
+                continue
+            self._items[s.id] = s
 
     def add(
         self,
@@ -121,3 +131,27 @@ class Silences:
         for r in rows:
             r.pop("state")
         write_atomic(self.path, json.dumps(rows, indent=1))
+
+
+def _silence(d: Any) -> Silence:
+    def text(key: str) -> str:
+        value = d[key]
+        if not isinstance(value, str):
+            raise TypeError(f"{key!r} is not text")
+        return value
+
+    def time(key: str) -> datetime:
+        t = datetime.fromisoformat(text(key))
+        return t if t.tzinfo else t.replace(tzinfo=UTC)  # written as UTC
+
+    matchers = d["matchers"]
+    if not isinstance(matchers, list) or not all(isinstance(m, str) for m in matchers):
+        raise TypeError("'matchers' is not a list of text")
+    return Silence(
+        text("id"),
+        tuple(matchers),
+        time("starts_at"),
+        time("ends_at"),
+        text("created_by"),
+        text("comment"),
+    )

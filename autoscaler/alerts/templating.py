@@ -51,15 +51,19 @@ def check_template(text: str, fields: Iterable[str]) -> str:
     return text
 
 
-def render(text: str, resolve: Resolver) -> str:
-    """Fill in a template checked by ``check_template``; missing values render empty."""
+def render(text: str, resolve: Resolver, escape: Callable[[str], str] | None = None) -> str:
+    """Fill in a template checked by ``check_template``; missing values render empty.
+
+    ``escape`` is applied to what each action writes, never to the template's own text
+    (e.g. ``html.escape`` for an HTML body, as Go's html/template does)."""
 
     def one(m: re.Match[str]) -> str:
         path, pipes = _parse(m.group(1))
         value = resolve(path)
         for p in pipes:
             value = _apply(p, value)
-        return _text(value)
+        out = _text(value)
+        return escape(out) if escape is not None else out
 
     return _ACTION.sub(one, text)
 
@@ -89,7 +93,7 @@ def _apply(pipe: str, value: Any) -> Any:
     if pipe == "toLower":
         return _text(value).lower()
     if pipe == "title":
-        return _text(value).title()
+        return go_title(_text(value))
     m = _PRINTF.match(pipe)
     if m:
         try:
@@ -97,6 +101,24 @@ def _apply(pipe: str, value: Any) -> Any:
         except (TypeError, ValueError, OverflowError):  # "%d" of +Inf: the value as it is
             return _text(value)
     return value
+
+
+def go_title(text: str) -> str:
+    """Go's ``strings.Title`` (the ``title`` of Prometheus and Alertmanager): the first
+    letter of each word upper case, the others as they are (``str.title`` lowers them:
+    ``AutoscalerLoopStalled`` would read ``Autoscalerloopstalled``). Letters, digits and
+    ``_`` continue a word."""
+
+    def separator(ch: str) -> bool:
+        if ch.isascii():
+            return not (ch.isalnum() or ch == "_")
+        return not (ch.isalpha() or ch.isdigit()) and ch.isspace()
+
+    out, prev = [], " "
+    for ch in text:
+        out.append(ch.upper() if separator(prev) else ch)
+        prev = ch
+    return "".join(out)
 
 
 def humanize(value: Any) -> str:

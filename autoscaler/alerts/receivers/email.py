@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from typing import Any
 
 from autoscaler.alerts import templating
 from autoscaler.alerts.config import EmailConfig
@@ -53,22 +54,28 @@ def html_body(n: Notification) -> str:
     )
 
 
+def one_line(text: str) -> str:
+    """A header value: a label or annotation with a line break (CR, LF, or one of the
+    other breaks Python's email package folds at) can neither add a header nor make
+    the message unbuildable."""
+    return " ".join(text.splitlines())
+
+
 def build_message(cfg: EmailConfig, n: Notification) -> EmailMessage:
     msg = EmailMessage()
     headers = {k.lower(): (k, v) for k, v in cfg.headers.items()}
     subject = headers.pop("subject", ("Subject", DEFAULT_SUBJECT))[1]
-    msg["Subject"] = templating.render(subject, n.field)
-    msg["From"] = cfg.from_
-    msg["To"] = cfg.to
-    msg["Date"] = formatdate(n.now.timestamp())
-    msg["Message-Id"] = make_msgid(domain=cfg.hello)
+    msg["Subject"] = one_line(templating.render(subject, n.field))
+    msg["From"] = one_line(cfg.from_)
+    msg["To"] = one_line(cfg.to)
+    msg["Date"] = formatdate(n.now.timestamp(), usegmt=True)
+    msg["Message-Id"] = make_msgid(domain=one_line(cfg.hello))
     for name, value in headers.values():
         if name.lower() not in ("from", "to", "date", "message-id"):
-            msg[name] = templating.render(value, n.field)
+            msg[name] = one_line(templating.render(value, n.field))
     msg.set_content(templating.render(cfg.text, n.field) if cfg.text else text_body(n))
-    msg.add_alternative(
-        templating.render(cfg.html, n.field) if cfg.html else html_body(n), subtype="html"
-    )
+    body = templating.render(cfg.html, n.field, html.escape) if cfg.html else html_body(n)
+    msg.add_alternative(body, subtype="html")
     return msg
 
 
@@ -98,6 +105,15 @@ class EmailIntegration:
         if self.cfg.tls_config.insecure_skip_verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+        name = self.cfg.tls_config.server_name
+        if name:  # smtplib checks the smarthost's name; the certificate may hold another
+            wrap = ctx.wrap_socket
+
+            def wrap_socket(sock: socket.socket, *args: Any, **kwargs: Any) -> ssl.SSLSocket:
+                kwargs["server_hostname"] = name
+                return wrap(sock, *args, **kwargs)
+
+            ctx.wrap_socket = wrap_socket  # type: ignore[method-assign]
         return ctx
 
     def send(self, notification: Notification) -> None:
@@ -105,7 +121,10 @@ class EmailIntegration:
             password = read_secret(self.cfg.auth_password_file)
         except RuntimeError as e:
             raise DeliveryError(f"email: {e}") from None
-        msg = build_message(self.cfg, notification)
+        try:
+            msg = build_message(self.cfg, notification)
+        except (ValueError, TypeError) as e:  # retrying the same message cannot help
+            raise DeliveryError(f"email: message not built ({type(e).__name__})") from None
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:

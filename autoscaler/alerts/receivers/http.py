@@ -117,8 +117,10 @@ def post_json(
     max_backoff: float = 30.0,
     sleep: Callable[[float], None] = time.sleep,
     before_each: Callable[[], None] | None = None,
-    ok: Callable[[requests.Response], bool] | None = None,
+    refused: Callable[[requests.Response], str | None] | None = None,
 ) -> requests.Response:
+    """``refused``: the reason a 2xx answer gives for not taking the message (Slack's
+    ``"ok": false``), or None; such an answer fails at once, as a 4xx does."""
     last = "no attempt"
     delay = backoff
     for attempt in range(1, attempts + 1):
@@ -131,8 +133,11 @@ def post_json(
         except UnicodeError:  # its text would hold the value; retrying cannot help
             raise DeliveryError(f"{what}: {UNENCODABLE}") from None
         else:
-            if 200 <= resp.status_code < 300 and (ok is None or ok(resp)):
-                return resp
+            if 200 <= resp.status_code < 300:
+                why = refused(resp) if refused is not None else None
+                if why is None:
+                    return resp
+                raise DeliveryError(f"{what}: HTTP {resp.status_code} {_hide(why, url)}")
             last = f"HTTP {resp.status_code}"
             if resp.status_code == 429:
                 if attempt < attempts:
@@ -140,12 +145,22 @@ def post_json(
                     delay = min(delay * 2, max_backoff)
                 continue
             if 400 <= resp.status_code < 500:
-                detail = resp.text.strip().splitlines()[0][:80] if resp.text.strip() else ""
+                detail = resp.text.strip().splitlines()[0] if resp.text.strip() else ""
+                detail = _hide(detail, url)[:80]
                 raise DeliveryError(f"{what}: HTTP {resp.status_code} {detail}".rstrip())
         if attempt < attempts:
             sleep(delay)
             delay = min(delay * 2, max_backoff)
     raise DeliveryError(f"{what}: gave up after {attempts} attempts ({last})")
+
+
+def _hide(text: str, url: str) -> str:
+    """An answer's text fit for a message: a server that echoes the request (``Cannot
+    POST /services/T0/B0/secret``) shows no part of the URL's path or query."""
+    for secret in sorted(_targets(url), key=len, reverse=True):
+        if len(secret) > 1:
+            text = text.replace(secret, "<secret>")
+    return text
 
 
 class JsonPoster:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import requests
@@ -12,7 +13,7 @@ import requests
 from autoscaler.alerts import templating
 from autoscaler.alerts.config import SlackConfig
 from autoscaler.alerts.dispatch import DeliveryError
-from autoscaler.alerts.model import Notification
+from autoscaler.alerts.model import Alert, Notification
 from autoscaler.alerts.receivers.http import RateLimiter, keep_out_of_logs, post_json
 from autoscaler.settings import read_secret
 
@@ -29,14 +30,57 @@ def colour(n: Notification) -> str:
     return "danger"
 
 
-def slack_payload(cfg: SlackConfig, n: Notification) -> dict[str, Any]:
-    title = templating.render(cfg.title, n.field)
-    text = templating.render(cfg.text, n.field)
-    if not text.strip():
-        text = "\n".join(
-            f"• {a.labels.get('alertname', '')}: {a.annotations.get('summary', '')}".rstrip(": ")
-            for a in n.alerts
+MAX_TEXT = 40_000
+"""Slack cuts a message's text beyond 40,000 characters: the alerts past it would be
+lost without a word, so the text stops before and says how many are left out."""
+MAX_TITLE = 1024
+"""As Alertmanager cuts a Slack title."""
+MAX_LINE = 2000
+"""One alert's line in the default text: one huge annotation cannot hide every other."""
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 1] + "…"
+
+
+def _more(n: int) -> str:
+    return f"… and {n} more alert{'s' if n != 1 else ''} not shown"
+
+
+def alert_lines(alerts: Sequence[Alert]) -> tuple[str, int]:
+    """The default text, one line per alert as long as they fit; and how many did."""
+    lines = [
+        _cut(
+            f"• {a.labels.get('alertname', '')}: {a.annotations.get('summary', '')}".rstrip(": "),
+            MAX_LINE,
         )
+        for a in alerts
+    ]
+    room = MAX_TEXT - len(_more(len(lines))) - 1
+    shown, size = 0, 0
+    for i, line in enumerate(lines):
+        last = i == len(lines) - 1
+        if size + len(line) > (MAX_TEXT if last else room):
+            break
+        size += len(line) + 1
+        shown += 1
+    text = "\n".join(lines[:shown])
+    if shown < len(lines):
+        text = f"{text}\n{_more(len(lines) - shown)}" if shown else _more(len(lines))
+    return text, shown
+
+
+def _text(cfg: SlackConfig, n: Notification) -> tuple[str, int]:
+    """The attachment's text and how many of the alerts it tells of (the leading ones)."""
+    text = templating.render(cfg.text, n.field)
+    if text.strip():
+        return _cut(text, MAX_TEXT), len(n.alerts)
+    return alert_lines(n.alerts)
+
+
+def slack_payload(cfg: SlackConfig, n: Notification) -> dict[str, Any]:
+    title = _cut(templating.render(cfg.title, n.field), MAX_TITLE)
+    text, _ = _text(cfg, n)
     payload: dict[str, Any] = {
         "text": title,
         "attachments": [
@@ -47,6 +91,19 @@ def slack_payload(cfg: SlackConfig, n: Notification) -> dict[str, Any]:
         if getattr(cfg, key):
             payload[key] = getattr(cfg, key)
     return payload
+
+
+def refused(resp: requests.Response) -> str | None:
+    """Slack's reason when an HTTP 200 answer says ``"ok": false`` (its Web API, or a
+    proxy in front of it); None for an accepted message (a webhook answers ``ok``)."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    if not isinstance(body, dict) or body.get("ok") is not False:
+        return None
+    why = re.sub(r"[^A-Za-z0-9_.-]", "", str(body.get("error") or ""))[:80]
+    return f"ok: false ({why or 'no reason given'})"
 
 
 class SlackIntegration:
@@ -72,6 +129,11 @@ class SlackIntegration:
         self.max_backoff = max_backoff
         self.timeout = timeout
 
+    def carried(self, notification: Notification) -> tuple[Alert, ...]:
+        """The alerts the message tells of: the default text leaves out those past
+        Slack's limit."""
+        return notification.alerts[: _text(self.cfg, notification)[1]]
+
     def send(self, notification: Notification) -> None:
         try:
             url = read_secret(self.cfg.api_url_file)
@@ -91,4 +153,5 @@ class SlackIntegration:
             max_backoff=self.max_backoff,
             sleep=self.sleep,
             before_each=lambda: self.limiter.wait(key),
+            refused=refused,
         )
