@@ -336,3 +336,25 @@ def join_timeout_pass(pool: str, instance: str = "i-1") -> PassResult:
         ),
     )
     return PassResult("t", True, 0, plan=plan)
+
+
+def test_sends_are_remembered_at_least_as_long_as_the_longest_repeat_interval(
+    tmp_path: Path,
+) -> None:
+    """Forgotten before its repeat_interval, a send would be repeated early (the log keeps
+    120 h by default, as Alertmanager's --data.retention)."""
+    from autoscaler.alerts.notify_log import RETENTION
+    from autoscaler.rules.loader import load_rules
+
+    rec, alerting, *_ = setup(tmp_path)
+    assert alerting.nflog.retention == RETENTION
+    rules = tmp_path / "rules" / "a.yml"
+    long = RULES.replace(
+        "  group_interval: 1m\n",
+        "  group_interval: 1m\n  routes:\n    - {matchers: ['a=\"b\"'], repeat_interval: 10d}\n",
+    )
+    rules.write_text(long)
+    policies = load_rules(tmp_path / "rules").policies
+    assert policies is not None
+    alerting.configure(policies)
+    assert alerting.nflog.retention == timedelta(days=11)

@@ -24,7 +24,7 @@ from autoscaler.alerts.builtin import (
 from autoscaler.alerts.config import AlertRule, ReceiverConfig
 from autoscaler.alerts.dispatch import CompiledConfig, Dispatcher, InhibitRule, Integration
 from autoscaler.alerts.evaluate import ActiveAlert, RuleSpec, Sample, evaluate
-from autoscaler.alerts.notify_log import NotifyLog
+from autoscaler.alerts.notify_log import RETENTION, NotifyLog
 from autoscaler.alerts.receivers.alertmanager import AlertmanagerIntegration
 from autoscaler.alerts.receivers.email import EmailIntegration
 from autoscaler.alerts.receivers.http import RateLimiter
@@ -144,6 +144,10 @@ class Alerting:
                 if name not in self._rules and name not in {b.name for b in BUILTINS}:
                     del self._states[name]
             config = compile_config(policies, self._build)
+            # a send forgotten before its repeat_interval would be sent again early
+            # (Alertmanager only warns about it)
+            longest = config.route.longest_repeat() if config is not None else RETENTION
+            self.nflog.retention = max(RETENTION, longest + longest / 10)
         self.dispatcher.set_config(config, self.clock())
 
     # ------------------------------------------------------------ the hook

@@ -102,6 +102,10 @@ class Route:
         place = next(i for i, r in enumerate(self.parent.routes) if r is self)
         return f"{self.parent.id()}/{own}/{place}"
 
+    def longest_repeat(self) -> timedelta:
+        """The longest ``repeat_interval`` in the tree (how long a send must be remembered)."""
+        return max([self.opts.repeat_interval, *(r.longest_repeat() for r in self.routes)])
+
     def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         if self.opts.group_by_all:
             return dict(labels)
