@@ -346,7 +346,7 @@ def test_sends_are_remembered_at_least_as_long_as_the_longest_repeat_interval(
     from autoscaler.alerts.notify_log import RETENTION
     from autoscaler.rules.loader import load_rules
 
-    rec, alerting, *_ = setup(tmp_path)
+    _, alerting, *_ = setup(tmp_path)
     assert alerting.nflog.retention == RETENTION
     rules = tmp_path / "rules" / "a.yml"
     long = RULES.replace(
