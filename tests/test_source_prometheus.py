@@ -240,6 +240,11 @@ def test_promql_infos_change_nothing_and_its_warnings_fault_the_query(
     info = 'PromQL info: metric might not be a counter, name does not end in _total: "x"'
     canned.answer({**vector({"metric": {}, "value": [1.7e9, "4"]}), "warnings": [info]})
     assert client(canned.url).query("sum(rate(x[5m]))").value == 4.0
+    said_as_a_warning = info.replace("PromQL info:", "PromQL warning:")  # 2.48, 2.49
+    canned.answer(
+        {**vector({"metric": {}, "value": [1.7e9, "4"]}), "warnings": [said_as_a_warning]}
+    )
+    assert client(canned.url).query("sum(rate(x[5m]))").value == 4.0
     mixed = 'PromQL warning: encountered a mix of histograms and floats for metric name "x"'
     canned.answer({**vector({"metric": {}, "value": [1.7e9, "4"]}), "warnings": [mixed]})
     with pytest.raises(QueryRejected, match="mix of histograms"):

@@ -135,6 +135,9 @@ def _error_text(body: dict[str, Any] | None) -> str:
     return f"{kind}: {text}" if kind else text
 
 
+_NOT_A_COUNTER = "might not be a counter"
+
+
 def _refuse_partial(warnings: Any) -> None:
     """An answer with warnings may lack data (a remote-read or store that failed, a
     partial response of Thanos or Mimir): a partial sum would undercount, so it is no
@@ -143,7 +146,8 @@ def _refuse_partial(warnings: Any) -> None:
     if not warnings:
         return
     texts = [w for w in map(str, warnings if isinstance(warnings, list) else [warnings])]
-    texts = [t for t in texts if not t.startswith("PromQL info:")]
+    # Prometheus 2.48 and 2.49 said "might not be a counter" as a warning, later an info
+    texts = [t for t in texts if not t.startswith("PromQL info:") and _NOT_A_COUNTER not in t]
     if not texts:
         return
     shown = scrub_userinfo("; ".join(texts))[:300]
