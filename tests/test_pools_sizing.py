@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from autoscaler.decide import plan
-from autoscaler.decide.plan_types import LaunchNodes, PoolMemory, ResumeNode
+from autoscaler.decide.plan_types import LaunchNodes, Memory, PoolMemory, ResumeNode
 from autoscaler.decide.pools import labels as L
 from autoscaler.rules.schema import Policies, Signal
 from tests.pools_builders import (
@@ -350,3 +350,25 @@ def test_seats_wanted_at_once_resume_the_fullest_paused_node() -> None:
     p = run(snapshot(nodes, sess), pool(headroom={"seats": 1}))
     assert hosts(p, "resume_node") == ["p3"]  # 1 free seat is enough; p1 keeps emptying
     assert launched(p) == 0
+
+
+def test_a_machine_listed_then_retired_inside_the_settle_time_is_not_awaited_again() -> None:
+    """Two launches a few seconds apart, both listed; the first machine is then retired (a
+    quick scale-in) and drops off the provider's list: it arrived, it is not on its way."""
+    policies = Policies(pools={POOL: pool(max=20)})
+    nodes = [node("a")]
+    first = plan(snapshot(nodes, sessions("a", 4) + pending(1)), policies, Memory())
+    at = T0 + timedelta(seconds=5)
+    second = plan(snapshot(nodes, sessions("a", 4) + pending(5), at=at), policies, first.memory)
+    assert launched(first) == 1 and launched(second) == 1
+    both = [machine(f"n{i}", age=timedelta(seconds=-6 * i)) for i in range(2)]
+    at = T0 + timedelta(seconds=20)
+    seen = plan(snapshot(nodes, sessions("a", 4), [machine("a"), *both], at=at), policies,
+                second.memory)  # fmt: skip
+    assert seen.memory.pools[POOL].listed == ("i-n0", "i-n1")
+    # n0 retired and gone from the list; a burst wants one more machine now
+    at = T0 + timedelta(seconds=40)
+    snap = snapshot(nodes, sessions("a", 4) + pending(5), [machine("a"), both[1]], at=at)
+    again = plan(snap, policies, seen.memory)
+    assert launched(again) == 1, reasons(again)
+    assert "not listed yet" not in reasons(again)

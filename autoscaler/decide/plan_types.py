@@ -164,6 +164,9 @@ class PoolMemory(Frozen):
     launches_since: datetime | None = None
     """The first of the launches counted in ``launched`` when the last came while an earlier
     one was still counted: their machines are listed from then on."""
+    listed: tuple[str, ...] = ()
+    """Machines of those launches seen listed so far: one retired since (and no longer
+    listed) has still arrived, and is not counted as on its way again."""
     warm_filled_at: datetime | None = None
     """The last fill of the warm pool: none again until its machines can be listed."""
     arrivals: tuple[Reading, ...] = ()

@@ -143,7 +143,7 @@ def decide_pool(
         p.actions.append(warm.action)
     if warm.reason is not None:
         p.reasons.append(warm.reason)
-    next_memory = _next_memory(p, memory, held.memory)
+    next_memory = _next_memory(p, inv, memory, held.memory)
     outcome = "scale" if p.actions else "hold"
     decision = Decision(
         policy=name,
@@ -206,11 +206,19 @@ def _unlisted(inv: Inventory, memory: PoolMemory | None, now: datetime) -> int:
         return 0
     if utc(now) - utc(memory.launched_at) >= LAUNCH_SETTLE:
         return 0
+    return max(0, memory.launched - len(_seen(inv, memory)))
+
+
+def _seen(inv: Inventory, memory: PoolMemory) -> set[str]:
+    """Machines of the launches in ``memory`` listed now or at an earlier pass."""
+    assert memory.launched_at is not None
     since = utc(memory.launches_since or memory.launched_at) - LAUNCH_SKEW
-    listed = sum(
-        1 for m in inv.members if m.instance is not None and utc(m.instance.launched_at) >= since
-    )
-    return max(0, memory.launched - listed)
+    now = {
+        m.instance.id
+        for m in inv.members
+        if m.instance is not None and utc(m.instance.launched_at) >= since
+    }
+    return now | set(memory.listed)
 
 
 def _machines(inv: Inventory) -> int:
@@ -555,17 +563,21 @@ def _draining(p: _Pass, m: Member) -> None:
 # ---------------------------------------------------------------- memory and status
 
 
-def _next_memory(p: _Pass, memory: PoolMemory | None, arrivals: tuple[Reading, ...]) -> PoolMemory:
+def _next_memory(
+    p: _Pass, inv: Inventory, memory: PoolMemory | None, arrivals: tuple[Reading, ...]
+) -> PoolMemory:
     since = (memory.unneeded_since if memory else None) or p.now
     launches = [a for a in p.actions if isinstance(a, LaunchNodes)]
     launched_at, launched = (memory.launched_at, memory.launched) if memory else (None, 0)
     first = (memory.launches_since or launched_at) if memory else None
+    seen = _seen(inv, memory) if memory is not None and launched_at is not None else set()
     if launched_at is not None and utc(p.now) - utc(launched_at) >= LAUNCH_SETTLE:
-        launched_at, launched, first = None, 0, None
+        launched_at, launched, first, seen = None, 0, None, set()
     if launches:
         # a launch while the last one still counts adds to it: both are on their way until
         # listed (forgetting the first would launch its machines a second time)
-        first = first if launched_at is not None else None
+        if launched_at is None:
+            first, seen = None, set()
         launched_at, launched = p.now, launched + launches[0].count
     filled_at = memory.warm_filled_at if memory else None
     if any(isinstance(a, FillWarmPool) for a in p.actions):
@@ -577,6 +589,7 @@ def _next_memory(p: _Pass, memory: PoolMemory | None, arrivals: tuple[Reading, .
         launched_at=launched_at,
         launched=launched,
         launches_since=first if first != launched_at else None,
+        listed=tuple(sorted(seen)),
         warm_filled_at=filled_at,
         arrivals=arrivals,
     )
