@@ -256,7 +256,7 @@ def test_inhibition_compares_labels() -> None:
     rules = _config()["inhibit_rules"]
     assert rules and all(r.get("equal") for r in rules)
     assert any(
-        r["source_matchers"] == ['severity = "critical"']
+        r["source_matchers"][0] == 'severity = "critical"'
         and r["target_matchers"] == ['severity = "warning"']
         for r in rules
     )
@@ -455,3 +455,45 @@ def test_a_real_alertmanager_inhibits_warnings_of_the_same_service_and_node(
         assert states[key]["status"]["inhibitedBy"] == []
     receivers = {r["name"] for r in states[("ShinyProxyStartFailures", "")]["receivers"]}
     assert receivers == {"autoscaler", "slack-apps"}
+
+
+@pytest.mark.real
+def test_a_full_pool_mutes_its_short_headroom_but_not_the_autoscalers_own_warnings(
+    alertmanager: Backend,
+) -> None:
+    """A full pool is a symptom: the autoscaler's failing actions or a source down may be
+    its cause, and must reach someone."""
+    autoscaler = {"service": "autoscaler", "severity": "warning"}
+    full = {**autoscaler, "alertname": "PoolSeatsExhausted", "severity": "critical"}
+    _post(
+        alertmanager.url,
+        [
+            {**full, "pool": "web"},
+            {**autoscaler, "alertname": "PoolHeadroomShort", "pool": "web"},
+            {**autoscaler, "alertname": "PoolHeadroomShort", "pool": "gpu"},
+            {**autoscaler, "alertname": "AutoscalerActionsFailing"},
+            {**autoscaler, "alertname": "AutoscalerSourceDown", "source": "influx"},
+        ],
+    )
+
+    def suppressed() -> set[tuple[str, str]]:
+        alerts = requests.get(f"{alertmanager.url}/api/v2/alerts", timeout=5).json()
+        assert len(alerts) == 5
+        assert all(a["status"]["state"] != "unprocessed" for a in alerts)
+        return {
+            (a["labels"]["alertname"], a["labels"].get("pool", ""))
+            for a in alerts
+            if a["status"]["state"] == "suppressed"
+        }
+
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            found = suppressed()
+        except AssertionError:
+            found = set()
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    time.sleep(1)  # a wrong suppression would show by now too
+    assert suppressed() == {("PoolHeadroomShort", "web")}
