@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -137,7 +138,7 @@ def test_a_template_that_cannot_format_the_value_never_stops_the_evaluation(
     """Prometheus answers +Inf, which "%d" cannot format: the value is shown as it is."""
     spec = RuleSpec("Busy", annotations={"summary": '{{ $value | printf "%d" }} waiting'})
     assert only(run(spec, [(0, [Sample({}, float("inf"))])])[0]).annotations == {
-        "summary": "inf waiting"
+        "summary": "+Inf waiting"
     }
 
     def broken(text: str, resolve: object) -> str:
@@ -155,3 +156,29 @@ def test_title_is_gos_strings_title_as_in_prometheus() -> None:
     sample = Sample({"app": "shinyApp hELLO_world 2nd run-time"}, 1)
     (state,) = run(spec, [(0, [sample])])
     assert only(state).annotations["summary"] == "ShinyApp HELLO_world 2nd Run-Time"
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [  # what Go's strconv.FormatFloat(v, 'g', -1, 64) prints, as Prometheus' {{ $value }}
+        (40.0, "40"),
+        (83.2, "83.2"),
+        (1 / 3, "0.3333333333333333"),
+        (999999.0, "999999"),
+        (1e6, "1e+06"),
+        (1234567.0, "1.234567e+06"),
+        (0.0001, "0.0001"),
+        (0.00001, "1e-05"),
+        (-2.5, "-2.5"),
+        (float("inf"), "+Inf"),
+        (float("-inf"), "-Inf"),
+        (float("nan"), "NaN"),
+        (0.0, "0"),
+    ],
+)
+def test_values_are_printed_as_go_prints_them(value: float, shown: str) -> None:
+    from autoscaler.alerts.templating import render
+
+    assert render("{{ $value }}", lambda path: value) == shown
+    if math.isinf(value) or math.isnan(value):
+        assert render("{{ $value | humanize }}", lambda path: value) == shown

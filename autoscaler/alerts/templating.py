@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 _ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
@@ -127,7 +128,7 @@ def humanize(value: Any) -> str:
         return _text(value)
     v = float(value)
     if v == 0 or math.isnan(v) or math.isinf(v):
-        return f"{v:.4g}"
+        return go_float(v)  # Go's %.4g of these: 0, NaN, +Inf, -Inf
     if abs(v) >= 1:
         for prefix in ("", "k", "M", "G", "T", "P", "E"):
             if abs(v) < 1000:
@@ -141,11 +142,36 @@ def humanize(value: Any) -> str:
     return f"{v:.4g}z"
 
 
+def go_float(v: float) -> str:
+    """A float as Go's templates print it (``strconv.FormatFloat(v, 'g', -1, 64)``): the
+    shortest digits that read back the same, an exponent from 1e+06 and below 1e-04, and
+    +Inf, -Inf, NaN, as Prometheus and Alertmanager show ``{{ $value }}``."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+Inf" if v > 0 else "-Inf"
+    if v == 0:
+        return "-0" if math.copysign(1.0, v) < 0 else "0"
+    sign, digits, exponent = Decimal(repr(v)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    shown = "".join(map(str, digits))
+    exp = len(digits) + exponent - 1  # of the first digit
+    minus = "-" if sign else ""
+    if exp < -4 or exp >= 6:
+        mantissa = shown[0] + ("." + shown[1:] if len(shown) > 1 else "")
+        return f"{minus}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"
+    if exp < 0:
+        return f"{minus}0.{'0' * (-exp - 1)}{shown}"
+    whole = shown[: exp + 1].ljust(exp + 1, "0")
+    rest = shown[exp + 1 :]
+    return f"{minus}{whole}{'.' + rest if rest else ''}"
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:g}" if value == value else "NaN"
+        return go_float(value)
     if isinstance(value, list | tuple):
         return str(len(value))
     return str(value)
