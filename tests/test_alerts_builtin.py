@@ -62,7 +62,7 @@ def _stop_alerting() -> Iterator[None]:
 
 
 def setup(
-    tmp_path: Path, fail: bool = False
+    tmp_path: Path, fail: bool = False, state_dir: Path | None = None
 ) -> tuple[Reconciler, Alerting, Recorder, Clock, FakeProm, FakeSwarm]:
     rules = tmp_path / "rules"
     rules.mkdir()
@@ -75,7 +75,7 @@ def setup(
         return [recorder]
 
     metrics = SidecarMetrics()
-    alerting = Alerting(metrics=metrics, clock=clock, build_integrations=build)
+    alerting = Alerting(metrics=metrics, clock=clock, build_integrations=build, state_dir=state_dir)
     _started.append(alerting)
     rec = Reconciler(
         rules=RulesStore(rules),
@@ -358,3 +358,41 @@ def test_sends_are_remembered_at_least_as_long_as_the_longest_repeat_interval(
     assert policies is not None
     alerting.configure(policies)
     assert alerting.nflog.retention == timedelta(days=11)
+
+
+def test_an_alert_firing_before_a_restart_is_resolved_after_it(tmp_path: Path) -> None:
+    """The rules' states are kept on disk: after a restart the alert is neither forgotten
+    (no "resolved" would ever come) nor sent again as new."""
+    state = tmp_path / "state"
+    (tmp_path / "before").mkdir()
+    rec, alerting, recorder, clock, prom, _ = setup(tmp_path / "before", state_dir=state)
+    prom.value = 20.0
+    rec.run_pass()
+    clock.now += timedelta(minutes=1)
+    rec.run_pass()
+    alerting.tick()
+    assert recorder.names() == [[("BusyApi", "firing")]]
+    alerting.stop()
+
+    (tmp_path / "after").mkdir()
+    rec, alerting, recorder, clock2, prom, _ = setup(tmp_path / "after", state_dir=state)
+    clock2.now = clock.now + timedelta(minutes=2)
+    prom.value = 20.0  # still busy: known, not new
+    rec.run_pass()
+    alerting.tick()
+    assert states(alerting)["BusyApi"] == "firing" and recorder.sent == []
+    prom.value = 1.0
+    clock2.now += timedelta(minutes=1)
+    rec.run_pass()
+    alerting.tick()
+    assert recorder.names() == [[("BusyApi", "resolved")]]
+
+
+def test_unreadable_alert_states_start_empty(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    for n, text in enumerate(['{"rules": {"BusyApi": {"x": {"state": "odd"}}}}', "{not json"]):
+        (state / "alerts.json").write_text(text)
+        (tmp_path / str(n)).mkdir()
+        _, alerting, *_ = setup(tmp_path / str(n), state_dir=state)
+        assert alerting.list_alerts() == []

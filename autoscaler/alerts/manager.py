@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from autoscaler.alerts.alert_state import dump_states, load_states, save_states
 from autoscaler.alerts.builtin import (
     BUILTINS,
     ENDING_SESSIONS_NAME,
@@ -33,6 +34,7 @@ from autoscaler.alerts.receivers.webhook import WebhookIntegration
 from autoscaler.alerts.routing import Route
 from autoscaler.alerts.silences import Silences
 from autoscaler.decide.signals import reading_of
+from autoscaler.pool_metrics import publish
 from autoscaler.rules.schema import Policies
 from autoscaler.snapshot import notice_key
 from autoscaler.sources.errors import QueryRejected, SourceError
@@ -125,8 +127,13 @@ class Alerting:
         )
         self._rules: dict[str, AlertRule] = {}
         self._policies = Policies()
-        self._states: dict[str, dict[str, ActiveAlert]] = {}
+        self._states_path = state_dir / "alerts.json" if state_dir else None
+        self._states: dict[str, dict[str, ActiveAlert]] = (
+            load_states(self._states_path) if self._states_path else {}
+        )
+        self._states_saved = dump_states(self._states)
         self._generation: int | None = None
+        self._published_alerts: set[tuple[str, ...]] = set()
         self._last_success_at: datetime = clock()
         self._start_failed: list[tuple[datetime, float]] = []
         self._lock = threading.RLock()
@@ -240,16 +247,19 @@ class Alerting:
     def _push(self, now: datetime) -> None:
         with self._lock:
             states = [a for rule in self._states.values() for a in rule.values()]
+            if self._states_path is not None:  # for a restart: firing alerts resolve later
+                text = dump_states(self._states)
+                if text != self._states_saved and save_states(self._states_path, text):
+                    self._states_saved = text
         alerts = [x for a in states if (x := a.to_alert()) is not None]
         self.dispatcher.put(alerts, now)
         if self.metrics is not None:
-            counts: dict[tuple[str, str], int] = {}
+            counts: dict[tuple[str, ...], float] = {}
             for a in states:
                 key = (a.labels["alertname"], a.state)
                 counts[key] = counts.get(key, 0) + 1
-            self.metrics.alerts.clear()
-            for (name, state), n in counts.items():
-                self.metrics.alerts.labels(name, state).set(n)
+            # set, then remove what is gone: a scrape in between never sees no series
+            self._published_alerts = publish(self.metrics.alerts, counts, self._published_alerts)
 
     def _count(self, receiver: str, kind: str, ok: bool) -> None:
         if self.metrics is not None:
