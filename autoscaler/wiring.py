@@ -16,6 +16,7 @@ from autoscaler.settings import Settings, env_name, read_secret
 from autoscaler.sources.actuator import ActuatorClient
 from autoscaler.sources.collect import Backends
 from autoscaler.sources.ec2 import ProviderInstances
+from autoscaler.sources.http_body import MAX_BODY_BYTES
 from autoscaler.sources.http_errors import hide_userinfo, require_latin1, scrub_userinfo
 from autoscaler.sources.influx import InfluxReader
 from autoscaler.sources.prometheus import PrometheusClient
@@ -95,6 +96,7 @@ def build_backends(
                 settings.influxdb_username,
                 influx_password,
                 timeout,
+                max_bytes=MAX_BODY_BYTES,
             )
             if settings.influxdb_url
             else None

@@ -24,6 +24,7 @@ import requests
 from autoscaler.lab.backends import InfluxBackend, influxd_config, wait_ready
 from autoscaler.lab.ports import free_port
 from autoscaler.sources.errors import NoData, QueryRejected, SourceError
+from autoscaler.sources.http_body import MAX_BODY_BYTES
 from autoscaler.sources.influx import InfluxReader
 from tests.fixtures_backends import USAGESTATS_DB, InfluxLab, need_binary
 
@@ -51,7 +52,8 @@ def post(lab: InfluxLab, body: str, db: str | None = None) -> int:
 def reader(
     lab: InfluxLab, username: str | None = None, password: str | None = None, timeout: float = 5.0
 ) -> InfluxReader:
-    return InfluxReader(lab.url, lab.database, username, password, timeout)
+    """As the sidecar builds it: each answer bounded in time and size."""
+    return InfluxReader(lab.url, lab.database, username, password, timeout, MAX_BODY_BYTES)
 
 
 def test_line_format_matches_shinyproxy() -> None:

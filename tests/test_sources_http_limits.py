@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from autoscaler.sources.actuator import ActuatorClient
-from autoscaler.sources.errors import SourceError
+from autoscaler.sources.errors import QueryRejected, SourceError
 from autoscaler.sources.http_body import MAX_BODY_BYTES
+from autoscaler.sources.influx import InfluxReader
 from autoscaler.sources.prometheus import PrometheusClient
 
 Respond = Callable[[socket.socket, threading.Event], None]
@@ -172,3 +173,30 @@ def test_a_compressed_page_that_unpacks_huge_is_refused(
     server = serve(complete("text/plain; version=0.0.4", packed, encoding="gzip"))
     with pytest.raises(SourceError, match="answer larger than"):
         ActuatorClient(server.url, timeout=10).read("userLogins_total")
+
+
+def test_a_trickling_influxdb_answer_is_a_timeout(serve: Callable[[Respond], RawServer]) -> None:
+    server = serve(trickle("application/json"))
+    reader = InfluxReader(server.url, "shinyproxy_usagestats", None, None, 0.5, MAX_BODY_BYTES)
+    error = finishes_within(5, lambda: reader.query("SELECT count(data) FROM event"))
+    assert isinstance(error, SourceError), error
+    assert error.source == "influx"
+    assert "timeout after 0.5s" in error.message
+
+
+def test_a_huge_influxdb_answer_is_refused_and_a_small_one_read(
+    serve: Callable[[Respond], RawServer],
+) -> None:
+    def answer(rows: int) -> bytes:
+        values = ",".join(f'[{i},"euler"]' for i in range(rows))
+        series = '{"name":"event","columns":["time","data"],"values":[' + values + "]}"
+        return ('{"results":[{"statement_id":0,"series":[' + series + "]}]}").encode()
+
+    huge = serve(complete("application/json", answer(2_000_000)))
+    reader = InfluxReader(huge.url, "db", None, None, 10, 1024 * 1024)
+    with pytest.raises(SourceError, match="answer larger than 1048576 bytes"):
+        reader.query("SELECT data FROM event")
+    small = serve(complete("application/json", answer(3)))
+    reader = InfluxReader(small.url, "db", None, None, 10, 1024 * 1024)
+    with pytest.raises(QueryRejected, match="not a number"):  # read whole: its last row
+        reader.query("SELECT data FROM event")

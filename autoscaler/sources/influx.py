@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,6 +13,7 @@ from influxdb import InfluxDBClient
 from influxdb.exceptions import InfluxDBClientError, InfluxDBServerError
 
 from autoscaler.sources.errors import NoData, QueryRejected, SourceError
+from autoscaler.sources.http_body import BodyError, read_body
 from autoscaler.sources.http_errors import (
     UNENCODABLE,
     describe_request_error,
@@ -36,7 +38,10 @@ class InfluxReader:
         username: str | None,
         password: str | None,
         timeout: float,
+        max_bytes: int | None = None,
     ) -> None:
+        """``max_bytes``: bound each answer to this size and ``timeout`` in all (the
+        sidecar's signals); None: only each socket read is bounded (long event reads)."""
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"InfluxDB URL {redact_url(url)!r}: expected http(s)://host:port")
@@ -62,6 +67,7 @@ class InfluxReader:
             timeout=timeout,
             retries=1,
             path=parts.path.rstrip("/"),
+            session=_WholeAnswer(timeout, max_bytes) if max_bytes is not None else None,
         )
 
     @property
@@ -84,6 +90,8 @@ class InfluxReader:
         db = database or self._database
         try:
             result = self._client.query(influxql, database=db, epoch="ms", chunked=chunked)
+        except _AnswerRefused as e:
+            raise SourceError(SOURCE, str(e)) from None
         except requests.RequestException as e:
             raise SourceError(SOURCE, describe_request_error(e, self._timeout)) from None
         except UnicodeError:  # its text would hold the value: the password
@@ -110,6 +118,32 @@ class InfluxReader:
         if self._password:
             message = message.replace(self._password, "***")
         return message
+
+
+class _AnswerRefused(requests.RequestException):
+    """An answer too slow or too large (http_body.BodyError, as the client raises it)."""
+
+
+class _WholeAnswer(requests.Session):
+    """The client's session, reading each answer whole within ``timeout`` and ``max_bytes``
+    (requests' own timeout bounds each socket read: a trickling answer never ends)."""
+
+    def __init__(self, timeout: float, max_bytes: int) -> None:
+        super().__init__()
+        self._timeout = timeout
+        self._max_bytes = max_bytes
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + self._timeout
+        kwargs["stream"] = True
+        resp = super().request(method, url, *args, **kwargs)
+        try:
+            body = read_body(resp, deadline, self._timeout, self._max_bytes)
+        except BodyError as e:
+            raise _AnswerRefused(str(e)) from None
+        resp._content = body
+        resp._content_consumed = True  # type: ignore[attr-defined]  # iter_lines reads _content
+        return resp
 
 
 def _text(args: tuple[Any, ...]) -> str:
