@@ -11,8 +11,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from typing import Any
+
+from autoscaler.floattext import shortest_digits
 
 _ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
 _PRINTF = re.compile(r'^printf\s+"([^"]*)"$')
@@ -152,11 +153,7 @@ def go_float(v: float) -> str:
         return "+Inf" if v > 0 else "-Inf"
     if v == 0:
         return "-0" if math.copysign(1.0, v) < 0 else "0"
-    sign, digits, exponent = Decimal(repr(v)).normalize().as_tuple()
-    assert isinstance(exponent, int)
-    shown = "".join(map(str, digits))
-    exp = len(digits) + exponent - 1  # of the first digit
-    minus = "-" if sign else ""
+    minus, shown, exp = shortest_digits(v)
     if exp < -4 or exp >= 6:
         mantissa = shown[0] + ("." + shown[1:] if len(shown) > 1 else "")
         return f"{minus}{mantissa}e{'-' if exp < 0 else '+'}{abs(exp):02d}"

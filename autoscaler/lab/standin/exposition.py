@@ -10,9 +10,9 @@ counters get ``_total``, timers become ``_seconds`` summaries plus a ``_seconds_
 from __future__ import annotations
 
 import math
-from decimal import Decimal
 from typing import Literal
 
+from autoscaler.floattext import shortest_digits
 from autoscaler.lab.standin.meters import MeterSample, TagItems
 
 Style = Literal["micrometer", "simpleclient"]
@@ -29,12 +29,7 @@ def java_double(value: float) -> str:
         return "+Inf" if value > 0 else "-Inf"
     if value == 0:
         return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
-    sign = "-" if value < 0 else ""
-    _, digits_t, exp = Decimal(repr(abs(value))).as_tuple()
-    assert isinstance(exp, int)
-    digits = "".join(map(str, digits_t)).rstrip("0") or "0"
-    exp += len("".join(map(str, digits_t))) - len(digits)
-    point = len(digits) + exp - 1  # decimal exponent of the first digit
+    sign, digits, point = shortest_digits(value)
     if 1e-3 <= abs(value) < 1e7:
         if point >= 0:
             whole = (digits + "0" * max(0, point + 1 - len(digits)))[: point + 1]
