@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
+
+
+def special(value: float, zero: str) -> str | None:
+    """NaN, +Inf and -Inf as Prometheus writes them, and zero as ``zero`` (``-`` before it
+    for -0.0); None for any other value, which goes through ``shortest_digits``."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if value == 0:
+        return "-" + zero if math.copysign(1.0, value) < 0 else zero
+    return None
 
 
 def shortest_digits(value: float) -> tuple[str, str, int]:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from autoscaler.floattext import shortest_digits
+from autoscaler.floattext import shortest_digits, special
 
 _ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
 _PRINTF = re.compile(r'^printf\s+"([^"]*)"$')
@@ -147,12 +147,9 @@ def go_float(v: float) -> str:
     """A float as Go's templates print it (``strconv.FormatFloat(v, 'g', -1, 64)``): the
     shortest digits that read back the same, an exponent from 1e+06 and below 1e-04, and
     +Inf, -Inf, NaN, as Prometheus and Alertmanager show ``{{ $value }}``."""
-    if math.isnan(v):
-        return "NaN"
-    if math.isinf(v):
-        return "+Inf" if v > 0 else "-Inf"
-    if v == 0:
-        return "-0" if math.copysign(1.0, v) < 0 else "0"
+    named = special(v, zero="0")
+    if named is not None:
+        return named
     minus, shown, exp = shortest_digits(v)
     if exp < -4 or exp >= 6:
         mantissa = shown[0] + ("." + shown[1:] if len(shown) > 1 else "")

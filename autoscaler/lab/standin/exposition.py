@@ -9,10 +9,9 @@ counters get ``_total``, timers become ``_seconds`` summaries plus a ``_seconds_
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
-from autoscaler.floattext import shortest_digits
+from autoscaler.floattext import shortest_digits, special
 from autoscaler.lab.standin.meters import MeterSample, TagItems
 
 Style = Literal["micrometer", "simpleclient"]
@@ -23,12 +22,9 @@ HELP = " "
 
 def java_double(value: float) -> str:
     """Java's ``Double.toString`` (JDK 19+ shortest digits), with Prometheus' infinities."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    if value == 0:
-        return "-0.0" if math.copysign(1.0, value) < 0 else "0.0"
+    named = special(value, zero="0.0")
+    if named is not None:
+        return named
     sign, digits, point = shortest_digits(value)
     if 1e-3 <= abs(value) < 1e7:
         if point >= 0:
