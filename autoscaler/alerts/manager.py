@@ -131,7 +131,9 @@ class Alerting:
         self._states: dict[str, dict[str, ActiveAlert]] = (
             load_states(self._states_path) if self._states_path else {}
         )
-        self._states_saved = dump_states(self._states)
+        self._states_changed = False
+        """Since the last write of ``_states_path``: a tick that changed nothing writes
+        nothing, and serialises nothing either."""
         self._generation: int | None = None
         self._published_alerts: set[tuple[str, ...]] = set()
         self._last_success_at: datetime = clock()
@@ -150,6 +152,7 @@ class Alerting:
             for name in list(self._states):
                 if name not in self._rules and name not in {b.name for b in BUILTINS}:
                     del self._states[name]
+                    self._states_changed = True
             config = compile_config(policies, self._build)
             # a send forgotten before its repeat_interval would be sent again early
             # (Alertmanager only warns about it)
@@ -242,15 +245,18 @@ class Alerting:
         return [Sample({}, value)] if _OPS[rule.op](value, rule.value) else []
 
     def _eval(self, spec: RuleSpec, samples: Sequence[Sample], now: datetime) -> None:
-        self._states[spec.name] = evaluate(spec, samples, self._states.get(spec.name, {}), now)
+        before = self._states.get(spec.name, {})
+        after = evaluate(spec, samples, before, now)
+        self._states[spec.name] = after
+        self._states_changed |= after != before
 
     def _push(self, now: datetime) -> None:
         with self._lock:
             states = [a for rule in self._states.values() for a in rule.values()]
-            if self._states_path is not None:  # for a restart: firing alerts resolve later
-                text = dump_states(self._states)
-                if text != self._states_saved and save_states(self._states_path, text):
-                    self._states_saved = text
+            # for a restart: firing alerts resolve later
+            path = self._states_path
+            if path is not None and self._states_changed:
+                self._states_changed = not save_states(path, dump_states(self._states))
         alerts = [x for a in states if (x := a.to_alert()) is not None]
         self.dispatcher.put(alerts, now)
         if self.metrics is not None:
