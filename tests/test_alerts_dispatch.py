@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,44 @@ def test_time_interval_fields() -> None:
     assert not spec.contains(datetime(2026, 4, 30, 12, tzinfo=UTC))
     # 23:30 UTC on the 30th is already the 31st in Brussels.
     assert spec.contains(datetime(2026, 1, 30, 23, 30, tzinfo=UTC))
+
+
+@pytest.mark.parametrize(
+    ("tz", "inside"),
+    [
+        ("Europe/Brussels", True),  # 08:30 UTC in January is 09:30 there
+        (":Europe/Brussels", True),  # Go drops a leading ':'
+        ("", False),  # TZ set but empty: UTC
+        ("No/Such_Zone", False),  # a zone Go cannot load: UTC
+    ],
+)
+def test_location_local_is_the_zone_alertmanager_would_use(
+    monkeypatch: pytest.MonkeyPatch, tz: str, inside: bool
+) -> None:
+    from autoscaler.alerts.timeintervals import TimeSpec
+
+    monkeypatch.setenv("TZ", tz)
+    spec = TimeSpec.model_validate(
+        {"times": [{"start_time": "09:00", "end_time": "17:00"}], "location": "Local"}
+    )
+    assert spec.contains(datetime(2026, 1, 5, 8, 30, tzinfo=UTC)) is inside
+
+
+def test_location_local_without_tz_reads_etc_localtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    from autoscaler.alerts import timeintervals
+
+    monkeypatch.delenv("TZ", raising=False)
+    tokyo = resources.files("tzdata.zoneinfo").joinpath("Asia", "Tokyo")  # a dependency
+    monkeypatch.setattr(timeintervals, "LOCALTIME", str(tokyo))
+    timeintervals._zone_for_tz.cache_clear()
+    try:
+        spec = timeintervals.TimeSpec.model_validate(
+            {"times": [{"start_time": "09:00", "end_time": "17:00"}], "location": "Local"}
+        )
+        assert spec.contains(datetime(2026, 1, 5, 1, 0, tzinfo=UTC))  # 10:00 in Tokyo
+        assert not spec.contains(datetime(2026, 1, 5, 9, 0, tzinfo=UTC))  # 18:00 there
+    finally:
+        timeintervals._zone_for_tz.cache_clear()
 
 
 def test_group_by_all_labels_makes_one_group_per_label_set() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import calendar
+import functools
+import os
 import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
@@ -16,6 +18,40 @@ _WEEKDAYS = {d: i for i, d in enumerate(calendar.day_name)}  # monday=0 .. sunda
 _WEEKDAYS = {k.lower(): v for k, v in _WEEKDAYS.items()}
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
 _TIME = re.compile(r"^(\d{2}):(\d{2})$")
+
+
+LOCALTIME = "/etc/localtime"
+
+
+def local_zone() -> tzinfo:
+    """The zone Alertmanager (Go's ``time.Local``) means by ``location: Local``."""
+    return _zone_for_tz(os.environ.get("TZ"))
+
+
+@functools.lru_cache(maxsize=8)  # read once, not at every check of every alert
+def _zone_for_tz(tz: str | None) -> tzinfo:
+    # Go reads TZ as the zone's name (an optional leading ':' dropped), "" as UTC and,
+    # when TZ is unset, /etc/localtime; a zone it cannot load is UTC.
+    if tz is None:
+        try:
+            with open(LOCALTIME, "rb") as f:
+                return ZoneInfo.from_file(f, key="Local")
+        except (OSError, ValueError):
+            return UTC
+    name = tz.removeprefix(":")
+    if not name:
+        return UTC
+    try:
+        if name.startswith("/"):
+            with open(name, "rb") as f:
+                return ZoneInfo.from_file(f, key=name)
+        return ZoneInfo(name)
+    except (OSError, ValueError, ZoneInfoNotFoundError):
+        return UTC
+
+
+def _zone(location: str) -> tzinfo:
+    return local_zone() if location == "Local" else ZoneInfo(location)
 
 
 class TimeRange(Written):
@@ -98,13 +134,13 @@ class TimeSpec(Written):
     @classmethod
     def _tz(cls, v: str) -> str:
         try:
-            ZoneInfo("UTC" if v == "Local" else v)
+            _zone(v)
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone {v!r}") from None
         return v
 
     def contains(self, at: datetime) -> bool:
-        t = at.astimezone(ZoneInfo("UTC" if self.location == "Local" else self.location))
+        t = at.astimezone(_zone(self.location))
         if self.times:
             minute = t.hour * 60 + t.minute
             if not any(s <= minute < e for s, e in (r.minutes() for r in self.times)):
