@@ -135,6 +135,11 @@ def test_stack_renders_with_the_documented_examples(rendered: dict[str, Any]) ->
     assert services["shinyproxy"]["image"] == "openanalytics/shinyproxy:3.2.0"
     assert services["redis"]["image"] == "redis:7-alpine"
     assert services["shinyproxy"]["user"] == f"shinyproxy:{env['DOCKER_GID']}"
+    # Prometheus reads the socket through the docker group, as its image's user.
+    assert services["prometheus"]["user"] == f"65534:{env['DOCKER_GID']}"
+    assert not [
+        n for n, s in services.items() if str(s.get("user", "")).split(":")[0] in ("root", "0")
+    ]
     labels = services["shinyproxy"]["deploy"]["labels"]
     assert labels["traefik.http.routers.shinyproxy.rule"] == f"Host(`{env['DOMAIN']}`)"
     grafana = services["grafana"]["environment"]
