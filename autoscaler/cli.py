@@ -296,8 +296,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         " (dry run)" if settings.dry_run else "",
     )
     stop.wait()
-    watcher.stop()
+    # The runner first: the pass in progress starts no further action from now on, while
+    # the event watcher (up to 5 s) and the alerting (up to 10 s) stop.
     runner.stop()
+    watcher.stop()
     alerting.stop()
     server.stop()
     if ledger is not None:

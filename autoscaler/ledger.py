@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
-from logging.handlers import RotatingFileHandler
+import os
+import stat
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,16 +19,31 @@ from autoscaler.actuate.base import ActionResult
 from autoscaler.decide.plan_types import Plan
 from autoscaler.snapshot import Snapshot
 
+log = logging.getLogger(__name__)
+
+REPORT_EVERY = 3600.0
+"""Seconds between error lines while the ledger stays unwritable (not one per pass)."""
+
 
 class Ledger:
+    """Appends each line with one unbuffered write, and takes back what a failed write left.
+
+    A ledger that cannot be written (a full disk, a volume mounted wrong) never stops the
+    sidecar nor fails a pass: the error is logged, the line is lost, and every pass tries
+    again. A partial line is truncated away, so every line of the file parses.
+    """
+
     def __init__(self, path: Path, max_bytes: int = 10 * 1024 * 1024, backups: int = 5) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # The stdlib handler gives us size rotation with atomic renames; no logger is involved.
-        self._handler = RotatingFileHandler(
-            path, maxBytes=max_bytes, backupCount=backups, encoding="utf-8"
-        )
-        self._handler.setFormatter(logging.Formatter("%(message)s"))
         self.path = path
+        self.max_bytes = max_bytes
+        self.backups = max(0, backups)
+        self._lock = threading.Lock()
+        self._failing = False
+        self._reported_at = float("-inf")
+        try:  # report a path it cannot write at start, not at the first pass
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            self._failed(e)
 
     def record(
         self,
@@ -36,24 +54,82 @@ class Ledger:
         results: list[ActionResult],
         rules_generation: int,
         dry_run: bool,
-    ) -> None:
-        self._handler.handle(
-            logging.makeLogRecord(
-                {
-                    "msg": entry_json(
-                        trigger=trigger,
-                        snapshot=snapshot,
-                        plan=plan,
-                        results=results,
-                        rules_generation=rules_generation,
-                        dry_run=dry_run,
-                    )
-                }
-            )
+    ) -> bool:
+        """Append the line of a pass; False (and logged) when it could not be written."""
+        line = entry_json(
+            trigger=trigger,
+            snapshot=snapshot,
+            plan=plan,
+            results=results,
+            rules_generation=rules_generation,
+            dry_run=dry_run,
         )
+        data = (line + "\n").encode("utf-8")
+        with self._lock:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._append(data)
+            except OSError as e:
+                self._failed(e)
+                return False
+            if self._failing:
+                self._failing = False
+                log.info("ledger %s: written again", self.path)
+            return True
+
+    def _append(self, data: bytes) -> None:
+        # Opened per line: a file removed or moved by hand is created again, not written
+        # on unseen while it holds the disk space.
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            info = os.fstat(fd)
+            regular = stat.S_ISREG(info.st_mode)
+            size = info.st_size
+            if regular and self.max_bytes > 0 and size > 0 and size + len(data) > self.max_bytes:
+                os.close(fd)
+                fd = -1
+                self._rotate()
+                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+                size = os.fstat(fd).st_size
+            try:
+                written = os.write(fd, data)
+                if written != len(data):
+                    raise OSError(f"only {written} of {len(data)} bytes written")
+            except OSError:
+                if regular:  # half a line would be glued to the next one
+                    try:
+                        os.ftruncate(fd, size)
+                    except OSError:
+                        log.debug("ledger: truncating a partial line failed", exc_info=True)
+                raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _rotate(self) -> None:
+        """decisions.jsonl -> .1 -> .2 ...; with no backups the file starts again empty."""
+        if self.backups == 0:
+            os.truncate(self.path, 0)
+            return
+        for i in range(self.backups - 1, 0, -1):
+            older = Path(f"{self.path}.{i}")
+            if older.exists():
+                os.replace(older, f"{self.path}.{i + 1}")
+        os.replace(self.path, f"{self.path}.1")
+
+    def _failed(self, e: OSError) -> None:
+        now = time.monotonic()
+        if not self._failing or now - self._reported_at >= REPORT_EVERY:
+            # the path named: the folder on the way may be what is wrong
+            why = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+            log.error(
+                "ledger %s: cannot write (%s); passes go on unrecorded until it can", self.path, why
+            )
+            self._reported_at = now
+        self._failing = True
 
     def close(self) -> None:
-        self._handler.close()
+        """Nothing is held open between lines; kept for callers."""
 
 
 def entry_json(

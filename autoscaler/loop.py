@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -75,6 +75,9 @@ class Reconciler:
         self.memory = Memory()
         self.last: PassResult | None = None
         self.last_success_at: datetime | None = None
+        self.stopping = threading.Event()
+        """Set on SIGTERM: the pass in progress starts no further action (Swarm kills the
+        task after its stop_grace_period, 10 s by default) and records the rest as skipped."""
         self._lock = threading.Lock()
 
     def run_pass(self, trigger: str = "manual") -> PassResult:
@@ -140,6 +143,10 @@ class Reconciler:
         results: list[ActionResult] = []
         not_removed: set[str] = set()
         for a in actions:
+            if self.stopping.is_set():
+                why = "not attempted: the sidecar is stopping"
+                results.append(ActionResult(action=a, ok=False, message=why, skipped=True))
+                continue
             if isinstance(a, TerminateInstance) and a.after_removal_of in not_removed:
                 why = "not terminated: its node was not removed from the Swarm in this pass"
                 results.append(ActionResult(action=a, ok=False, message=why, skipped=True))
@@ -174,7 +181,12 @@ class Runner:
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
         self._drain_lock = threading.Lock()
-        self.scheduler = BackgroundScheduler(
+        self._stopping = threading.Event()
+        self._scheduling = threading.Lock()
+        """Held to change jobs, and by stop() to set ``_stopping``: APScheduler's shutdown
+        holds its job-store lock while it waits for running jobs, so a job (a pass ending
+        its failure streak, the interval job) that changed jobs then would wait for ever."""
+        self.scheduler = _ClockSafeScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(4)}
         )
         self.passes_done = threading.Event()
@@ -194,21 +206,26 @@ class Runner:
 
     def trigger(self, reason: str) -> None:
         """Ask for a pass as soon as possible; many asks during one pass make one pass."""
-        with self._pending_lock:
-            self._pending.append(reason)
-        if not self.scheduler.running:
-            return
-        self.scheduler.add_job(
-            self._drain,
-            "date",
-            id="now",
-            replace_existing=True,
-            max_instances=3,
-            misfire_grace_time=None,
-        )
+        with self._scheduling:
+            if self._stopping.is_set():
+                return
+            with self._pending_lock:
+                self._pending.append(reason)
+            if not self.scheduler.running:
+                return
+            self.scheduler.add_job(
+                self._drain,
+                "date",
+                id="now",
+                replace_existing=True,
+                max_instances=3,
+                misfire_grace_time=None,
+            )
 
     def _drain(self) -> None:
         with self._drain_lock:
+            if self._stopping.is_set():  # queued behind the pass a stop let finish
+                return
             with self._pending_lock:
                 reasons, self._pending = self._pending, []
             if not reasons:
@@ -225,13 +242,56 @@ class Runner:
         delay = backoff_delay(self.interval, self.max_backoff, self.failures)
         if self.failures:
             log.warning("pass failed %d time(s) in a row; next in %s", self.failures, delay)
-        self.scheduler.reschedule_job(
-            "interval", trigger=IntervalTrigger(seconds=delay.total_seconds())
-        )
+        with self._scheduling:
+            if self._stopping.is_set():
+                return
+            self.scheduler.reschedule_job(
+                "interval", trigger=IntervalTrigger(seconds=delay.total_seconds())
+            )
 
     def stop(self) -> None:
+        """Let the pass in progress finish its current action and its ledger line; start
+        nothing else."""
+        with self._scheduling:
+            self._stopping.set()
+        self.reconciler.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
+
+
+CLOCK_CHECK = 5.0
+"""Seconds between looks at the wall clock (the scheduler's loop wakes at least this often)."""
+
+CLOCK_JUMP = 2.0
+"""Seconds the wall clock may drift from the monotonic one before it counts as a jump."""
+
+
+def _wall() -> float:
+    return datetime.now(UTC).timestamp()
+
+
+class _ClockSafeScheduler(BackgroundScheduler):  # type: ignore[misc]
+    """APScheduler plans in wall-clock time. Set back an hour (NTP stepping a clock that ran
+    fast, a VM restored from a snapshot), it would wait an hour for the next scheduled pass,
+    and /healthz, also on the wall clock, would not notice. This one compares the wall clock
+    with the monotonic one on every wake-up and, after a jump, runs its jobs from now."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._offset = _wall() - time.monotonic()
+
+    def _process_jobs(self) -> float:
+        # against the last look, not the first: NTP's slewing adds up over days
+        offset = _wall() - time.monotonic()
+        jump, self._offset = offset - self._offset, offset
+        if abs(jump) > CLOCK_JUMP:
+            log.warning("the wall clock jumped by %+.0fs; scheduling from now", jump)
+            now = datetime.now(UTC)
+            for job in self.get_jobs():
+                if job.next_run_time is not None and job.next_run_time > now:
+                    job.modify(next_run_time=now)
+        wait = super()._process_jobs()
+        return CLOCK_CHECK if wait is None else min(float(wait), CLOCK_CHECK)
 
 
 def backoff_delay(interval: timedelta, cap: timedelta, failures: int) -> timedelta:

@@ -135,6 +135,7 @@ def test_stack_renders_with_the_documented_examples(rendered: dict[str, Any]) ->
     assert services["shinyproxy"]["image"] == "openanalytics/shinyproxy:3.2.0"
     assert services["redis"]["image"] == "redis:7-alpine"
     assert services["shinyproxy"]["user"] == f"shinyproxy:{env['DOCKER_GID']}"
+    assert services["autoscaler"]["stop_grace_period"] == "30s"  # a pass ends cleanly
     # Prometheus reads the socket through the docker group, as its image's user.
     assert services["prometheus"]["user"] == f"65534:{env['DOCKER_GID']}"
     assert not [
