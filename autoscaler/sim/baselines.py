@@ -4,7 +4,9 @@
 - hpa-style: target tracking of seat utilisation (70%), 5 min scale-down stabilisation;
   scale-in drains the emptiest nodes (their sessions end).
 - cluster-autoscaler-style: adds nodes only for pending session tasks; a node below 50%
-  whose sessions would fit elsewhere is unneeded, and after 10 min it is drained.
+  whose sessions would fit elsewhere (on the nodes left once those found unneeded before
+  it have gone, as cluster-autoscaler's simulation finds them) is unneeded, and after
+  10 min it is drained.
 - hot-buffer: nodes for the sessions and pending tasks plus one spare node; only empty
   surplus nodes are removed.
 The oracle (the lower bound) is in ``oracle.py``.
@@ -77,9 +79,13 @@ class HpaStyle:
             raw = current
         raw = min(self.max_nodes, max(self.min_nodes, raw))
         self._history.append((c.now, raw))
-        while self._history[0][0] < c.now - self.stabilisation:
+        # upstream keeps a recommendation while its time is strictly after now - window
+        while self._history[0][0] <= c.now - self.stabilisation:
             self._history.popleft()
-        desired = max(r for _, r in self._history) if raw < current else raw
+        # upstream: current, raised to the lowest recommendation of the scale-up window
+        # (0 s: this one) and lowered to the highest of the scale-down window: an old
+        # high recommendation holds nodes, it never adds any
+        desired = raw if raw > current else min(current, max(r for _, r in self._history))
         if desired > current:
             up = min(desired - current, max(current, 4))  # HPA: +100% or +4 per 15 s
             c.launch(up)
@@ -129,15 +135,7 @@ class ClusterAutoscalerStyle:
         self._scale_down(c, active)
 
     def _scale_down(self, c: SimCluster, active: list[SimNode]) -> None:
-        free = sum(n.seats - len(n.sessions) for n in active)
-        unneeded: set[int] = set()
-        for n in active:
-            used = len(n.sessions)
-            elsewhere = free - (n.seats - used)
-            if used < self.utilisation * n.seats and used <= elsewhere:
-                unneeded.add(n.index)
-                self._since.setdefault(n.index, c.now)
-        self._since = {i: t for i, t in self._since.items() if i in unneeded}
+        self._update_unneeded(c, active)
         if c.now - self._last_add < self.delay_after_add:
             return
         ripe = [n for n in active if c.now - self._since.get(n.index, c.now) >= self.unneeded_for]
@@ -151,6 +149,28 @@ class ClusterAutoscalerStyle:
                 busy_done = True
             self._since.pop(n.index, None)
             retire(c, n, self.actions)
+
+    def _update_unneeded(self, c: SimCluster, active: list[SimNode]) -> None:
+        """Which nodes are unneeded now, as cluster-autoscaler's removal simulation finds
+        them: the candidates (under the utilisation threshold) in its order (empty ones
+        first, then those already unneeded, then the emptiest), each unneeded if its
+        sessions fit on the free seats of the other nodes left, the sessions of those
+        found unneeded before it included (its simulation keeps each removal found).
+        With identical nodes and one seat a session, a node's sessions fit on the others
+        exactly when the free seats of all the nodes left hold a whole node."""
+        free = sum(n.seats - len(n.sessions) for n in active)
+        candidates = [n for n in active if len(n.sessions) < self.utilisation * n.seats]
+        candidates.sort(
+            key=lambda n: (bool(n.sessions), n.index not in self._since, len(n.sessions), n.index)
+        )
+        unneeded: set[int] = set()
+        for n in candidates:
+            if free >= n.seats:
+                unneeded.add(n.index)
+                free -= n.seats  # the node goes; its sessions take seats on the others
+        self._since = {
+            n.index: self._since.get(n.index, c.now) for n in active if n.index in unneeded
+        }
 
 
 class HotBuffer:
@@ -179,12 +199,13 @@ class HotBuffer:
         need = math.ceil((used + c.waiting()) / c.seats_per_node)
         wanted = min(self.max_nodes, need + self.spare)
         current = len(active) + len(launching)
+        empty = [n for n in active if not n.sessions]
+        # on every pass, so a node that held a session in between starts its minute again
+        self._empty = {n.index: self._empty.get(n.index, c.now) for n in empty}
         if wanted > current:
             c.launch(wanted - current)
             self.actions["launch_nodes"] += wanted - current
             return
-        empty = [n for n in active if not n.sessions]
-        self._empty = {n.index: self._empty.get(n.index, c.now) for n in empty}
         ripe = [n for n in empty if c.now - self._empty[n.index] >= self.empty_for]
         for n in ripe[: current - wanted]:
             self._empty.pop(n.index, None)

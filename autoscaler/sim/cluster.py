@@ -21,7 +21,7 @@ import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, cast
 
 from autoscaler.sim.arrivals import Z90, Arrival
 
@@ -129,6 +129,18 @@ class Stats:
 _READY, _END, _TIMEOUT, _REOPEN = 0, 1, 2, 3
 
 
+def _stale(kind: int, obj: object) -> bool:
+    """An event whose processing would change nothing, now or later."""
+    if kind == _READY:
+        return not cast(SimNode, obj).alive
+    if kind == _END:
+        return cast(SimSession, obj).done
+    if kind == _TIMEOUT:
+        s = cast(SimSession, obj)
+        return s.done or s.node is not None
+    return False
+
+
 class SimCluster:
     """The pool's machines, nodes and sessions over simulated time."""
 
@@ -196,10 +208,15 @@ class SimCluster:
         self.now = to
 
     def next_event_at(self) -> float:
-        """When the next arrival or event (a join, an end, a failed start) happens."""
-        arrivals = self._arrivals
+        """When the next arrival or event (a join, an end, a failed start) happens.
+        Events that can no longer happen (the end of a session already killed, the
+        timeout of a start that took a seat, the join of a machine terminated while it
+        booted) are dropped first: nothing would happen then, so no pass is due."""
+        arrivals, events = self._arrivals, self._events
+        while events and _stale(events[0][2], events[0][3]):
+            heapq.heappop(events)
         t_arr = arrivals[self._next].at if self._next < len(arrivals) else math.inf
-        return min(t_arr, self._events[0][0] if self._events else math.inf)
+        return min(t_arr, events[0][0] if events else math.inf)
 
     def _push(self, t: float, kind: int, obj: object) -> None:
         self._seq += 1

@@ -71,7 +71,12 @@ def oracle(
     lead = max(0, math.ceil(ready_time / cell))
     paid = _forward_max(need, lead)
     first = int(count_from // cell)
-    node_seconds = sum(paid[first:]) * cell
+    # each cell counted for its part within [count_from, duration), as every policy's
+    # machine time is: the window need not start or end on a cell's boundary
+    node_seconds = sum(
+        n * max(0.0, min((i + 1) * cell, duration) - max(i * cell, count_from))
+        for i, n in enumerate(paid[first:], start=first)
+    )
     launches = sum(max(0, b - a) for a, b in zip(paid[first:], paid[first + 1 :], strict=False))
     sessions = sum(1 for a in arrivals if count_from <= a.at < duration)
     return OracleResult(sessions, node_seconds, launches + paid[first], paid, cell)
