@@ -75,13 +75,14 @@ class Settings(BaseSettings):
     """Bearer token for POST /webhook/alertmanager; unset: the webhook is refused (401)."""
     ledger: Path | None = Path("ledger/decisions.jsonl")
     """Decision ledger (one JSON line per pass); empty disables it."""
-    ledger_max_bytes: int = 10 * 1024 * 1024
-    ledger_backups: int = 5
+    ledger_max_bytes: int = Field(default=10 * 1024 * 1024, ge=4096)
+    """Rotate the ledger past this size (a pass's line can take a few KiB)."""
+    ledger_backups: int = Field(default=5, ge=0)
     healthz_intervals: int = Field(default=4, ge=1)
     """/healthz fails when no pass has succeeded for this many intervals."""
     max_backoff: Duration = timedelta(minutes=5)
     """Cap of the delay between passes while passes keep failing."""
-    webhook_max_bytes: int = 1024 * 1024
+    webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     alerts_state_dir: Path | None = Path("state/alerts")
     """Notification log and silences (keep it on a volume); empty keeps them in memory."""
     api_token_file: Path | None = None

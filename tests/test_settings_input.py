@@ -230,6 +230,23 @@ def test_a_healthz_window_too_long_to_compute_is_refused() -> None:
     assert found == ["AUTOSCALER_HEALTHZ_INTERVALS: 2000 intervals of 999999d is too long a window"]
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "least"),
+    [
+        ("AUTOSCALER_LEDGER_MAX_BYTES", "0", 4096),  # 0 or less would never rotate
+        ("AUTOSCALER_LEDGER_MAX_BYTES", "-1", 4096),
+        ("AUTOSCALER_LEDGER_BACKUPS", "-1", 0),
+        ("AUTOSCALER_WEBHOOK_MAX_BYTES", "0", 1024),  # would refuse every webhook
+    ],
+)
+def test_sizes_and_counts_out_of_range_are_refused_naming_the_variable(
+    name: str, value: str, least: int
+) -> None:
+    assert problems(**{name: value}) == [
+        f"{name}: Input should be greater than or equal to {least} (got {value!r})"
+    ]
+
+
 # ---------------------------------------------------------------- 5. listen address
 
 
