@@ -75,6 +75,8 @@ class Reconciler:
         self.memory = Memory()
         self.last: PassResult | None = None
         self.last_success_at: datetime | None = None
+        self._created_mono = time.monotonic()
+        self._last_success_mono: float | None = None
         self.stopping = threading.Event()
         """Set on SIGTERM: the pass in progress starts no further action (Swarm kills the
         task after its stop_grace_period, 10 s by default) and records the rest as skipped."""
@@ -92,6 +94,7 @@ class Reconciler:
             self.metrics.pass_duration.observe(result.seconds)
             if result.ok:
                 self.last_success_at = self.clock()
+                self._last_success_mono = time.monotonic()
                 self.metrics.last_success.set(self.last_success_at.timestamp())
             self.last = result
             if self.alerting is not None:
@@ -167,7 +170,13 @@ class Reconciler:
     def healthy(self, window: timedelta, started_at: datetime) -> bool:
         """True while a pass succeeded within ``window`` (or we started less than it ago)."""
         ref = self.last_success_at or started_at
-        return self.clock() - ref <= window
+        # The older of the wall clock's and the monotonic clock's reading: a wall clock set
+        # back an hour would otherwise keep failing passes "healthy" for that hour.
+        mono_ref = (
+            self._created_mono if self._last_success_mono is None else self._last_success_mono
+        )
+        since = max(self.clock() - ref, timedelta(seconds=time.monotonic() - mono_ref))
+        return since <= window
 
 
 class Runner:

@@ -6,7 +6,7 @@ import json
 import logging
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -280,3 +280,22 @@ def test_sigterm_during_a_pass_records_it_and_exits_0(tmp_path: Path) -> None:
         silent.close()
     lines = (tmp_path / "ledger.jsonl").read_text().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["trigger"] == "schedule"
+
+
+def test_a_wall_clock_set_back_does_not_keep_failing_passes_healthy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz after the clock went back an hour: the monotonic clock still counts."""
+    wall = [datetime(2026, 12, 7, 12, 0, tzinfo=UTC)]
+    mono = [1000.0]
+    monkeypatch.setattr(autoscaler.loop.time, "monotonic", lambda: mono[0])
+    rec = reconciler(tmp_path, Swarm(), SlowActuator())
+    rec.clock = lambda: wall[0]
+    started = wall[0]
+    assert rec.run_pass().ok
+    window = timedelta(minutes=1)
+    assert rec.healthy(window, started)
+    wall[0] -= timedelta(hours=1)  # NTP steps the clock back; passes fail from now on
+    mono[0] += 120.0
+    wall[0] += timedelta(seconds=120)
+    assert not rec.healthy(window, started)
