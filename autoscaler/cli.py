@@ -254,7 +254,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         }
 
     def last_plan() -> dict[str, Any] | None:
-        last = reconciler.last
+        last = reconciler.last_planned
         if last is None or last.plan is None:
             return None
         return plan_dict(last.plan, last.snapshot)

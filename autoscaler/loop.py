@@ -74,6 +74,7 @@ class Reconciler:
         self.alerting = alerting
         self.memory = Memory()
         self.last: PassResult | None = None
+        self.last_planned: PassResult | None = None
         self.last_success_at: datetime | None = None
         self._created_mono = time.monotonic()
         self._last_success_mono: float | None = None
@@ -97,6 +98,8 @@ class Reconciler:
                 self._last_success_mono = time.monotonic()
                 self.metrics.last_success.set(self.last_success_at.timestamp())
             self.last = result
+            if result.plan is not None:  # /plan keeps the last plan made, not a failed pass
+                self.last_planned = result
             if self.alerting is not None:
                 try:
                     self.alerting.after_pass(result, self.rules)

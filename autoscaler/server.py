@@ -129,7 +129,7 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
             elif path == "/plan":
                 plan = hooks.last_plan()
                 if plan is None:
-                    self._json(404, {"error": "no pass has run yet"})
+                    self._json(404, {"error": "no pass has made a plan yet"})
                 else:
                     self._json(200, plan)
             else:

@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from autoscaler.actuate.base import ActionResult
 from autoscaler.decide.plan_types import Action, RemoveNode, ScaleService, TerminateInstance
 from autoscaler.ledger import Ledger
@@ -327,3 +329,20 @@ def test_run_once_exits_1_when_an_action_failed_but_not_for_a_skip_or_dry_run() 
     assert once_exit_code(result(action_ok=False, skipped=True)) == 0
     assert once_exit_code(result(action_ok=False, dry_run=True)) == 0
     assert once_exit_code(result(ok=False)) == 1
+
+
+def test_a_pass_that_raises_keeps_the_last_plan_for_the_plan_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec, *_ = setup(tmp_path)
+    good = rec.run_pass("first")
+    assert good.ok and good.plan is not None
+
+    def broken(trigger: str, t0: float) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(rec, "_pass", broken)
+    bad = rec.run_pass("second")
+    assert not bad.ok and bad.plan is None
+    assert rec.last is bad
+    assert rec.last_planned is good  # /plan still shows what the sidecar last decided
