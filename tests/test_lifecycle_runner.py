@@ -27,7 +27,7 @@ from autoscaler.snapshot import Service, SwarmState
 from autoscaler.sources.collect import Backends
 from autoscaler.sources.reading import Reading
 
-TWO_SERVICES = """
+RULES_ONE = """
 signals:
   rps:
     prometheus: {query: 'sum(rate(http_requests_total[1m]))'}
@@ -37,12 +37,8 @@ services:
     max: 10
     target_tracking:
       - {signal: rps, average_value: 10}
-  web:
-    min: 1
-    max: 10
-    target_tracking:
-      - {signal: rps, average_value: 10}
 """
+TWO_SERVICES = RULES_ONE + RULES_ONE.split("services:\n", 1)[1].replace("api:", "web:")
 
 
 class Swarm:
@@ -212,19 +208,6 @@ def test_a_burst_of_events_during_a_pass_logs_no_skipped_jobs(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert rec.last is not None
     assert rec.last.trigger == ",".join(f"docker:service:update{i}" for i in range(3))
-
-
-RULES_ONE = """
-signals:
-  rps:
-    prometheus: {query: 'sum(rate(http_requests_total[1m]))'}
-services:
-  api:
-    min: 1
-    max: 10
-    target_tracking:
-      - {signal: rps, average_value: 10}
-"""
 
 
 def test_sigterm_during_a_pass_records_it_and_exits_0(tmp_path: Path) -> None:
