@@ -40,6 +40,8 @@ class Ledger:
         self._lock = threading.Lock()
         self._failing = False
         self._reported_at = float("-inf")
+        self.error: str | None = None
+        """Why the last line could not be written; None once one was."""
         try:  # report a path it cannot write at start, not at the first pass
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -75,6 +77,7 @@ class Ledger:
             if self._failing:
                 self._failing = False
                 log.info("ledger %s: written again", self.path)
+            self.error = None
             return True
 
     def _append(self, data: bytes) -> None:
@@ -119,9 +122,10 @@ class Ledger:
 
     def _failed(self, e: OSError) -> None:
         now = time.monotonic()
+        # the path named: the folder on the way may be what is wrong
+        why = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
+        self.error = why
         if not self._failing or now - self._reported_at >= REPORT_EVERY:
-            # the path named: the folder on the way may be what is wrong
-            why = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
             log.error(
                 "ledger %s: cannot write (%s); passes go on unrecorded until it can", self.path, why
             )

@@ -47,6 +47,8 @@ class PassResult:
     plan: Plan | None = None
     results: list[ActionResult] = field(default_factory=list)
     error: str | None = None
+    ledger_error: str | None = None
+    """Why this pass's ledger line could not be written (AutoscalerLedgerNotWritten)."""
 
 
 class Reconciler:
@@ -126,8 +128,9 @@ class Reconciler:
         self.metrics.observe_plan(plan, {n: p.service or n for n, p in policies.services.items()})
         results = self._execute_all(plan.actions)
         self.metrics.observe_results(results)
+        ledger_error = None
         if self.ledger is not None:
-            self.ledger.record(
+            written = self.ledger.record(
                 trigger=trigger,
                 snapshot=snapshot,
                 plan=plan,
@@ -135,13 +138,22 @@ class Reconciler:
                 rules_generation=self.rules.generation,
                 dry_run=self.dry_run,
             )
+            self.metrics.ledger_lines.labels("written" if written else "failed").inc()
+            ledger_error = None if written else self.ledger.error or "not written"
         for r in results:
             level = logging.INFO if r.ok or r.skipped else logging.WARNING
             log.log(level, "%s: %s", r.action.kind, r.message)
         swarm = snapshot.sources.get("swarm")
         error = None if snapshot.swarm is not None else f"swarm: {swarm.error if swarm else '?'}"
         return PassResult(
-            trigger, error is None, time.monotonic() - t0, snapshot, plan, results, error
+            trigger,
+            error is None,
+            time.monotonic() - t0,
+            snapshot,
+            plan,
+            results,
+            error,
+            ledger_error=ledger_error,
         )
 
     def _execute_all(self, actions: tuple[Action, ...]) -> list[ActionResult]:

@@ -93,6 +93,12 @@ class SidecarMetrics:
             "1 when the rules on disk are valid and in force.",
             registry=r,
         )
+        self.ledger_lines = Counter(
+            "autoscaler_ledger_lines",
+            "Decision ledger lines by result (failed: a full disk, an unwritable path).",
+            ["result"],
+            registry=r,
+        )
         self.rules_reloads = Counter(
             "autoscaler_rules_reloads", "Rule reloads by result.", ["result"], registry=r
         )
@@ -115,6 +121,8 @@ class SidecarMetrics:
         self._published: dict[str, set[Labels]] = {}
         for s in SOURCES:
             self.source_errors.labels(s)
+        for line in ("written", "failed"):
+            self.ledger_lines.labels(line)
         for res in ("ok", "error"):
             self.passes.labels(res)
             self.rules_reloads.labels(res)

@@ -12,6 +12,7 @@ from autoscaler.alerts.config import ReceiverConfig
 from autoscaler.alerts.dispatch import Integration
 from autoscaler.alerts.manager import Alerting
 from autoscaler.decide.plan_types import Notify, Plan
+from autoscaler.ledger import Ledger
 from autoscaler.loop import PassResult, Reconciler
 from autoscaler.metrics import SidecarMetrics
 from autoscaler.rules.reload import RulesStore
@@ -186,6 +187,36 @@ def test_invalid_rules_fire_the_reload_alert(tmp_path: Path) -> None:
     ]
     assert fired and fired[0]["state"] == "firing"
     assert "max" in fired[0]["annotations"]["error"]
+
+
+def test_an_unwritable_ledger_fires_its_alert_until_lines_are_written_again(
+    tmp_path: Path,
+) -> None:
+    rec, alerting, _, clock, _, _ = setup(tmp_path)
+    blocker = tmp_path / "volume"
+    blocker.write_text("a file where the ledger's folder should be (a volume mounted wrong)")
+    rec.ledger = Ledger(blocker / "decisions.jsonl")
+    rec.run_pass()
+    alerting.tick()
+    fired = [
+        a
+        for a in alerting.list_alerts()
+        if a["labels"]["alertname"] == "AutoscalerLedgerNotWritten"
+    ]
+    assert [a["state"] for a in fired] == ["firing"]
+    assert str(blocker) in fired[0]["annotations"]["error"]
+    failed = {"result": "failed"}
+    assert rec.metrics.registry.get_sample_value("autoscaler_ledger_lines_total", failed) == 1
+    blocker.unlink()  # fixed: lines are written again
+    for _ in range(2):
+        clock.now += timedelta(minutes=5, seconds=1)  # past keep_firing_for
+        rec.run_pass()
+    alerting.tick()
+    assert "AutoscalerLedgerNotWritten" not in {
+        a["labels"]["alertname"] for a in alerting.list_alerts() if a["state"] == "firing"
+    }
+    written = {"result": "written"}
+    assert rec.metrics.registry.get_sample_value("autoscaler_ledger_lines_total", written) == 2
 
 
 def test_loop_stalled_fires_on_the_timer_thread_and_resolves(tmp_path: Path) -> None:

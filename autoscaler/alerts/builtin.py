@@ -41,6 +41,8 @@ class PassFacts:
     """The signal definitions, to judge each value's age by its ``max_age``."""
     prometheus_error: str | None = None
     """Why Prometheus did not answer an alert rule's ``expr`` in this pass."""
+    ledger_error: str | None = None
+    """Why this pass's decision ledger line could not be written."""
 
 
 Condition = Callable[[PassFacts], list[Sample]]
@@ -115,6 +117,10 @@ def _rules_invalid(f: PassFacts) -> list[Sample]:
     first = f.rules_problems[0]
     more = f" (and {len(f.rules_problems) - 1} more)" if len(f.rules_problems) > 1 else ""
     return [Sample({}, len(f.rules_problems), {"error": first + more})]
+
+
+def _ledger_not_written(f: PassFacts) -> list[Sample]:
+    return [Sample({}, 1, {"error": f.ledger_error})] if f.ledger_error else []
 
 
 def _stalled(f: PassFacts) -> list[Sample]:
@@ -252,6 +258,15 @@ BUILTINS: tuple[BuiltinAlert, ...] = (
         "The rules on disk are invalid; the last valid set stays in force",
         "Fix the files; `autoscaler check rules/` lists every problem.",
         _rules_invalid,
+    ),
+    BuiltinAlert(
+        "AutoscalerLedgerNotWritten",
+        "warning",
+        "The decision ledger cannot be written; passes go on unrecorded",
+        "Scaling goes on, but its decisions and reasons are not kept (a full disk, a volume "
+        "mounted wrong); writing resumes by itself once it can.",
+        _ledger_not_written,
+        keep_firing_for=timedelta(minutes=5),
     ),
     BuiltinAlert(
         ENDING_SESSIONS_NAME,

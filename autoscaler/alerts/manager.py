@@ -188,6 +188,7 @@ class Alerting:
                 conditions=pool_conditions(result.plan),
                 signals=self._policies.signals,
                 prometheus_error=errors[0] if errors else None,
+                ledger_error=result.ledger_error,
             )
             for b in BUILTINS:
                 if not b.on_tick:
