@@ -144,6 +144,14 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _stop_on_signals() -> None:
+    """SIGTERM (`kill`) and SIGHUP (the terminal closing) stop `up` and the demo as Ctrl-C
+    does, removing what they started; by default either would end Python on the spot and
+    leave engines, namespaces and the folder behind."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from autoscaler.lab.lab import LabOptions, up
 
@@ -157,8 +165,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         manager_takes_sessions=args.manager_takes_sessions,
     )
     say = (lambda _m: None) if args.json else (lambda m: print(m, file=sys.stderr))
-    # a SIGTERM during `up` must still remove what was started
-    signal.signal(signal.SIGTERM, _interrupt)
+    _stop_on_signals()  # must still remove what was started
     lab = up(args.dir, opts, say)
     if args.json:
         print(json.dumps(lab.state.__dict__, indent=1))
@@ -229,7 +236,7 @@ def cmd_remove_worker(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from autoscaler.lab.demo import run_demo
 
-    signal.signal(signal.SIGTERM, _interrupt)
+    _stop_on_signals()
     summary = run_demo(
         args.dir.absolute(),
         workers=args.workers,

@@ -6,20 +6,23 @@ arriving, the autoscaler acting with its reasons, and everything removed at the 
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import requests
 
 from autoscaler.lab import lab as lab_mod
+from autoscaler.lab.errors import LabError
 from autoscaler.lab.load import LoadDriver, burst_plan
 from autoscaler.lab.ports import free_port
 from autoscaler.rules.schema import SwarmSource
@@ -65,12 +68,75 @@ def run_demo(
     port = free_port()
     out = root.with_name(root.name + "-output")  # kept after the lab's folder is removed
     out.mkdir(parents=True, exist_ok=True)
+    with _one_demo_at_a_time(root, out, say):
+        return _run(root, out, port, workers, sessions, hold_s, ramp_s, settle_s, rules, say)
+
+
+LAB_MARK = "lab-dir"
+"""In DIR-output while the demo's lab exists: a lab there afterwards is the demo's own."""
+
+
+@contextlib.contextmanager
+def _one_demo_at_a_time(root: Path, out: Path, say: Callable[[str], None]) -> Iterator[None]:
+    """Refuse a second demo on the same folder; remove what a killed demo left there.
+
+    The lock is an flock, which the kernel drops when its holder dies however it dies
+    (SIGKILL, a crash): holding it proves no demo runs, so a lab the mark says a demo
+    started is a leftover, removed here instead of making the user run `lab down`.
+    """
+    lock: IO[str] = (out / "demo.lock").open("a+")
+    mark = out / LAB_MARK
+    held = False
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "?"
+            raise LabError(
+                f"another demo (pid {holder}) is running in {root}: wait for it, or stop it "
+                "with Ctrl-C in its terminal; another --dir (LAB_DIR for scripts/demo) runs "
+                "one beside it"
+            ) from None
+        held = True
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        if root.exists() and mark.exists() and mark.read_text() == str(root):
+            say(f"== removing what an earlier demo left in {root}")
+            lab_mod.down(root)
+        elif lab_mod.holds_lab(root):  # a lab `lab up` started there is not the demo's
+            raise LabError(
+                f"a lab already runs in {root}: run `autoscaler lab down --dir {root}` first"
+            )
+        mark.write_text(str(root))
+        yield
+    finally:
+        if held and not root.exists():  # the lab is gone: nothing for the next run to remove
+            mark.unlink(missing_ok=True)
+        lock.close()
+
+
+def _run(
+    root: Path,
+    out: Path,
+    port: int,
+    workers: int,
+    sessions: int,
+    hold_s: float,
+    ramp_s: float,
+    settle_s: float,
+    rules: Path | None,
+    say: Callable[[str], None],
+) -> dict[str, Any]:
     ledger = out / "decisions.jsonl"
     ledger.unlink(missing_ok=True)
     opts = lab_mod.LabOptions(workers=workers, sidecar_target=f"127.0.0.1:{port}", pool=DEMO_POOL)
     say(f"== starting a lab with {workers} workers in {root}")
     running = lab_mod.up(root, opts, say=lambda m: say(f"   {m}"))
     sidecar: subprocess.Popen[bytes] | None = None
+    interrupted = False
     try:
         cluster = running.cluster
         assert cluster is not None, "lab.up returns a lab with its swarm"
@@ -94,7 +160,10 @@ def run_demo(
         say(f"== starting the sidecar (rules {env['AUTOSCALER_RULES']}, http://127.0.0.1:{port})")
         log = (out / "sidecar.log").open("wb")
         sidecar = subprocess.Popen(
-            [sys.executable, "-m", "autoscaler", "run"],
+            # --pdeathsig: SIGTERM once the demo is gone, even killed or crashed; the lab's
+            # files do not name the sidecar, so nothing else (`lab down`, the next demo)
+            # would ever stop it, and it would keep writing into DIR-output
+            ["setpriv", "--pdeathsig", "TERM", "--", sys.executable, "-m", "autoscaler", "run"],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -134,17 +203,24 @@ def run_demo(
             f"{out / 'sidecar.log'}"
         )
         return summary
+    except KeyboardInterrupt:  # Ctrl-C, and SIGTERM/SIGHUP (see cli.cmd_demo)
+        interrupted = True
+        raise
     finally:
-        if sidecar is not None and sidecar.poll() is None:
-            sidecar.terminate()
-            try:
-                sidecar.wait(15)
-            except subprocess.TimeoutExpired:
-                sidecar.kill()
-                sidecar.wait(5)
-        say("== stopping the lab")
-        running.down()
-        say("== done: nothing is left running")
+        # a second Ctrl-C, or output that is gone (`| head`, a closed terminal), must not
+        # end this block before the lab is removed
+        speak = lab_mod.quiet_on_closed_output(say)
+        with lab_mod.signals_held():
+            if sidecar is not None and sidecar.poll() is None:
+                sidecar.terminate()
+                try:
+                    sidecar.wait(15)
+                except subprocess.TimeoutExpired:
+                    sidecar.kill()
+                    sidecar.wait(5)
+            speak("== interrupted: stopping the lab" if interrupted else "== stopping the lab")
+            running.down()
+        speak("== done: nothing is left running")
 
 
 def _wait_http(url: str, timeout: float) -> None:

@@ -69,6 +69,10 @@ def launch(rec: EngineRecord, suffix: str) -> subprocess.Popen[bytes]:
         # keeps dockerd from writing its identity key to /etc/docker
         json.dumps({"deprecated-key-path": str(engine_dir / "key.json")})
     )
+    # containerd (and the shims) write stack dumps (containerd.<pid>.stacks.log, on
+    # SIGUSR1) to $TMPDIR: inside the engine's folder, `down` removes them with it
+    tmp = engine_dir / "tmp"
+    tmp.mkdir(exist_ok=True)
     with rec.log_file.open("ab") as out:
         return subprocess.Popen(
             dockerd_command(rec, suffix),
@@ -76,7 +80,7 @@ def launch(rec: EngineRecord, suffix: str) -> subprocess.Popen[bytes]:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=engine_dir,
-            env=engine_env(),
+            env={**engine_env(), "TMPDIR": str(tmp)},
             start_new_session=True,
         )
 

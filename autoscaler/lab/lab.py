@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -67,6 +68,47 @@ receivers:
 _MOTO = "import sys; from moto.server import main; main(sys.argv[1:5])"
 STOP_GRACE = 10.0
 READY_TIMEOUT = 30.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+"""Ctrl-C, `kill`, and the terminal closing: the ways a user stops `lab up` or the demo."""
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Ctrl-C, SIGTERM and SIGHUP wait while the lab is removed.
+
+    A user stopping a demo often presses Ctrl-C again while it tears down; the second
+    KeyboardInterrupt would end the teardown half way, leave processes and the folder
+    behind, and the next `up` in that folder would be refused. The teardown is bounded
+    (STOP_GRACE per process), so making the user wait a few seconds is the better deal.
+    Only the main thread can set signal handlers; elsewhere this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def wait_please(signum: int, frame: object) -> None:
+        # os.write: a print here could re-enter a write the signal interrupted
+        with contextlib.suppress(OSError):
+            os.write(2, b"still removing the lab: a few seconds more, please\n")
+
+    previous = {sig: signal.signal(sig, wait_please) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            if handler is not None:  # None: set outside Python; nothing to restore
+                signal.signal(sig, handler)
+
+
+def quiet_on_closed_output(say: Callable[[str], None]) -> Callable[[str], None]:
+    """``say`` that stays silent once its terminal or pipe is gone (`| head`, a closed
+    window: BrokenPipeError, EIO) instead of raising where the lab is being removed."""
+
+    def speak(message: str) -> None:
+        with contextlib.suppress(OSError):
+            say(message)
+
+    return speak
 
 
 @dataclass
@@ -142,6 +184,10 @@ class RunningLab:
         self.state.save()
 
     def down(self) -> None:
+        with signals_held():
+            self._down()
+
+    def _down(self) -> None:
         try:
             down(self.root)
         finally:
@@ -176,7 +222,7 @@ def up(
     if opts.workers < 0:
         raise LabError("the number of workers cannot be negative")
     root = directory.absolute()
-    if (root / LAB_JSON).exists() or (root / SWARM_DIR / STATE_FILE).exists():
+    if holds_lab(root):
         raise LabError(
             f"a lab already runs in {root}: run `autoscaler lab down --dir {root}` first"
         )
@@ -192,8 +238,10 @@ def up(
     lab = RunningLab(state)
     try:
         _start_all(lab, opts, say)
-    except BaseException:
-        say("lab up failed: removing what was started")
+    except BaseException as exc:
+        what = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        # the output may be what failed (a closed terminal): removing the lab comes first
+        quiet_on_closed_output(say)(f"lab up {what}: removing what was started")
         lab.down()
         raise
     state.status = "up"
@@ -202,6 +250,11 @@ def up(
     _write_env(state)
     say(f"lab up in {state.up_seconds:.1f}s")
     return lab
+
+
+def holds_lab(root: Path) -> bool:
+    """True when ``root`` has a lab in it (running, or left by a run that was killed)."""
+    return (root / LAB_JSON).exists() or (root / SWARM_DIR / STATE_FILE).exists()
 
 
 def _start_all(lab: RunningLab, opts: LabOptions, say: Callable[[str], None]) -> None:
@@ -412,7 +465,11 @@ def down(directory: Path) -> list[str]:
     Works from lab.json and engines.json alone, after a crash too; a no-op when nothing is
     there. Raises LabError naming whatever could not be removed.
     """
-    root = directory.absolute()
+    with signals_held():  # a Ctrl-C half way would leave half a lab
+        return _down(directory.absolute())
+
+
+def _down(root: Path) -> list[str]:
     done: list[str] = []
     problems: list[str] = []
     marker = str(root)
