@@ -38,7 +38,6 @@ class Ledger:
         self.max_bytes = max_bytes
         self.backups = max(0, backups)
         self._lock = threading.Lock()
-        self._failing = False
         self._reported_at = float("-inf")
         self.error: str | None = None
         """Why the last line could not be written; None once one was."""
@@ -74,10 +73,9 @@ class Ledger:
             except OSError as e:
                 self._failed(e)
                 return False
-            if self._failing:
-                self._failing = False
+            if self.error is not None:
+                self.error = None
                 log.info("ledger %s: written again", self.path)
-            self.error = None
             return True
 
     def _append(self, data: bytes) -> None:
@@ -124,13 +122,12 @@ class Ledger:
         now = time.monotonic()
         # the path named: the folder on the way may be what is wrong
         why = f"{e.strerror}: {e.filename}" if e.strerror and e.filename else str(e)
-        self.error = why
-        if not self._failing or now - self._reported_at >= REPORT_EVERY:
+        if self.error is None or now - self._reported_at >= REPORT_EVERY:
             log.error(
                 "ledger %s: cannot write (%s); passes go on unrecorded until it can", self.path, why
             )
             self._reported_at = now
-        self._failing = True
+        self.error = why
 
     def close(self) -> None:
         """Nothing is held open between lines; kept for callers."""
