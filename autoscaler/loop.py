@@ -205,11 +205,11 @@ class Runner:
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
         self._drain_lock = threading.Lock()
-        self._stopping = threading.Event()
         self._scheduling = threading.Lock()
-        """Held to change jobs, and by stop() to set ``_stopping``: APScheduler's shutdown
-        holds its job-store lock while it waits for running jobs, so a job (a pass ending
-        its failure streak, the interval job) that changed jobs then would wait for ever."""
+        """Held to change jobs, and by stop() to set the reconciler's ``stopping``:
+        APScheduler's shutdown holds its job-store lock while it waits for running jobs, so
+        a job (a pass ending its failure streak, the interval job) that changed jobs then
+        would wait for ever."""
         self.scheduler = _ClockSafeScheduler(
             timezone=UTC, executors={"default": ThreadPoolExecutor(4)}
         )
@@ -231,7 +231,7 @@ class Runner:
     def trigger(self, reason: str) -> None:
         """Ask for a pass as soon as possible; many asks during one pass make one pass."""
         with self._scheduling:
-            if self._stopping.is_set():
+            if self.reconciler.stopping.is_set():
                 return
             with self._pending_lock:
                 self._pending.append(reason)
@@ -248,7 +248,7 @@ class Runner:
 
     def _drain(self) -> None:
         with self._drain_lock:
-            if self._stopping.is_set():  # queued behind the pass a stop let finish
+            if self.reconciler.stopping.is_set():  # queued behind the pass a stop let finish
                 return
             with self._pending_lock:
                 reasons, self._pending = self._pending, []
@@ -267,7 +267,7 @@ class Runner:
         if self.failures:
             log.warning("pass failed %d time(s) in a row; next in %s", self.failures, delay)
         with self._scheduling:
-            if self._stopping.is_set():
+            if self.reconciler.stopping.is_set():
                 return
             self.scheduler.reschedule_job(
                 "interval", trigger=IntervalTrigger(seconds=delay.total_seconds())
@@ -277,8 +277,7 @@ class Runner:
         """Let the pass in progress finish its current action and its ledger line; start
         nothing else."""
         with self._scheduling:
-            self._stopping.set()
-        self.reconciler.stopping.set()
+            self.reconciler.stopping.set()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
 
