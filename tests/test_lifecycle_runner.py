@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -101,18 +103,25 @@ def wait_for(cond: Any, seconds: float = 5.0) -> bool:
     return True
 
 
+@contextlib.contextmanager
+def running(rec: Reconciler, every: timedelta = timedelta(hours=1)) -> Iterator[Runner]:
+    """A started runner (its first pass at once), stopped on leaving, even on failure."""
+    runner = Runner(rec, interval=every, max_backoff=max(every, timedelta(seconds=1)))
+    runner.start()
+    try:
+        yield runner
+    finally:
+        runner.stop()
+
+
 def test_stop_finishes_the_pass_in_progress_and_starts_no_other(tmp_path: Path) -> None:
     """SIGTERM during a pass, with an event queued behind it: one pass, not two."""
     swarm = Swarm(delay=0.5)
     rec = reconciler(tmp_path, swarm, SlowActuator())
-    runner = Runner(rec, interval=timedelta(hours=1), max_backoff=timedelta(hours=1))
-    runner.start()
-    try:
+    with running(rec) as runner:
         assert swarm.reading.wait(5)
         runner.trigger("docker:service:update")  # merged into one more pass, normally
         time.sleep(0.1)
-    finally:
-        runner.stop()
     assert swarm.reads == 1, "a pass was started after the stop"
     time.sleep(0.3)
     runner.trigger("alertmanager:late")  # a webhook after the stop starts nothing either
@@ -127,12 +136,8 @@ def test_stop_during_an_action_starts_no_further_action_and_records_the_pass(
     swarm = Swarm()
     act = SlowActuator(seconds=0.5)
     rec = reconciler(tmp_path, swarm, act)
-    runner = Runner(rec, interval=timedelta(hours=1), max_backoff=timedelta(hours=1))
-    runner.start()
-    try:
+    with running(rec):
         assert act.started.wait(5)
-    finally:
-        runner.stop()
     assert act.done == ["api"], "the second action was started after the stop"
     lines = (tmp_path / "ledger.jsonl").read_text().splitlines()
     assert len(lines) == 1
@@ -174,17 +179,13 @@ def test_wall_clock_set_back_does_not_stop_scheduled_passes(
 ) -> None:
     swarm = Swarm()
     rec = reconciler(tmp_path, swarm, SlowActuator())
-    runner = Runner(rec, interval=timedelta(seconds=0.3), max_backoff=timedelta(seconds=1))
-    runner.start()
-    try:
+    with running(rec, every=timedelta(seconds=0.3)):
         assert wait_for(lambda: swarm.reads >= 2)
         wall_clock.offset = -timedelta(hours=1)
         before = swarm.reads
         assert wait_for(lambda: swarm.reads >= before + 3, seconds=4), (
             "no scheduled pass for an hour after the clock was set back an hour"
         )
-    finally:
-        runner.stop()
 
 
 def test_a_burst_of_events_during_a_pass_logs_no_skipped_jobs(
@@ -193,17 +194,13 @@ def test_a_burst_of_events_during_a_pass_logs_no_skipped_jobs(
     """A stack deploy sends hundreds of events; none of them is a warning."""
     swarm = Swarm(delay=0.5)
     rec = reconciler(tmp_path, swarm, SlowActuator())
-    runner = Runner(rec, interval=timedelta(hours=1), max_backoff=timedelta(hours=1))
-    runner.start()
-    try:
+    with running(rec) as runner:
         assert swarm.reading.wait(5)
         with caplog.at_level(logging.WARNING):
             for i in range(50):
                 runner.trigger(f"docker:service:update{i % 3}")
             assert wait_for(lambda: swarm.reads == 2)
             time.sleep(0.7)
-    finally:
-        runner.stop()
     assert swarm.reads == 2
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert rec.last is not None
