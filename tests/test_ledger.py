@@ -41,18 +41,24 @@ def _entry_parts() -> tuple[Snapshot, Plan, list[ActionResult]]:
     return snap, plan, [ActionResult(action=action, ok=True, message="scaled api 2 -> 4")]
 
 
+def record(ledger: Ledger, dry_run: bool = False) -> bool:
+    """The line of one pass of ``_entry_parts``."""
+    snap, plan, results = _entry_parts()
+    return ledger.record(
+        trigger="schedule",
+        snapshot=snap,
+        plan=plan,
+        results=results,
+        rules_generation=1,
+        dry_run=dry_run,
+    )
+
+
 def test_one_line_per_pass_with_reasons(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "l" / "decisions.jsonl")
-    snap, plan, results = _entry_parts()
+    snap, _, _ = _entry_parts()
     for _ in range(3):
-        ledger.record(
-            trigger="schedule",
-            snapshot=snap,
-            plan=plan,
-            results=results,
-            rules_generation=1,
-            dry_run=False,
-        )
+        record(ledger)
     ledger.close()
     lines = (tmp_path / "l" / "decisions.jsonl").read_text().splitlines()
     assert len(lines) == 3
@@ -66,16 +72,8 @@ def test_one_line_per_pass_with_reasons(tmp_path: Path) -> None:
 def test_rotates_by_size_and_keeps_backups(tmp_path: Path) -> None:
     path = tmp_path / "decisions.jsonl"
     ledger = Ledger(path, max_bytes=2000, backups=2)
-    snap, plan, results = _entry_parts()
     for _ in range(40):
-        ledger.record(
-            trigger="schedule",
-            snapshot=snap,
-            plan=plan,
-            results=results,
-            rules_generation=1,
-            dry_run=True,
-        )
+        record(ledger, dry_run=True)
     ledger.close()
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["decisions.jsonl", "decisions.jsonl.1", "decisions.jsonl.2"]

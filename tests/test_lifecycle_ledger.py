@@ -12,19 +12,7 @@ from pathlib import Path
 import pytest
 
 from autoscaler.ledger import Ledger
-from tests.test_ledger import _entry_parts
-
-
-def record(ledger: Ledger) -> None:
-    snap, plan, results = _entry_parts()
-    ledger.record(
-        trigger="schedule",
-        snapshot=snap,
-        plan=plan,
-        results=results,
-        rules_generation=1,
-        dry_run=False,
-    )
+from tests.test_ledger import record
 
 
 def test_no_backups_still_bounds_the_file(tmp_path: Path) -> None:
@@ -47,7 +35,7 @@ FULL_DISK = textwrap.dedent(
     import resource, signal, sys
     from pathlib import Path
     from autoscaler.ledger import Ledger
-    from tests.test_lifecycle_ledger import record
+    from tests.test_ledger import record
 
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     path = Path(sys.argv[1])
