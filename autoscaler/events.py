@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,12 @@ class DockerEventWatcher:
     ``max_backoff``, so an engine that closes every stream at once is not asked again in a
     busy loop. Events of the time in between are lost: once the stream is open again, one
     ``docker:reconnected`` pass makes up for them.
+
+    A stream over TCP (``DOCKER_HOST=tcp://...``) gets TCP keepalive: an idle stream whose
+    path silently died (a NAT gateway or load balancer dropped the flow after its idle
+    timeout, a manager that lost power) would otherwise block for ever, since docker reads
+    events without a timeout and a quiet Swarm sends nothing. The probes also keep such a
+    flow from going idle in the first place.
     """
 
     def __init__(
@@ -29,8 +36,10 @@ class DockerEventWatcher:
         on_event: Callable[[str], None],
         max_backoff: float = 30.0,
         first_delay: float = 1.0,
+        keepalive: Keepalive | None = None,
     ) -> None:
         self.client = client
+        self.keepalive = keepalive or Keepalive()
         self.on_event = on_event
         self.max_backoff = max_backoff
         self.first_delay = first_delay
@@ -58,6 +67,7 @@ class DockerEventWatcher:
                 stream = self.client.events(decode=True, filters={"type": WATCHED_TYPES})
                 with self._lock:
                     self._stream = stream
+                self.keepalive.apply(stream)
                 if self._stop.is_set():  # stop() came while connecting: it saw no stream
                     return
                 if connected_before:
@@ -85,6 +95,41 @@ class DockerEventWatcher:
                     self._stream = None
                 _close(stream)
             self._stop.wait(delay)
+
+
+class Keepalive:
+    """TCP keepalive for an event stream: ``idle`` seconds of silence, then ``count`` probes
+    ``interval`` apart, so a dead path fails the read after about idle + count x interval.
+
+    60 s idle stays below the idle timeouts of AWS NAT gateways and load balancers (350 s).
+    """
+
+    def __init__(self, idle: int = 60, interval: int = 10, count: int = 6) -> None:
+        self.idle, self.interval, self.count = idle, interval, count
+
+    def apply(self, stream: Any) -> bool:
+        """Switch keepalive on for the stream's socket; False when it is not TCP (a unix
+        socket cannot die silently; ssh:// has its own keepalive)."""
+        sock = tcp_socket(stream)
+        if sock is None:
+            return False
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE, self.idle)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL, self.interval)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT, self.count)
+        return True
+
+
+def tcp_socket(stream: Any) -> socket.socket | None:
+    """The TCP socket under docker's event stream, or None (unix socket, ssh, unknown)."""
+    try:
+        raw = stream._response.raw._fp.fp.raw  # urllib3 -> http.client -> SocketIO
+    except AttributeError:
+        return None
+    sock = getattr(raw, "_sock", raw)  # a SocketIO wraps the socket; TLS is one already
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        return sock
+    return None
 
 
 def _close(stream: Any) -> None:
