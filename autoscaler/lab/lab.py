@@ -222,19 +222,20 @@ def up(
     if opts.workers < 0:
         raise LabError("the number of workers cannot be negative")
     root = directory.absolute()
-    if holds_lab(root):
-        raise LabError(
-            f"a lab already runs in {root}: run `autoscaler lab down --dir {root}` first"
-        )
     root.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
-    state = LabState(
-        dir=str(root),
-        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        workers=opts.workers,
-        service_wait_time=opts.service_wait_time,
-    )
-    state.save()
+    with _locked(root):  # two `lab up` at once in one folder: the second sees the first
+        if holds_lab(root):
+            raise LabError(
+                f"a lab already runs in {root}: run `autoscaler lab down --dir {root}` first"
+            )
+        state = LabState(
+            dir=str(root),
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            workers=opts.workers,
+            service_wait_time=opts.service_wait_time,
+        )
+        state.save()
     lab = RunningLab(state)
     try:
         _start_all(lab, opts, say)
@@ -542,7 +543,8 @@ def _stop(pids: list[int]) -> list[str]:
 
 @contextlib.contextmanager
 def _locked(root: Path) -> Iterator[None]:
-    """One change to the swarm's engines at a time (engines.json is rewritten whole)."""
+    """One change to the lab at a time: claiming the folder, or the swarm's engines
+    (engines.json is rewritten whole). Not reentrant: flock locks per open file."""
     with (root / ".lab.lock").open("a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
