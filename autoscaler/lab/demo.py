@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import IO, Any
@@ -68,8 +69,21 @@ def run_demo(
     port = free_port()
     out = root.with_name(root.name + "-output")  # kept after the lab's folder is removed
     out.mkdir(parents=True, exist_ok=True)
+    demo = DemoSettings(workers, sessions, hold_s, ramp_s, settle_s, rules)
     with _one_demo_at_a_time(root, out, say):
-        return _run(root, out, port, workers, sessions, hold_s, ramp_s, settle_s, rules, say)
+        return _run(root, out, port, demo, say)
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """What the demo runs: the pool's workers, the burst of sessions and the wait after it."""
+
+    workers: int
+    sessions: int
+    hold_s: float
+    ramp_s: float
+    settle_s: float
+    rules: Path | None
 
 
 LAB_MARK = "lab-dir"
@@ -119,21 +133,14 @@ def _one_demo_at_a_time(root: Path, out: Path, say: Callable[[str], None]) -> It
 
 
 def _run(
-    root: Path,
-    out: Path,
-    port: int,
-    workers: int,
-    sessions: int,
-    hold_s: float,
-    ramp_s: float,
-    settle_s: float,
-    rules: Path | None,
-    say: Callable[[str], None],
+    root: Path, out: Path, port: int, demo: DemoSettings, say: Callable[[str], None]
 ) -> dict[str, Any]:
     ledger = out / "decisions.jsonl"
     ledger.unlink(missing_ok=True)
-    opts = lab_mod.LabOptions(workers=workers, sidecar_target=f"127.0.0.1:{port}", pool=DEMO_POOL)
-    say(f"== starting a lab with {workers} workers in {root}")
+    opts = lab_mod.LabOptions(
+        workers=demo.workers, sidecar_target=f"127.0.0.1:{port}", pool=DEMO_POOL
+    )
+    say(f"== starting a lab with {demo.workers} workers in {root}")
     running = lab_mod.up(root, opts, say=lambda m: say(f"   {m}"))
     sidecar: subprocess.Popen[bytes] | None = None
     interrupted = False
@@ -152,7 +159,7 @@ def _run(
         env = {
             **os.environ,
             **lab_env(root),
-            "AUTOSCALER_RULES": str(rules or demo_rules()),
+            "AUTOSCALER_RULES": str(demo.rules or demo_rules()),
             "AUTOSCALER_INTERVAL": "5s",
             "AUTOSCALER_LISTEN": f"127.0.0.1:{port}",
             "AUTOSCALER_LEDGER": str(ledger),
@@ -169,11 +176,16 @@ def _run(
             stderr=subprocess.STDOUT,
         )
         _wait_http(f"http://127.0.0.1:{port}/healthz", 30)
-        say(f"== {sessions} users open the 'euler' app over {ramp_s:.0f}s, each for {hold_s:.0f}s")
+        say(
+            f"== {demo.sessions} users open the 'euler' app over {demo.ramp_s:.0f}s, "
+            f"each for {demo.hold_s:.0f}s"
+        )
         driver = LoadDriver(running.endpoint("shinyproxy"), "euler", user_prefix="demo")
         result: dict[str, Any] = {}
         load = threading.Thread(
-            target=lambda: result.update(report=driver.run(burst_plan(sessions, hold_s, ramp_s))),
+            target=lambda: result.update(
+                report=driver.run(burst_plan(demo.sessions, demo.hold_s, demo.ramp_s))
+            ),
             daemon=True,
         )
         t0 = time.monotonic()
@@ -187,7 +199,7 @@ def _run(
             for action in actions.new():
                 say(f"        {action}")
             if not load.is_alive():
-                settled_by = settled_by or time.monotonic() + settle_s
+                settled_by = settled_by or time.monotonic() + demo.settle_s
                 if pool_nodes == POOL_MIN or time.monotonic() > settled_by:
                     break
             time.sleep(5)
