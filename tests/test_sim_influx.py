@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -73,6 +74,50 @@ def test_simulate_from_influx(usagestats: InfluxLab, tmp_path: Path) -> None:
     assert summary["results"]["oracle"]["sessions"] == 3
     assert summary["results"]["policy:web"]["sessions"] == 3
     assert summary["params"]["source"].startswith("InfluxDB http://127.0.0.1:")
+
+
+def test_more_events_than_one_chunk_are_all_read(usagestats: InfluxLab) -> None:
+    """InfluxDB sends a chunked answer in chunks of 10,000 rows: a week of a busy server
+    is several chunks, and every one of them is read."""
+    sessions = 5_001
+    events: list[tuple[int, str, str, str]] = []
+    for i in range(sessions):
+        events += [(i, f"u{i}", "ProxyStart", "euler"), (i + 600, f"u{i}", "ProxyStop", "euler")]
+    write_events(usagestats, events)
+    until = T0 + timedelta(hours=3)
+    read = read_events(usagestats.url, usagestats.database, T0, until)
+    assert len(read) == 2 * sessions
+    spans = pair_events(read, until)
+    assert len(spans) == sessions
+    assert {end - start for start, end in spans} == {timedelta(seconds=600)}
+
+
+@pytest.mark.parametrize("form", ["--influx URL", "--influx=URL", "--infl URL"])
+def test_the_influx_password_stays_out_of_what_is_written(
+    usagestats: InfluxLab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """report.md records the command line: credentials in the URL (the only way to give
+    them) are left out of it, however the option was written."""
+    write_events(usagestats, EVENTS)
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "p.yml").write_text(
+        "pools:\n  web:\n    provider: local\n    max: 4\n    seats_per_node: 2\n",
+        encoding="utf-8",
+    )
+    url = usagestats.url.replace("http://", "http://stats:s3cret-pw@")
+    out = tmp_path / "out"
+    argv = ["simulate", *form.replace("URL", url).split(), "--db", usagestats.database]
+    argv += ["--from", "2024-05-06T08:00:00Z", "--to", "2024-05-06T09:00:00Z"]
+    argv += ["--rules", str(rules), "--baselines", "oracle", "--warmup", "0s"]
+    argv += ["--no-plot", "--no-progress", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", ["autoscaler", *argv])
+    assert main(argv) == 0
+    report = (out / "report.md").read_text()
+    assert f"autoscaler simulate {form.split()[0].split('=')[0]}" in report
+    assert usagestats.url in report
+    for written in out.iterdir():
+        assert "s3cret-pw" not in written.read_text(), written.name
 
 
 def test_a_database_that_is_down_is_reported(tmp_path: Path) -> None:

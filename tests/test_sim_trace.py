@@ -56,6 +56,15 @@ def test_malformed_rows_name_file_and_line(tmp_path: Path, line: str, message: s
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize("count", ["", "n/a", "-"])
+def test_a_first_row_with_a_time_is_data_not_a_header(count: str) -> None:
+    """Only a row without a time is a header: a first row whose count is bad is refused
+    with its line, as on any other line, not dropped."""
+    rows = [f"1995-07-01 00:00:00,{count}", "1995-07-01 00:01:00,2"]
+    with pytest.raises(TraceError, match=f"^t.csv:1: count '{count}' is not a number"):
+        parse_rates(rows, "t.csv")
+
+
 def test_empty_file_and_empty_window(tmp_path: Path) -> None:
     with pytest.raises(TraceError, match=r"empty\.csv:1: no data rows"):
         read_rates(write(tmp_path, "time,count\n", "empty.csv"))
@@ -93,6 +102,22 @@ def test_session_csv_header_optional_and_errors(tmp_path: Path) -> None:
     backwards = write(tmp_path, "2024-05-06 08:00:00,2024-05-06 07:00:00\n", "r.csv")
     with pytest.raises(TraceError, match=rf"^{backwards}:1: session ends before it starts"):
         read_session_csv(backwards)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path: Path) -> None:
+    """Excel's "CSV UTF-8" starts the file with a BOM: without a header row, the first
+    row is data all the same (a recorded session was dropped as a header)."""
+    bom = "\ufeff"
+    trace = write(tmp_path, f"{bom}1995-07-01 00:00:00,1\n1995-07-01 00:01:00,2\n")
+    assert [p.count for p in read_rates(trace)] == [1, 2]
+    sessions = write(
+        tmp_path,
+        f"{bom}2024-05-06 08:00:00,2024-05-06 08:30:00\n2024-05-06 08:10:00,2024-05-06 08:20:00\n",
+        "s.csv",
+    )
+    assert [s.minute for s, _ in read_session_csv(sessions)] == [0, 10]
+    headed = write(tmp_path, f"{bom}start,end\n2024-05-06 08:00:00,2024-05-06 08:30:00\n", "h.csv")
+    assert len(read_session_csv(headed)) == 1
 
 
 def test_cli_reports_a_malformed_trace_with_file_and_line(

@@ -224,6 +224,29 @@ def test_an_answer_cut_at_the_row_limit_is_refused(limited_influxd: InfluxLab) -
     assert reader(limited_influxd).query(newest).value == 1.0
 
 
+def test_a_chunked_read_gets_every_chunk_and_fails_on_an_error_in_any(
+    limited_influxd: InfluxLab,
+) -> None:
+    """series() (long reads: backtests) is not cut at max-row-limit, and an error that
+    comes after rows were sent (with HTTP 200, in a later chunk) fails the whole read
+    instead of leaving the rows before it to pass as complete."""
+    now_ns = time.time_ns()
+    lines = [f"{shinyproxy_line(f'u{i}', 'ProxyStart', 'euler')} {now_ns - i}" for i in range(10)]
+    assert post(limited_influxd, "\n".join(lines)) == 204
+    r = InfluxReader(limited_influxd.url, limited_influxd.database, None, None, timeout=5)
+    query = 'SELECT "data", "username" FROM "event"'
+    series = r.series(query, chunk_size=4)
+    assert len(series) == 3  # one series, in three chunks
+    assert sorted(row[2] for s in series for row in s["values"]) == sorted(
+        f"u{i}" for i in range(10)
+    )
+    no_rp = f'SELECT "data" FROM "{limited_influxd.database}"."no_rp"."event"'
+    with pytest.raises(QueryRejected, match="retention policy not found: no_rp"):
+        r.series(f"{query}; {no_rp}", chunk_size=4)
+    with pytest.raises(SourceError, match="database not found: other_db"):
+        r.series(query, database="other_db")
+
+
 class CannedInflux:
     """Loopback HTTP that answers every query with a fixed JSON body."""
 

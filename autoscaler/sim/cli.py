@@ -210,7 +210,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"autoscaler simulate: {e}", file=sys.stderr)
         return 1
     results = run_all(setup, show_progress=not args.no_progress, jobs=_jobs(args.jobs, setup))
-    given = sys.argv[1:]
+    given = _without_secrets(sys.argv[1:], args.influx)
     command = (
         shlex.join(["autoscaler", *given])
         if "simulate" in given
@@ -220,6 +220,17 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     sys.stdout.write(table(results))
     print("wrote " + ", ".join(str(p) for p in written))
     return 0
+
+
+def _without_secrets(argv: list[str], influx: str | None) -> list[str]:
+    """The command line as report.md records it: the InfluxDB URL (where credentials can
+    only be given as ``user:password@``) as the parameters show it, wherever it appears
+    (``--influx URL``, ``--influx=URL``, an abbreviation of the option)."""
+    if not influx:
+        return argv
+    from autoscaler.sources.http_errors import redact_url
+
+    return [a.replace(influx, redact_url(influx)) for a in argv]
 
 
 def _jobs(asked: int | None, setup: Setup) -> int:

@@ -1,7 +1,7 @@
 """Read a per-minute rate trace (``<timestamp>,<count>`` rows) into plain points.
 
 Timestamps may be ISO 8601 with or without an offset, or ``YYYY-MM-DD HH:MM:SS``; a time
-without an offset is taken as UTC. A first row whose count is not a number is a header.
+without an offset is taken as UTC. A first row that has neither a time nor a count is a header.
 Every problem names the file and the line.
 """
 
@@ -32,7 +32,9 @@ class RatePoint:
 
 def parse_time(text: str) -> datetime:
     """An aware datetime from ISO 8601 (offset optional) or ``YYYY-MM-DD HH:MM:SS``."""
-    s = text.strip()
+    # a byte order mark (a CSV saved as "CSV UTF-8" by Excel) opens the first cell: it is
+    # not part of the time, and a first row that fails would be taken for a header
+    s = text.lstrip("\ufeff").strip()
     if not s:
         raise ValueError("empty timestamp")
     if s.endswith(("Z", "z")):
@@ -44,6 +46,14 @@ def parse_time(text: str) -> datetime:
             f"bad timestamp {text.strip()[:40]!r}: use ISO 8601 or YYYY-MM-DD HH:MM:SS"
         ) from None
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
+
+
+def _is_time(text: str) -> bool:
+    try:
+        parse_time(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_number(text: str) -> bool:
@@ -90,8 +100,8 @@ def parse_rates(lines: Iterable[str], name: str) -> list[RatePoint]:
             continue
         if len(row) < 2:
             raise TraceError(f"{name}:{n}: expected two columns <timestamp>,<count>")
-        if not points and n == 1 and not _is_number(row[1]):
-            continue  # header
+        if n == 1 and not _is_number(row[1]) and not _is_time(row[0]):
+            continue  # header; a first data row with a bad count is an error like any other
         try:
             at = parse_time(row[0])
         except ValueError as e:

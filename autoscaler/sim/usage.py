@@ -6,8 +6,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from autoscaler.sim.arrivals import Event
-from autoscaler.sources.errors import NoData
+from autoscaler.sources.errors import NoData, SourceError
 from autoscaler.sources.influx import InfluxReader
+
+_COLUMNS = ("time", "data", "type", "username")
 
 
 def _rfc3339(t: datetime) -> str:
@@ -26,21 +28,28 @@ def read_events(
         f"AND time >= '{_rfc3339(since)}' AND time < '{_rfc3339(until)}'"
     )
     try:
-        raw = reader.raw(query, chunked=True)
+        series = reader.series(query)
     finally:
         reader.close()
-    events = _events(raw or {})
+    events = _events(series)
     if not events:
         raise NoData(f"influx: no ProxyStart/ProxyStop events in {database} from {since}")
     return events
 
 
-def _events(raw: dict[str, Any]) -> list[Event]:
+def _events(series: list[dict[str, Any]]) -> list[Event]:
     out: list[Event] = []
-    for series in raw.get("series") or []:
-        cols: list[str] = series.get("columns", [])
-        at, data, typ, user = (cols.index(c) for c in ("time", "data", "type", "username"))
-        for row in series.get("values") or []:
+    for one in series:
+        cols = one.get("columns")
+        rows = one.get("values") or []
+        if not isinstance(cols, list) or not all(c in cols for c in _COLUMNS):
+            raise _invalid(f"columns {str(cols)[:100]}")
+        at, data, typ, user = (cols.index(c) for c in _COLUMNS)
+        for row in rows:
+            if not isinstance(row, list) or len(row) != len(cols):
+                raise _invalid("rows that do not match the columns")
+            if isinstance(row[at], bool) or not isinstance(row[at], int | float):
+                raise _invalid("a time that is not epoch milliseconds")
             out.append(
                 Event(
                     at=datetime.fromtimestamp(row[at] / 1000, UTC),
@@ -50,3 +59,7 @@ def _events(raw: dict[str, Any]) -> list[Event]:
                 )
             )
     return out
+
+
+def _invalid(what: str) -> SourceError:
+    return SourceError("influx", f"invalid answer ({what})")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -84,12 +87,64 @@ class InfluxReader:
         raw = self.raw(influxql, database)
         return Reading(value=_newest_value(raw, field, influxql), observed_at=now)
 
-    def raw(self, influxql: str, database: str | None = None, chunked: bool = False) -> Any:
+    def raw(self, influxql: str, database: str | None = None) -> Any:
         """The first result of a query as InfluxDB's JSON (times in epoch ms); every failure
         is a SourceError without the password."""
         db = database or self._database
+        with self._answer(db):
+            result = self._client.query(influxql, database=db, epoch="ms")
+        if isinstance(result, list):
+            if not result:
+                raise _invalid("no result")
+            result = result[0]
+        return result.raw
+
+    def series(
+        self, influxql: str, database: str | None = None, chunk_size: int = 10_000
+    ) -> list[dict[str, Any]]:
+        """Every series of every chunk of a chunked answer (times in epoch ms), for reads of
+        any length: max-row-limit cuts only unchunked answers. The client's own chunked read
+        fails on a second chunk (msgpack) or drops an error that comes after the first rows
+        (JSON), so the chunks are read here: an error in any of them fails the whole read."""
+        db = database or self._database
+        params = {"q": influxql, "db": db, "epoch": "ms", "chunked": "true"}
+        params["chunk_size"] = str(chunk_size)
+        out: list[dict[str, Any]] = []
+        with self._answer(db):
+            resp = self._client.request(
+                "query", params=params, stream=True, headers={"Accept": "application/json"}
+            )
+            try:
+                for line in resp.iter_lines():
+                    if line.strip():
+                        out += self._chunk_series(json.loads(line))
+            finally:
+                resp.close()
+        return out
+
+    @staticmethod
+    def _chunk_series(chunk: Any) -> list[dict[str, Any]]:
+        if not isinstance(chunk, dict):
+            raise _invalid("a chunk that is not an object")
+        results = chunk.get("results", [])
+        if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+            raise _invalid("results that are not objects")
+        for error in [chunk.get("error"), *(r.get("error") for r in results)]:
+            if error:  # as the client raises it for an unchunked answer (ResultSet)
+                raise InfluxDBClientError(str(error))
+        series = [s for r in results for s in r.get("series") or []]
+        if not all(isinstance(s, dict) for s in series):
+            raise _invalid("series that are not objects")
+        return series
+
+    def close(self) -> None:
+        self._client.close()
+
+    @contextmanager
+    def _answer(self, db: str) -> Iterator[None]:
+        """Every failure of a request and its answer as a SourceError without the password."""
         try:
-            result = self._client.query(influxql, database=db, epoch="ms", chunked=chunked)
+            yield
         except _AnswerRefused as e:
             raise SourceError(SOURCE, str(e)) from None
         except requests.RequestException as e:
@@ -103,16 +158,9 @@ class InfluxReader:
             if text.startswith("query error"):
                 raise QueryRejected(SOURCE, text) from None
             raise SourceError(SOURCE, text) from None
-        except (AttributeError, TypeError, KeyError, IndexError):  # JSON, not InfluxDB's
+        except (AttributeError, TypeError, KeyError, IndexError, ValueError):
+            # JSON (or msgpack) that is not InfluxDB's, or no JSON at all
             raise _invalid("not an InfluxDB 1.x response") from None
-        if isinstance(result, list):
-            if not result:
-                raise _invalid("no result")
-            result = result[0]
-        return result.raw
-
-    def close(self) -> None:
-        self._client.close()
 
     def _scrub(self, message: str) -> str:
         if self._password:
