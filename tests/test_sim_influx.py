@@ -130,3 +130,19 @@ def test_a_database_that_is_down_is_reported(tmp_path: Path) -> None:
     with pytest.raises(SourceError) as err:
         read_events(url, "db", T0, T0 + timedelta(hours=1), timeout=2)
     assert "secret" not in str(err.value)
+
+
+def test_a_window_with_only_stops_is_refused_clearly(
+    usagestats: InfluxLab, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Events, but no session starting in the window (only stops of sessions started
+    before it): the run is refused with the reason, as for an empty sessions file."""
+    write_events(usagestats, [(60, "carol", "ProxyStop", "euler")])
+    argv = ["simulate", "--influx", usagestats.url, "--db", usagestats.database]
+    argv += ["--from", "2024-05-06T08:00:00Z", "--to", "2024-05-06T09:00:00Z"]
+    argv += ["--warmup", "0s", "--no-plot", "--no-progress", "--out", str(tmp_path / "out")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("autoscaler simulate: InfluxDB http://127.0.0.1:")
+    assert "no sessions" in err
+    assert not (tmp_path / "out").exists()

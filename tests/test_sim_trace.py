@@ -104,6 +104,20 @@ def test_session_csv_header_optional_and_errors(tmp_path: Path) -> None:
         read_session_csv(backwards)
 
 
+@pytest.mark.parametrize(
+    "first",
+    ["2024-05-06 08:00:00,2024-05-06 8h30", "2024-05-06 8h00,2024-05-06 08:30:00"],
+)
+def test_a_first_session_with_one_bad_time_is_refused_not_dropped(
+    tmp_path: Path, first: str
+) -> None:
+    """A first row with one good time is a session, not a header: its typo is refused with
+    its line, as on any other line, instead of losing the session without a word."""
+    path = write(tmp_path, f"{first}\n2024-05-06 09:00:00,2024-05-06 09:30:00\n", "s.csv")
+    with pytest.raises(TraceError, match=rf"^{path}:1: bad timestamp '2024-05-06 8h"):
+        read_session_csv(path)
+
+
 def test_a_byte_order_mark_is_not_part_of_the_first_row(tmp_path: Path) -> None:
     """Excel's "CSV UTF-8" starts the file with a BOM: without a header row, the first
     row is data all the same (a recorded session was dropped as a header)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from autoscaler.sim.trace import RatePoint, TraceError, parse_time
+from autoscaler.sim.trace import RatePoint, TraceError, is_time, parse_time
 
 Z90 = 1.2815515655446004
 """The standard normal's 90th percentile."""
@@ -214,8 +214,8 @@ def read_session_csv(path: Path) -> list[tuple[datetime, datetime]]:
             try:
                 s, e = parse_time(row[0]), parse_time(row[1])
             except ValueError as err:
-                if n == 1 and not out:
-                    continue  # header
+                if n == 1 and not any(is_time(c) for c in row[:2]):
+                    continue  # header; a first session with one bad time is an error
                 raise TraceError(f"{path}:{n}: {err}") from None
             if e < s:
                 raise TraceError(f"{path}:{n}: session ends before it starts")

@@ -155,7 +155,10 @@ def load_workload(args: argparse.Namespace, lengths: SessionLengths, now: dateti
     except (SourceError, NoData) as e:
         raise SetupError(str(e)) from None
     source = f"InfluxDB {redact_url(args.influx)}"
-    return from_sessions(pair_events(events, end), source, begin, end)
+    try:  # only stops of sessions started before the window, say
+        return from_sessions(pair_events(events, end), source, begin, end)
+    except ValueError as e:
+        raise SetupError(str(e)) from None
 
 
 def since(text: str | None, now: datetime) -> datetime:

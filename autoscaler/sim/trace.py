@@ -48,7 +48,7 @@ def parse_time(text: str) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
-def _is_time(text: str) -> bool:
+def is_time(text: str) -> bool:
     try:
         parse_time(text)
     except ValueError:
@@ -100,7 +100,7 @@ def parse_rates(lines: Iterable[str], name: str) -> list[RatePoint]:
             continue
         if len(row) < 2:
             raise TraceError(f"{name}:{n}: expected two columns <timestamp>,<count>")
-        if n == 1 and not _is_number(row[1]) and not _is_time(row[0]):
+        if n == 1 and not _is_number(row[1]) and not is_time(row[0]):
             continue  # header; a first data row with a bad count is an error like any other
         try:
             at = parse_time(row[0])
