@@ -7,6 +7,7 @@ import contextlib
 import datetime as dt
 import email
 import email.header
+import email.utils
 import ipaddress
 import itertools
 import json
@@ -129,6 +130,28 @@ def test_slack_waits_for_retry_after_and_retries_5xx(
     assert attachment["text"] == "scale of api failed"
     assert body["channel"] == "#ops"
     assert "SECRET" not in caplog.text
+
+
+@pytest.mark.parametrize("form", ["http-date", "nan"])
+def test_retry_after_http_date_is_waited_for_and_nan_falls_back(
+    tmp_path: Path, slack: SlackServer, form: str
+) -> None:
+    """Retry-After may be an HTTP date (RFC 9110), e.g. from a proxy in front of the
+    webhook: the retry waits until then, not the 1 s backoff that is sure to meet the
+    429 again. A value that is no number ("nan") falls back to the backoff."""
+    value = email.utils.formatdate(time.time() + 30, usegmt=True) if form == "http-date" else "nan"
+    slack.script = [(429, {"Retry-After": value}, "rate_limited")]
+    slept: list[float] = []
+    integ = SlackIntegration(
+        slack_config(tmp_path, slack.url), RateLimiter(interval=0), sleep=slept.append
+    )
+    integ.send(notification())
+    assert len(slack.requests) == 2
+    assert len(slept) == 1
+    if form == "http-date":
+        assert 20 <= slept[0] <= 30
+    else:
+        assert slept[0] == 1.0  # the first backoff; sleep(nan) would raise
 
 
 def test_slack_colours_by_state_and_severity(tmp_path: Path, slack: SlackServer) -> None:
@@ -385,10 +408,12 @@ class Smtp:
     port: int
 
 
-def _smtp(certs: tuple[Path, Path], implicit: bool, starttls: bool = True) -> Iterator[Smtp]:
+def _smtp(
+    certs: tuple[Path, Path], implicit: bool, starttls: bool = True, inbox: Inbox | None = None
+) -> Iterator[Smtp]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(certs[0]), str(certs[1]))
-    inbox = Inbox()
+    inbox = inbox or Inbox()
     port = free_port()
     kwargs: dict[str, Any] = {"authenticator": authenticator}
     if implicit:
@@ -566,6 +591,89 @@ def test_email_checks_the_certificate_against_tls_server_name(
         with pytest.raises(DeliveryError, match="TLS certificate not trusted"):
             EmailIntegration(other, attempts=1).send(notification())
         assert len(smtp.inbox.messages) == 1
+
+
+class QuitFails(Inbox):
+    """Takes the message, then answers QUIT with an error (a server shutting down, a
+    proxy that mangles the goodbye)."""
+
+    def __init__(self, reply: str) -> None:
+        super().__init__()
+        self.reply = reply
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        return self.reply
+
+
+@pytest.mark.parametrize("reply", ["421 4.3.2 shutting down", "554 5.0.0 go away"])
+def test_email_accepted_by_the_server_is_not_sent_again_when_quit_fails(
+    tmp_path: Path, certs: tuple[Path, Path], reply: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The message is delivered once the server answers the data with 250: a failed QUIT
+    neither repeats it (4xx was retried) nor reports a failure the dispatcher would
+    retry with the same mail, again and again (5xx)."""
+    with contextlib.contextmanager(_smtp)(certs, implicit=False, inbox=QuitFails(reply)) as smtp:
+        cfg = email_config(tmp_path, smtp.port, certs[0])
+        EmailIntegration(cfg, sleep=lambda s: None).send(notification())
+        assert len(smtp.inbox.messages) == 1
+    assert f"QUIT failed (SMTP {reply[:3]})" in caplog.text
+    assert PASSWORD not in caplog.text
+
+
+class RefusesOne(Inbox):
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.startswith("gone@"):
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+def test_email_recipient_the_server_refuses_is_logged_not_dropped_silently(
+    tmp_path: Path, certs: tuple[Path, Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server takes the message for one recipient and refuses the other: the mail is
+    delivered (a retry would repeat it to the first), and the log says one did not get it."""
+    with contextlib.contextmanager(_smtp)(certs, implicit=False, inbox=RefusesOne()) as smtp:
+        cfg = email_config(tmp_path, smtp.port, certs[0]).model_copy(
+            update={"to": "ops@example.org, gone@example.org"}
+        )
+        EmailIntegration(cfg, attempts=1).send(notification())
+        assert smtp.inbox.envelopes == [("autoscaler@example.org", ["ops@example.org"])]
+    assert "refused 1 of the recipients (SMTP 550)" in caplog.text
+    assert PASSWORD not in caplog.text
+
+
+def test_email_to_an_ipv6_smarthost_in_brackets(tmp_path: Path) -> None:
+    """``[::1]:PORT`` is how Alertmanager (Go) writes an IPv6 smarthost; the brackets are
+    no part of the address to connect to, nor of the name the certificate must hold."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+            port = int(s.getsockname()[1])
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    cert, key = make_cert(tmp_path / "tls6", [x509.IPAddress(ipaddress.ip_address("::1"))])
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(cert), str(key))
+    inbox = Inbox()
+    controller = Controller(
+        inbox,
+        hostname="::1",
+        port=port,
+        server_hostname="localhost",
+        tls_context=ctx,
+        require_starttls=True,
+        authenticator=authenticator,
+    )
+    controller.start()
+    try:
+        cfg = email_config(tmp_path, port, cert).model_copy(update={"smarthost": f"[::1]:{port}"})
+        EmailIntegration(cfg, attempts=1).send(notification())
+    finally:
+        controller.stop()
+    _check_mail(inbox)
 
 
 def test_email_config_refuses_an_inline_password() -> None:

@@ -420,6 +420,39 @@ def test_notification_log_prevents_a_resend_after_restart(tmp_path: Path) -> Non
     assert again.names()[-1] == [("A", "firing")]  # repeat_interval since the first send
 
 
+def test_an_alert_that_resolves_across_a_restart_gets_its_resolved_message(
+    tmp_path: Path,
+) -> None:
+    """After a restart the first pass may find a firing alert already cleared: the
+    notification log says receivers were told it fires, so they hear it resolved (once),
+    as Alertmanager would; an alert nobody was told of stays unsent."""
+    path = tmp_path / "nflog.json"
+    told, quiet = Recorder(send_resolved=True), Recorder()
+    route = {
+        **ROOT,
+        "receiver": "told",
+        "routes": [{"receiver": "told", "continue": True}, {"receiver": "quiet"}],
+    }
+    d, _ = make(route, {"told": told, "quiet": quiet}, nflog=NotifyLog(path))
+    a = firing("A")
+    d.put([a], T0)
+    d.tick(T0 + 30 * S)
+    assert told.names() == quiet.names() == [[("A", "firing")]]
+    d.close()
+    # Restart: A and B (never sent) are first heard of here as resolved.
+    told, quiet = Recorder(send_resolved=True), Recorder()
+    d2, _ = make(route, {"told": told, "quiet": quiet}, nflog=NotifyLog(path))
+    later = T0 + 10 * M
+    gone = [resolved(a, later), resolved(firing("B", T0 + 5 * M), later)]
+    for step in range(0, 20):  # every second, as the alerting thread does
+        d2.put(gone, later + step * S)
+        d2.tick(later + step * S)
+    d2.put(gone, later + 10 * M)
+    d2.tick(later + 10 * M)
+    assert told.names() == [[("A", "resolved")]]
+    assert quiet.sent == []  # send_resolved is false
+
+
 def test_an_unreadable_log_starts_empty(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "nflog.json"
     path.write_text("{not json", encoding="utf-8")

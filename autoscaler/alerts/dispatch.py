@@ -180,6 +180,9 @@ class Dispatcher:
         self._lanes: dict[int, tuple[Integration, _Lane]] = {}
         self._lock = threading.RLock()
         self._flushing = threading.Lock()
+        self._told_before: set[str] = set().union(*(e.firing for e in nflog.entries().values()))
+        """Alerts a receiver was told fire before this start (the notification log): one
+        that is resolved when first heard of here still gets its resolved message."""
 
     # ------------------------------------------------------------ input
 
@@ -197,8 +200,10 @@ class Dispatcher:
         with self._lock:
             for alert in alerts:
                 fp = alert.fingerprint
-                if alert.resolved(now) and fp not in self._store:
-                    continue  # never seen firing here: nobody needs to hear it resolved
+                told = fp in self._told_before
+                self._told_before.discard(fp)  # heard of now: the store knows it from here on
+                if alert.resolved(now) and fp not in self._store and not told:
+                    continue  # never seen firing: nobody needs to hear it resolved
                 self._store[fp] = alert
                 if self.config is None:
                     continue

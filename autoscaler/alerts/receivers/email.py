@@ -7,6 +7,7 @@ sending; error messages name the server and the SMTP reply code, never the passw
 from __future__ import annotations
 
 import html
+import logging
 import smtplib
 import socket
 import ssl
@@ -21,6 +22,8 @@ from autoscaler.alerts.config import EmailConfig
 from autoscaler.alerts.dispatch import DeliveryError
 from autoscaler.alerts.model import Notification
 from autoscaler.settings import read_secret
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SUBJECT = "[{{ .Status | toUpper }}:{{ len .Alerts.Firing }}] {{ .CommonLabels.alertname }}"
 
@@ -157,6 +160,8 @@ class EmailIntegration:
     def _send_once(self, msg: EmailMessage, password: str | None) -> None:
         host, _, port_text = self.cfg.smarthost.rpartition(":")
         port = int(port_text)
+        if host.startswith("[") and host.endswith("]"):  # [2001:db8::1]:587, as Go splits it
+            host = host[1:-1]
         ctx = self._context()
         smtp: smtplib.SMTP
         implicit = port in self.implicit_tls_ports
@@ -166,7 +171,7 @@ class EmailIntegration:
             )
         else:
             smtp = smtplib.SMTP(host, port, local_hostname=self.cfg.hello, timeout=self.timeout)
-        with smtp:
+        try:
             smtp.ehlo()
             if not implicit:
                 if smtp.has_extn("starttls"):
@@ -178,7 +183,31 @@ class EmailIntegration:
                     )
             if self.cfg.auth_username is not None:
                 smtp.login(self.cfg.auth_username, password or "")
-            smtp.send_message(msg)
+            refused = smtp.send_message(msg)
+        except BaseException:
+            smtp.close()
+            raise
+        # The server took the message: a QUIT that fails (an odd reply, a dropped
+        # connection) must not send it again, as Alertmanager only logs it.
+        try:
+            code, _ = smtp.quit()
+            why = None if code == 221 else f"SMTP {code}"
+        except smtplib.SMTPServerDisconnected:  # closed without a reply: the usual end
+            why = None
+        except (smtplib.SMTPException, OSError) as e:
+            why = _describe(e)
+        finally:
+            smtp.close()
+        if why is not None:
+            log.warning("email: %s took the message; QUIT failed (%s)", self.cfg.smarthost, why)
+        if refused:  # sent to the others: a retry would repeat it to them, so say so here
+            codes = ", ".join(sorted({str(code) for code, _ in refused.values()}))
+            log.warning(
+                "email: %s refused %d of the recipients (SMTP %s): they did not get it",
+                self.cfg.smarthost,
+                len(refused),
+                codes,
+            )
 
 
 def _describe(e: BaseException) -> str:

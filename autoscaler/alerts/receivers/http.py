@@ -8,9 +8,12 @@ name the receiver and the status, never the URL: webhook URLs are secrets.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -96,13 +99,22 @@ class RateLimiter:
             self._sleep(start - now)
 
 
-def retry_after(value: str | None, fallback: float) -> float:
+def retry_after(value: str | None, fallback: float, now: Callable[[], float] = time.time) -> float:
+    """Seconds to wait: ``Retry-After`` is a number of seconds or an HTTP date (RFC 9110
+    10.2.3); a value that is neither waits ``fallback``."""
     if value is None:
         return fallback
     try:
-        return min(max(float(value), 0.0), MAX_RETRY_AFTER)
+        seconds = float(value)
     except ValueError:
+        try:
+            at = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return fallback
+        seconds = (at if at.tzinfo else at.replace(tzinfo=UTC)).timestamp() - now()
+    if math.isnan(seconds):  # float() takes "nan", which sleep() refuses
         return fallback
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def post_json(
