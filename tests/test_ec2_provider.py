@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs
 
 import boto3
 import pytest
+from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 from moto.server import ThreadedMotoServer
 
@@ -496,3 +498,128 @@ def test_user_data_it_cannot_render_is_a_provider_error(aws: dict[str, Any]) -> 
     with pytest.raises(ProviderError, match="user-data of pool web: AUTOSCALER_IMAGES"):
         provider(aws["ec2"]).launch("web", pol, 1, "web-bad-user-data")
     assert provider(aws["ec2"]).list_instances() == ()
+
+
+# ---------------------------------------------------------------- capacity errors, as sent
+
+
+class Refusing:
+    """EC2's answer when a place has no room, on the real client's HTTP layer: moto always
+    has capacity, and botocore's own retries must see the answer as EC2 sends it (a capacity
+    error comes with HTTP 500, a full subnet with 400). Records every RunInstances sent."""
+
+    def __init__(
+        self,
+        client: Any,
+        code: str,
+        status: int,
+        types: Collection[str] = (),
+        subnets: Collection[str] = (),
+        spot: bool = False,
+    ) -> None:
+        self.code, self.status = code, status
+        self.types, self.subnets, self.spot = types, subnets, spot
+        self.sent: list[tuple[str, str, str]] = []
+        client.meta.events.register_first("before-send.ec2.RunInstances", self._send)
+
+    def _send(self, request: Any, **_: Any) -> AWSResponse | None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        form = {k: v[0] for k, v in parse_qs(body).items()}
+        place = (
+            form["InstanceType"],
+            form["SubnetId"],
+            form.get("InstanceMarketOptions.MarketType", "on-demand"),
+        )
+        self.sent.append(place)
+        refused = (
+            place[0] in self.types or place[1] in self.subnets or (self.spot and place[2] == "spot")
+        )
+        if not refused:
+            return None
+        xml = (
+            '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+            f"<Code>{self.code}</Code><Message>no room here</Message></Error></Errors>"
+            "<RequestID>6b8a4f7c-0000-4000-8000-000000000000</RequestID></Response>"
+        ).encode()
+        return AWSResponse(request.url, self.status, {}, _Body(xml))
+
+
+class _Body:
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        yield self._data
+
+
+def test_insufficient_capacity_moves_on_at_once_not_after_botocore_retries(
+    aws: dict[str, Any],
+) -> None:
+    # EC2 sends InsufficientInstanceCapacity as HTTP 500, which botocore retries as transient
+    # with backoff: the same full place asked again and again while a user's session waits
+    refusing = Refusing(aws["ec2"], "InsufficientInstanceCapacity", 500, types={"m6i.xlarge"})
+    (iid,) = provider(aws["ec2"]).launch("web", policy(aws), 1, "web-ice-500")
+    (inst,) = describe(aws["ec2"], [iid])
+    assert inst["InstanceType"] == "m5.xlarge"
+    s1, s2 = aws["subnets"]
+    assert refusing.sent == [
+        ("m6i.xlarge", s1, "on-demand"),
+        ("m6i.xlarge", s2, "on-demand"),
+        ("m5.xlarge", s1, "on-demand"),
+    ]
+
+
+def test_a_full_subnet_moves_on_to_the_next_subnet(aws: dict[str, Any]) -> None:
+    s1, s2 = aws["subnets"]
+    Refusing(aws["ec2"], "InsufficientFreeAddressesInSubnet", 400, subnets={s1})
+    (iid,) = provider(aws["ec2"]).launch("web", policy(aws), 1, "web-full-subnet")
+    (inst,) = describe(aws["ec2"], [iid])
+    assert (inst["InstanceType"], inst["SubnetId"]) == ("m6i.xlarge", s2)
+
+
+def test_unfulfillable_spot_capacity_falls_back_to_on_demand(aws: dict[str, Any]) -> None:
+    refusing = Refusing(aws["ec2"], "UnfulfillableCapacity", 400, spot=True)
+    (iid,) = provider(aws["ec2"]).launch("web", policy(aws, spot=True), 1, "web-spot-none")
+    (inst,) = describe(aws["ec2"], [iid])
+    assert "InstanceLifecycle" not in inst  # on-demand
+    assert [m for _, _, m in refusing.sent] == ["spot", "on-demand"]
+
+
+@pytest.mark.parametrize("attempts", [1, 2])
+def test_max_attempts_counts_every_attempt(attempts: int) -> None:
+    # AUTOSCALER_AWS_MAX_ATTEMPTS is "botocore attempts per call": 1 means no retry
+    client = boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+        config=boto_config("standard", attempts, 1),
+    )
+    sent: list[str] = []
+    client.meta.events.register("before-send.ec2.DescribeInstances", lambda **_: sent.append("x"))
+    with pytest.raises(SourceError, match="EC2 unreachable"):
+        provider(client).list_instances()
+    assert len(sent) == attempts
+
+
+def test_a_warm_machine_without_capacity_to_start_is_given_up_at_once(
+    aws: dict[str, Any],
+) -> None:
+    # starting a stopped machine meets the same HTTP 500 InsufficientInstanceCapacity
+    pol = policy(aws, warm_pool=1)
+    warm = stopped_warm_machine(aws, pol, "web-warm-ice")
+    starts: list[str] = []
+
+    def refuse_start(request: Any, **_: Any) -> AWSResponse:
+        starts.append(request.url)
+        xml = (
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+            b"<Code>InsufficientInstanceCapacity</Code><Message>no room</Message></Error>"
+            b"</Errors><RequestID>6b8a4f7c-0000-4000-8000-000000000001</RequestID></Response>"
+        )
+        return AWSResponse(request.url, 500, {}, _Body(xml))
+
+    aws["ec2"].meta.events.register_first("before-send.ec2.StartInstances", refuse_start)
+    (iid,) = provider(aws["ec2"]).launch("web", pol, 1, "web-after-warm-ice")
+    assert iid != warm and len(starts) == 1

@@ -117,6 +117,7 @@ STUBS = {
 case "$1" in
   info) [ "${2:-}" = --format ] && cat "$STATE/swarm"; exit 0 ;;
   pull) echo "pull $*" >> "$STATE/calls"; exit 0 ;;
+  login) echo "docker $*" >> "$STATE/calls"; cat > "$STATE/login-password"; exit 0 ;;
   swarm) printf '%s\n' "$@" > "$STATE/join-args"; echo active > "$STATE/swarm"; exit 0 ;;
 esac
 exit 1
@@ -248,3 +249,25 @@ def test_the_aws_cli_is_installed_from_fresh_package_lists(tmp_path: Path) -> No
     apt = [c for c in machine.calls() if c.startswith("apt-get")]
     assert apt[0] == "apt-get update -y" and "awscli" in apt[-1]
     assert machine.joined_with()[:4] == ["swarm", "join", "--token", TOKEN]
+
+
+ECR = "123456789012.dkr.ecr.eu-central-1.amazonaws.com"
+
+
+def test_images_from_ecr_are_pulled_after_a_login_with_the_instance_role(tmp_path: Path) -> None:
+    # the worker role may pull from ECR, but Docker itself has no credentials for it: without
+    # a login every pull of a private image fails, and a warm machine keeps none
+    images = (f"{ECR}/shiny/app:1.4", f"{ECR}/shiny/api:2", "rocker/shiny:4")
+    machine = first_boot(
+        tmp_path, JoinSettings(**{**BASE.__dict__, "images": images, "warm": True})
+    )
+    calls = machine.calls()
+    logins = [i for i, c in enumerate(calls) if c.startswith("docker login ")]
+    assert [calls[i] for i in logins] == [f"docker login --username AWS --password-stdin {ECR}"]
+    assert "aws ecr get-login-password --region eu-central-1" in calls
+    pulls = [i for i, c in enumerate(calls) if c.startswith("pull ")]
+    assert len(pulls) == 3 and logins[0] < pulls[0]
+    # the password (here the stub's answer) went through stdin, and into no log
+    assert (machine.state / "login-password").read_text() == VALUE
+    assert TOKEN not in machine.log.read_text()
+    assert not [c for c in calls if c.startswith("aws ssm")]  # still no join token on a warm one

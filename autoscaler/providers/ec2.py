@@ -43,13 +43,16 @@ CAPACITY_ERRORS = frozenset(
         "InsufficientCapacity",
         "InsufficientReservedInstanceCapacity",
         "Unsupported",  # the type is not offered in this subnet's zone
+        "InsufficientFreeAddressesInSubnet",  # a full subnet: the next one may have room
     }
 )
 SPOT_ERRORS = CAPACITY_ERRORS | {
     "SpotMaxPriceTooLow",
     "MaxSpotInstanceCountExceeded",
     "InsufficientSpotCapacity",
+    "UnfulfillableCapacity",
 }
+LAUNCH_CALLS = ("RunInstances", "StartInstances")
 LISTED_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 
 
@@ -58,9 +61,11 @@ class OutOfCapacity(ProviderError):
 
 
 def boto_config(retry_mode: str = "standard", max_attempts: int = 5, timeout: float = 10) -> Config:
-    """botocore's own retries (standard or adaptive): bounded, with backoff and jitter."""
+    """botocore's own retries (standard or adaptive): bounded, with backoff and jitter.
+    ``max_attempts`` counts every attempt, the first included (botocore's own
+    ``max_attempts`` key would count the retries only: one attempt more than asked)."""
     return Config(
-        retries={"mode": retry_mode, "max_attempts": max_attempts},
+        retries={"mode": retry_mode, "total_max_attempts": max_attempts},
         connect_timeout=timeout,
         read_timeout=timeout,
     )
@@ -72,6 +77,23 @@ def _utcnow() -> datetime:
 
 def _code(exc: ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _capacity_is_final(response: Any = None, operation: Any = None, **_: Any) -> None:
+    """botocore's ``needs-retry`` hook for a launch call: a capacity error is raised at once.
+
+    EC2 answers InsufficientInstanceCapacity with HTTP 500, which botocore retries as a
+    transient error, with backoff, on every attempt it has, before the next instance type
+    or subnet is tried; each retry also spends botocore's retry quota, which then is not
+    there for throttling. Registered for the call itself, this runs before botocore's own
+    handler (registered for the service) and ends the call with the error EC2 gave.
+    """
+    if not response:
+        return
+    parsed = response[1]
+    code = parsed.get("Error", {}).get("Code") if isinstance(parsed, dict) else None
+    if code in SPOT_ERRORS:
+        raise ClientError(parsed, getattr(operation, "name", "RunInstances"))
 
 
 def _client_token(token: str, *parts: str) -> str:
@@ -92,6 +114,14 @@ class Ec2Provider:
     ) -> None:
         """``user_data(pool, policy, warm)`` renders the boot script (see autoscaler.userdata)."""
         self._ec2 = client
+        events = getattr(getattr(client, "meta", None), "events", None)
+        if events is not None:  # a boto3 client (the unique id: once per client)
+            for call in LAUNCH_CALLS:
+                events.register(
+                    f"needs-retry.ec2.{call}",
+                    _capacity_is_final,
+                    unique_id=f"autoscaler-capacity-is-final-{call}",
+                )
         self._cluster = cluster
         self._user_data = user_data
         self._clock = clock

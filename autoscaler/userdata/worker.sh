@@ -92,8 +92,30 @@ value = json.load(sys.stdin)[sys.argv[1]]
 print("\n".join(value) if isinstance(value, list) else value)' "$1"
 }
 
+ecr_login() {
+  # Docker has no credentials for a private ECR registry (the instance role may pull, but
+  # only through a login): one login per registry of the images, with the role's token.
+  # The password goes through a pipe, never an argument or a log.
+  local image registry region seen=" "
+  for image in $AUTOSCALER_IMAGES; do
+    registry=${image%%/*}
+    case "$registry" in *.dkr.ecr.*.amazonaws.com|*.dkr.ecr.*.amazonaws.com.cn) ;; *) continue ;; esac
+    case "$seen" in *" $registry "*) continue ;; esac
+    seen="$seen$registry "
+    install_aws_cli || { log "no AWS CLI: cannot log in to $registry"; return 0; }
+    region=${registry#*.dkr.ecr.}; region=${region%%.*}   # ACCOUNT.dkr.ecr.REGION.amazonaws.com
+    if aws ecr get-login-password --region "$region" |
+        docker login --username AWS --password-stdin "$registry" >/dev/null 2>&1; then
+      log "logged in to $registry"
+    else
+      log "could not log in to $registry"
+    fi
+  done
+}
+
 pull_images() {
   local image
+  ecr_login
   for image in $AUTOSCALER_IMAGES; do
     log "pulling $image"
     retry 3 docker pull --quiet "$image" >/dev/null || log "could not pull $image (joining anyway)"
