@@ -16,14 +16,16 @@ RUN python -m venv /venv \
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="shiny-swarm-autoscaler" \
       org.opencontainers.image.description="Autoscaler and monitoring sidecar for ShinyProxy on Docker Swarm"
-# uid 10001 owns the ledger folder. The Docker socket belongs to root and the host's docker
-# group, so stack.yml runs the container as 10001 with that group's id (DOCKER_GID) instead
-# of as root.
+# uid 10001 owns the ledger folder, and the folder of the role credentials that
+# stack.aws-role.yml hands to the autoscaler (a new volume takes its owner from here). The
+# Docker socket belongs to root and the host's docker group, so stack.yml runs the
+# container as 10001 with that group's id (DOCKER_GID) instead of as root.
 RUN useradd --system --uid 10001 --gid 0 --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin autoscaler \
- && mkdir -p /etc/autoscaler/rules /var/lib/autoscaler \
- && chown 10001:0 /var/lib/autoscaler \
- && chmod 0775 /var/lib/autoscaler
+ && mkdir -p /etc/autoscaler/rules /var/lib/autoscaler /var/lib/aws-role \
+ && chown 10001:0 /var/lib/autoscaler /var/lib/aws-role \
+ && chmod 0775 /var/lib/autoscaler \
+ && chmod 0700 /var/lib/aws-role
 COPY --from=build /venv /venv
 ENV PATH=/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \

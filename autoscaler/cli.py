@@ -91,6 +91,16 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--snapshot", type=Path, help="replay a saved snapshot instead of reading")
     plan.add_argument("--save-snapshot", type=Path, help="also write the snapshot read to FILE")
 
+    creds = sub.add_parser(
+        "aws-credentials",
+        help="keep the instance role's credentials written to a file for the sidecar "
+        "(a task on the host's network: stack.aws-role.yml)",
+    )
+    creds.add_argument("--out", type=Path, required=True, help="the file; its folder must exist")
+    creds.add_argument("--every", default="5m", help="time between writes (5m)")
+    creds.add_argument("--once", action="store_true", help="write once; exit 1 when that fails")
+    creds.set_defaults(handler=cmd_aws_credentials)
+
     try:
         from autoscaler.lab.cli import add_lab_parser
     except ImportError:  # the lab is optional in a minimal install
@@ -305,4 +315,36 @@ def cmd_run(args: argparse.Namespace) -> int:
     if ledger is not None:
         ledger.close()
     log.info("stopped")
+    return 0
+
+
+def cmd_aws_credentials(args: argparse.Namespace) -> int:
+    from datetime import timedelta
+
+    from autoscaler.durations import parse_duration
+    from autoscaler.providers.role_credentials import (
+        RoleCredentialsError,
+        fetch_from_instance_metadata,
+        keep_written,
+        write_atomically,
+    )
+
+    every = parse_duration(args.every)
+    if not timedelta(seconds=10) <= every <= timedelta(minutes=30):
+        # IMDS offers new credentials at least 5 minutes before the old ones expire
+        raise ValueError(f"--every {args.every}: give 10s to 30m")
+    if not args.out.parent.is_dir():
+        raise ValueError(f"--out {args.out}: folder {args.out.parent} does not exist")
+    if args.once:
+        try:
+            write_atomically(args.out, fetch_from_instance_metadata())
+        except RoleCredentialsError as e:
+            print(f"autoscaler aws-credentials: {e}", file=sys.stderr)
+            return 1
+        return 0
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda signum, frame: stop.set())
+    log.info("writing role credentials to %s every %s", args.out, args.every)
+    keep_written(args.out, every, stop)
     return 0

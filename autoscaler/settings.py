@@ -139,6 +139,9 @@ class Settings(BaseSettings):
     aws_retry_mode: Literal["standard", "adaptive"] = "standard"
     """botocore's retry mode; adaptive also rate-limits the client when throttled."""
     aws_max_attempts: int = Field(default=5, ge=1, le=20)
+    aws_credentials_file: Path | None = None
+    """Role credentials that `autoscaler aws-credentials` keeps written (stack.aws-role.yml);
+    unset: botocore's own chain (environment, shared files, instance metadata)."""
     ssm_kms_key_id: str | None = None
     """KMS key of the join-token SecureString; unset: the account's aws/ssm key."""
     lab_root: Path | None = None

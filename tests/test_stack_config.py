@@ -24,6 +24,7 @@ from tests.realparts import missing_real_part
 ROOT = Path(__file__).resolve().parents[1]
 STACK = ROOT / "stack.yml"
 AWS_KEYS = ROOT / "stack.aws-keys.yml"
+AWS_ROLE = ROOT / "stack.aws-role.yml"
 DEPLOY_DOC = ROOT / "docs" / "deploy.md"
 PROMETHEUS_CONFIG = ROOT / "alerting" / "prometheus.yml"
 SHINYPROXY_CONFIG = ROOT / "shinyproxy" / "application.yml"
@@ -185,6 +186,41 @@ def test_the_aws_keys_file_adds_a_secret_without_dropping_the_others(tmp_path: P
     env = autoscaler["environment"]
     assert env["AWS_SHARED_CREDENTIALS_FILE"] == "/run/secrets/aws_credentials"
     assert env["AUTOSCALER_PROMETHEUS_URL"] == "http://prometheus:9090"
+
+
+def test_the_aws_role_file_hands_the_role_to_the_autoscaler_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer runs on the host's network (zero hops from the metadata service) beside
+    the autoscaler, which alone mounts the volume, read-only, and is told the file."""
+    res = docker_stack_config(tmp_path, required_env(), STACK, AWS_ROLE)
+    assert res.returncode == 0, res.stderr
+    services = yaml.safe_load(res.stdout)["services"]
+    writer, autoscaler = services["aws-credentials"], services["autoscaler"]
+    assert set(writer["networks"]) == {"hostnet"}
+    assert yaml.safe_load(res.stdout)["networks"]["hostnet"]["name"] == "host"
+    out = writer["command"][writer["command"].index("--out") + 1]
+    assert writer["image"] == autoscaler["image"]
+    placement = writer["deploy"]["placement"]["constraints"]
+    assert placement == autoscaler["deploy"]["placement"]["constraints"]
+    env = autoscaler["environment"]
+    assert env["AUTOSCALER_AWS_CREDENTIALS_FILE"] == out
+    assert env["AUTOSCALER_PROMETHEUS_URL"] == "http://prometheus:9090"  # merged, not replaced
+    mounts = {v["source"]: v for v in autoscaler["volumes"] if v["type"] == "volume"}
+    assert mounts["aws-role"]["target"] == str(Path(out).parent)
+    assert mounts["aws-role"].get("read_only") is True
+    assert "autoscaler-ledger" in mounts
+    others = [
+        name
+        for name, svc in services.items()
+        if name not in ("aws-credentials", "autoscaler")
+        and any(v.get("source") == "aws-role" for v in svc.get("volumes", []))
+    ]
+    assert others == []
+    monkeypatch.setenv("AUTOSCALER_AWS_CREDENTIALS_FILE", out)
+    from autoscaler.settings import load_settings
+
+    assert load_settings().aws_credentials_file == Path(out)
 
 
 # ---------------------------------------------------------------- what each service needs

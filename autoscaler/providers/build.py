@@ -16,7 +16,6 @@ log = logging.getLogger(__name__)
 
 def aws_client(settings: Settings, service: str) -> Any:
     """A boto3 client; the SDK's DEBUG logging (request bodies: the join token) stays off."""
-    import boto3
 
     from autoscaler.logsetup import quiet_aws_sdk
     from autoscaler.providers.ec2 import boto_config
@@ -24,12 +23,26 @@ def aws_client(settings: Settings, service: str) -> Any:
     quiet_aws_sdk()
 
     timeout = max(5.0, settings.source_timeout.total_seconds())
-    return boto3.client(
+    return aws_session(settings).client(
         service,
         region_name=settings.aws_region,
         endpoint_url=settings.aws_endpoint_url,
         config=boto_config(settings.aws_retry_mode, settings.aws_max_attempts, timeout),
     )
+
+
+def aws_session(settings: Settings) -> Any:
+    """A boto3 session; with ``aws_credentials_file``, that file comes first in the chain."""
+    import boto3
+    import botocore.session
+
+    core = botocore.session.get_session()
+    if settings.aws_credentials_file is not None:
+        from autoscaler.providers.role_credentials import RoleFileProvider
+
+        resolver = core.get_component("credential_provider")
+        resolver.insert_before("env", RoleFileProvider(settings.aws_credentials_file))
+    return boto3.session.Session(botocore_session=core)
 
 
 def build_providers(settings: Settings) -> dict[str, NodeProvider]:

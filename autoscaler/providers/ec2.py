@@ -27,6 +27,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from autoscaler.decide.pools import labels as L
+from autoscaler.providers.aws_errors import unreachable
 from autoscaler.providers.base import ProviderError
 from autoscaler.rules.pools import Ec2Pool, PoolPolicy
 from autoscaler.snapshot import Instance
@@ -141,7 +142,7 @@ class Ec2Provider:
         except ClientError as exc:
             raise SourceError(SOURCE, f"describe_instances refused: {_code(exc)}") from exc
         except BotoCoreError as exc:
-            raise SourceError(SOURCE, f"EC2 unreachable: {type(exc).__name__}") from exc
+            raise SourceError(SOURCE, unreachable(exc, "EC2")) from exc
         found = (_instance(r) for r in raw)
         return tuple(sorted((i for i in found if i is not None), key=_by_id))
 
@@ -232,7 +233,7 @@ class Ec2Provider:
                         continue
                     except BotoCoreError as exc:
                         raise ProviderError(
-                            f"EC2 unreachable: {type(exc).__name__}{_before(launched)}"
+                            f"{unreachable(exc, 'EC2')}{_before(launched)}"
                         ) from exc
                     ids = [i["InstanceId"] for i in answer.get("Instances", [])]
                     log.info("launched %s %s %s in %s: %s", pool, itype, market, subnet, ids)
@@ -343,7 +344,7 @@ class Ec2Provider:
                 return f"{instance_id} already gone"
             raise ProviderError(f"describe_instances refused ({_code(exc)})") from exc
         except BotoCoreError as exc:
-            raise ProviderError(f"EC2 unreachable: {type(exc).__name__}") from exc
+            raise ProviderError(unreachable(exc, "EC2")) from exc
         found = [i for r in answer["Reservations"] for i in r["Instances"]]
         if not found:
             return f"{instance_id} already gone"
@@ -418,4 +419,6 @@ def _text(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
         return f"{err.get('Code', '')}: {err.get('Message', '')}"
+    if isinstance(exc, BotoCoreError):
+        return unreachable(exc, "EC2")
     return type(exc).__name__

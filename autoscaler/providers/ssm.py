@@ -17,6 +17,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from autoscaler.providers.aws_errors import unreachable
 from autoscaler.providers.base import ProviderError
 
 log = logging.getLogger(__name__)
@@ -92,4 +93,6 @@ def _digest(value: str) -> str:
 def _code(exc: BaseException) -> str:
     if isinstance(exc, ClientError):
         return str(exc.response.get("Error", {}).get("Code", "error"))
+    if isinstance(exc, BotoCoreError):
+        return unreachable(exc, "SSM")
     return type(exc).__name__
