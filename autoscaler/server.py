@@ -32,6 +32,11 @@ MAX_CONNECTIONS = 64
 """Connections served at once; more are closed at once rather than each holding a thread."""
 
 
+UNAUTHORISED = {"error": "missing or wrong bearer token"}
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="autoscaler"'}
+"""Sent with every 401: RFC 9110 (15.5.2) requires it, RFC 6750 (3) gives its form."""
+
+
 class AlertsApi(Protocol):
     def list_alerts(self) -> list[dict[str, Any]]: ...
     def list_silences(self) -> list[dict[str, Any]]: ...
@@ -73,8 +78,24 @@ def validate_alertmanager_payload(body: bytes) -> tuple[dict[str, Any] | None, s
 
 
 def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
+    def allowed(path: str) -> tuple[str, ...]:
+        """The methods ``path`` answers; none for a path that is not here."""
+        if path in ("/metrics", "/healthz", "/plan"):
+            return ("GET", "HEAD")
+        if path == "/webhook/alertmanager":
+            return ("POST",)
+        if hooks.alerts is not None:
+            if path == "/api/alerts":
+                return ("GET", "HEAD")
+            if path == "/api/silences":
+                return ("GET", "HEAD", "POST")
+            if path.startswith("/api/silences/"):
+                return ("DELETE",)
+        return ()
+
     class Handler(BaseHTTPRequestHandler):
         server_version = "autoscaler"
+        _answered = False  # whether this request's answer has begun
         timeout = READ_TIMEOUT  # a client that stalls must not hold a thread forever
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -95,52 +116,86 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
             with contextlib.suppress(OSError):  # already closed
                 self.connection.shutdown(socket.SHUT_RDWR)  # wakes the blocked read or write
 
-        def _send(self, code: int, body: bytes, ctype: str = "application/json") -> None:
+        def _send(
+            self,
+            code: int,
+            body: bytes,
+            ctype: str = "application/json",
+            headers: dict[str, str] | None = None,
+        ) -> None:
+            self._answered = True
             self.send_response(code)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def do_HEAD(self) -> None:
-            self.do_GET()
+        def _json(self, code: int, obj: Any, headers: dict[str, str] | None = None) -> None:
+            self._send(code, json.dumps(obj).encode(), headers=headers)
 
-        def _not_allowed(self) -> None:
-            self._json(405, {"error": f"method {self.command} not allowed"})
+        def _unauthorised(self) -> None:
+            self._json(401, UNAUTHORISED, CHALLENGE)
 
-        do_PUT = do_PATCH = do_OPTIONS = _not_allowed
-
-        def _json(self, code: int, obj: Any) -> None:
-            self._send(code, json.dumps(obj).encode())
-
-        def do_GET(self) -> None:
+        def _serve(self) -> None:
+            self._answered = False
             path = self.path.split("?", 1)[0]
+            methods = allowed(path)
+            if not methods:
+                self._json(404, {"error": "not found"})
+            elif self.command not in methods:
+                # RFC 9110 15.5.6: a 405 lists the methods the resource takes
+                error = {"error": f"method {self.command} not allowed"}
+                self._json(405, error, {"Allow": ", ".join(methods)})
+            else:
+                try:
+                    self._route(path)
+                except (ConnectionError, TimeoutError):
+                    raise  # the client's connection failed: handle_error logs it quietly
+                except Exception:
+                    if self._answered:
+                        raise
+                    # A failure of the sidecar (a full disk under the silences, a bug) must
+                    # be an answer and a logged traceback, not a dropped connection.
+                    log.exception("http: %s %r failed", self.command, path)
+                    if path == "/webhook/alertmanager":
+                        hooks.metrics.webhook_requests.labels("500").inc()
+                    self.close_connection = True  # a request body may be left unread
+                    self._json(500, {"error": "internal error; the sidecar's log has details"})
+
+        do_GET = do_HEAD = do_POST = do_DELETE = do_PUT = do_PATCH = do_OPTIONS = _serve
+
+        def _route(self, path: str) -> None:
             if path == "/metrics":
                 self._send(200, generate_latest(hooks.metrics.registry), CONTENT_TYPE_LATEST)
             elif path == "/healthz":
                 ok, detail = hooks.healthy()
                 self._json(200 if ok else 503, {"status": "ok" if ok else "failing", **detail})
-            elif path in ("/api/alerts", "/api/silences") and hooks.alerts is not None:
-                if path == "/api/alerts":
-                    self._json(200, {"alerts": hooks.alerts.list_alerts()})
-                else:
-                    self._json(200, {"silences": hooks.alerts.list_silences()})
             elif path == "/plan":
                 plan = hooks.last_plan()
                 if plan is None:
                     self._json(404, {"error": "no pass has made a plan yet"})
                 else:
                     self._json(200, plan)
+            elif path == "/webhook/alertmanager":
+                code, msg = self._webhook()
+                hooks.metrics.webhook_requests.labels(str(code)).inc()
+                self._json(code, msg, CHALLENGE if code == 401 else None)
             else:
-                self._json(404, {"error": "not found"})
+                self._alerts_api(path)
 
-        def do_DELETE(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if hooks.alerts is None or not path.startswith("/api/silences/"):
-                self._json(404, {"error": "not found"})
+        def _alerts_api(self, path: str) -> None:
+            assert hooks.alerts is not None  # allowed() routes nothing here without it
+            if path == "/api/alerts":
+                self._json(200, {"alerts": hooks.alerts.list_alerts()})
+            elif self.command in ("GET", "HEAD"):
+                self._json(200, {"silences": hooks.alerts.list_silences()})
             elif not self._api_authorised():
-                self._json(401, {"error": "missing or wrong bearer token"})
+                self._unauthorised()
+            elif self.command == "POST":
+                self._silence()
             elif hooks.alerts.expire_silence(path.removeprefix("/api/silences/")):
                 self._json(200, {"status": "expired"})
             else:
@@ -148,9 +203,6 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
 
         def _silence(self) -> None:
             assert hooks.alerts is not None
-            if not self._api_authorised():
-                self._json(401, {"error": "missing or wrong bearer token"})
-                return
             length = _length(self.headers.get("Content-Length")) or 0
             if length <= 0 or length > hooks.webhook_max_bytes:
                 self.close_connection = True
@@ -173,21 +225,9 @@ def make_handler(hooks: ServerHooks) -> type[BaseHTTPRequestHandler]:
             # An empty token (an empty secret file) must lock the API, not open it.
             return hooks.api_token != "" and _bearer(self.headers, hooks.api_token)
 
-        def do_POST(self) -> None:
-            path = self.path.split("?", 1)[0]
-            if path == "/api/silences" and hooks.alerts is not None:
-                self._silence()
-                return
-            if path != "/webhook/alertmanager":
-                self._json(404, {"error": "not found"})
-                return
-            code, msg = self._webhook()
-            hooks.metrics.webhook_requests.labels(str(code)).inc()
-            self._json(code, msg)
-
         def _webhook(self) -> tuple[int, dict[str, Any]]:
             if not self._authorised():
-                return 401, {"error": "missing or wrong bearer token"}
+                return 401, UNAUTHORISED
             length = _length(self.headers.get("Content-Length"))
             if length is None:
                 return 400, {"error": "Content-Length required"}

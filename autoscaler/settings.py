@@ -32,6 +32,11 @@ SECRET_FILES = (
     "influxdb_password_file",
 )
 
+BEARER_TOKEN_FILES = ("api_token_file", "webhook_token_file")
+"""Secret files holding a bearer token: printable ASCII only (RFC 6750's token is ASCII).
+Alertmanager and curl send a token's UTF-8 bytes as they are, which the server reads as
+Latin-1 (RFC 9110): a token with any other character could never match."""
+
 
 def env_name(field: str) -> str:
     """The environment variable of a Settings field."""
@@ -171,10 +176,14 @@ def load_settings(
         raise SettingsError([_problem(err, names) for err in e.errors()]) from None
     problems = []
     for field in SECRET_FILES:
+        name = names.get(field, env_name(field))
         try:
-            read_secret(getattr(settings, field), names.get(field, env_name(field)))
+            text = read_secret(getattr(settings, field), name)
         except RuntimeError as e:
             problems.append(str(e))
+            continue
+        if field in BEARER_TOKEN_FILES and text and not (text.isascii() and text.isprintable()):
+            problems.append(f"{name}: the token in the file it names must be printable ASCII")
     if problems:
         raise SettingsError(problems)
     return settings

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -96,6 +97,26 @@ def test_silence_list_and_unsilence_from_the_cli(
     assert code == 2 and "no such active silence" in err
     # Persisted: a restart sees the expired silence.
     assert Alerting(state_dir=alerting.silences.path.parent).list_silences()[0]["id"] == silence_id  # type: ignore[union-attr]
+
+
+def test_a_silence_that_cannot_be_saved_is_a_500_the_cli_reports(
+    sidecar: tuple[str, Alerting, Path, Clock],
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A state folder that cannot be written (here: a file in its place) is an answer and an
+    error in the sidecar's log, not a dropped connection the CLI takes for an unreachable
+    sidecar while the sidecar logs nothing above DEBUG."""
+    url, alerting, token, _ = sidecar
+    assert alerting.silences.path is not None
+    state = alerting.silences.path.parent
+    shutil.rmtree(state)
+    state.write_text("")
+    argv = ["--url", url, "--token-file", str(token), "--author", "jo", "--comment", "c"]
+    with caplog.at_level("ERROR", "autoscaler.server"):
+        code, _, err = cli(capsys, "silence", *argv, "alertname=X")
+    assert code == 2 and "POST /api/silences: HTTP 500" in err
+    assert "POST '/api/silences' failed" in caplog.text and "FileExistsError" in caplog.text
 
 
 GOOD = {"matchers": ["alertname=X"], "duration_seconds": 3600, "created_by": "jo", "comment": "c"}

@@ -212,3 +212,54 @@ def test_connections_over_the_limit_are_closed_at_once(monkeypatch: pytest.Monke
                 time.sleep(0.1)
         else:
             raise AssertionError("no slot came back after the idle connections closed")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/webhook/alertmanager", "POST"),  # someone trying the webhook by hand
+        ("HEAD", "/webhook/alertmanager", "POST"),
+        ("POST", "/healthz", "GET, HEAD"),
+        ("DELETE", "/plan", "GET, HEAD"),
+        ("PUT", "/metrics", "GET, HEAD"),
+    ],
+)
+def test_a_known_path_with_the_wrong_method_is_405_naming_the_right_ones(
+    server: Any, method: str, path: str, allow: str
+) -> None:
+    """RFC 9110 15.5.6: 405 (not 404: the path exists) with an Allow header."""
+    url, triggers, _ = server
+    r = requests.request(method, url + path, timeout=5)
+    assert (r.status_code, r.headers.get("Allow")) == (405, allow)
+    assert triggers == []
+
+
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE"])
+def test_an_unknown_path_is_404_whatever_the_method(server: Any, method: str) -> None:
+    url, _, _ = server
+    r = requests.request(method, url + "/nope", timeout=5)
+    assert r.status_code == 404 and "Allow" not in r.headers
+
+
+@pytest.mark.parametrize("token", [None, "wrong"])
+def test_a_401_names_the_bearer_scheme(server: Any, token: str | None) -> None:
+    """RFC 9110 15.5.2: a 401 carries WWW-Authenticate (RFC 6750 3 gives the Bearer form)."""
+    url, _, _ = server
+    r = post(url, json.dumps(ALERT).encode(), token=token)
+    assert r.status_code == 401
+    assert r.headers.get("WWW-Authenticate") == 'Bearer realm="autoscaler"'
+
+
+def test_a_hook_that_fails_is_a_500_and_a_logged_error(caplog: pytest.LogCaptureFixture) -> None:
+    """Not a connection dropped without an answer, and the server goes on serving."""
+
+    def last_plan() -> dict[str, Any]:
+        raise ValueError("a plan that cannot be rendered")
+
+    with serving(last_plan=last_plan) as srv, caplog.at_level("ERROR", "autoscaler.server"):
+        url = f"http://127.0.0.1:{srv.port}"
+        r = requests.get(url + "/plan", timeout=5)
+        assert r.status_code == 500 and "log" in r.json()["error"]
+        assert "cannot be rendered" not in r.text  # details go to the log, not the client
+        assert "GET '/plan' failed" in caplog.text and "cannot be rendered" in caplog.text
+        assert requests.get(url + "/healthz", timeout=5).status_code == 200
