@@ -117,6 +117,7 @@ def test_a_silence_that_cannot_be_saved_is_a_500_the_cli_reports(
         code, _, err = cli(capsys, "silence", *argv, "alertname=X")
     assert code == 2 and "POST /api/silences: HTTP 500" in err
     assert "POST '/api/silences' failed" in caplog.text and "FileExistsError" in caplog.text
+    assert alerting.silences.all() == []  # a 500 changed nothing: a retry makes no second one
 
 
 GOOD = {"matchers": ["alertname=X"], "duration_seconds": 3600, "created_by": "jo", "comment": "c"}

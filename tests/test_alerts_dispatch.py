@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -243,6 +244,23 @@ def test_silence_mutes_until_expired(tmp_path: Path) -> None:
     assert Silences(tmp_path / "silences.json").all()[0].ends_at == T0 + M  # persisted
     d.tick(T0 + 30 * S + 5 * M)
     assert r.names()[-1] == [("A", "firing")]
+
+
+def test_a_silence_change_that_cannot_be_saved_is_not_in_force(tmp_path: Path) -> None:
+    """The caller is told the change failed: it must not take effect all the same until
+    the next restart (a silence the user believes was never made, or never ended)."""
+    path = tmp_path / "state" / "silences.json"
+    path.parent.mkdir()
+    silences = Silences(path)
+    kept = silences.add(['alertname="A"'], T0, T0 + 60 * M, "jo", "maintenance")
+    shutil.rmtree(path.parent)
+    path.parent.write_text("")  # a file where the folder was: nothing can be saved there
+    with pytest.raises(OSError):
+        silences.add(['alertname="B"'], T0, T0 + 60 * M, "jo", "more")
+    with pytest.raises(OSError):
+        silences.expire(kept.id, T0 + M)
+    assert [(s.id, s.ends_at) for s in silences.all()] == [(kept.id, T0 + 60 * M)]
+    assert silences.muting({"alertname": "A"}, T0 + 2 * M) == [kept.id]
 
 
 def test_a_saved_silence_a_newer_check_refuses_is_skipped_alone(

@@ -103,8 +103,7 @@ class Silences:
             raise ValueError("a silence needs an author (created_by) and a comment")
         s = Silence(uuid.uuid4().hex[:12], tuple(matchers), starts_at, ends_at, created_by, comment)
         with self._lock:
-            self._items[s.id] = s
-            self._save()
+            self._commit({**self._items, s.id: s})
         return s
 
     def expire(self, silence_id: str, now: datetime) -> bool:
@@ -113,8 +112,8 @@ class Silences:
             if s is None or s.state(now) == "expired":
                 return False
             start = min(s.starts_at, now)
-            self._items[silence_id] = Silence(s.id, s.matchers, start, now, s.created_by, s.comment)
-            self._save()
+            ended = Silence(s.id, s.matchers, start, now, s.created_by, s.comment)
+            self._commit({**self._items, silence_id: ended})
             return True
 
     def all(self) -> list[Silence]:
@@ -124,13 +123,15 @@ class Silences:
     def muting(self, labels: Mapping[str, str], now: datetime) -> list[str]:
         return [s.id for s in self.all() if s.mutes(labels, now)]
 
-    def _save(self) -> None:
-        if self.path is None:
-            return
-        rows = [s.to_json(s.starts_at) for s in self._items.values()]
-        for r in rows:
-            r.pop("state")
-        write_atomic(self.path, json.dumps(rows, indent=1))
+    def _commit(self, items: dict[str, Silence]) -> None:
+        """Saved first, then in force: a change that cannot be saved (a full disk) raises
+        and changes nothing, so the error the caller gets is the whole truth."""
+        if self.path is not None:
+            rows = [s.to_json(s.starts_at) for s in items.values()]
+            for r in rows:
+                r.pop("state")
+            write_atomic(self.path, json.dumps(rows, indent=1))
+        self._items = items
 
 
 def _silence(d: Any) -> Silence:
