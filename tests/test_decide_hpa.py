@@ -218,6 +218,43 @@ def test_percent_rounding_follows_upstream() -> None:
     assert hpa.calculate_scale_down_limit_with_behaviors(3, [], [], down, NOW).replicas == 1
 
 
+@pytest.mark.parametrize(
+    ("start", "percent", "expected"),
+    [
+        (50, 10, 55),  # float64: ceil(50 * 1.1) = ceil(55.00000000000001) = 56
+        (25, 12, 28),  # float64: ceil(28.000000000000004) = 29
+        (10, 100, 20),
+    ],
+)
+def test_percent_scale_up_is_exact(start: int, percent: int, expected: int) -> None:
+    r = rules(0, 0, percent, 60)
+    limit = hpa.calculate_scale_up_limit_with_scaling_rules(start, [], [], r, NOW)
+    assert limit.replicas == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "percent", "expected"),
+    [
+        (5, 80, 1),  # float64: int(5 * 0.19999999999999996) = 0, removing all five
+        (10, 90, 1),  # float64: int(0.9999999999999998) = 0
+        (10, 80, 2),
+        (3, 50, 1),
+    ],
+)
+def test_percent_scale_down_is_exact(start: int, percent: int, expected: int) -> None:
+    r = rules(0, 0, percent, 60)
+    limit = hpa.calculate_scale_down_limit_with_behaviors(start, [], [], r, NOW)
+    assert limit.replicas == expected
+
+
+def test_percent_scale_down_limit_holds_with_min_zero() -> None:
+    down = rules(0, 0, 80, 60, 300)
+    got = hpa.convert_desired_replicas_with_behavior_rate(
+        5, 0, 0, 10, [], Behavior().up(), down, NOW
+    )
+    assert (got.replicas, got.condition) == (1, "ScaleDownLimit")
+
+
 def test_limit_names_the_policy_that_set_it() -> None:
     r = rules(4, 15, 100, 15)
     limit = hpa.calculate_scale_up_limit_with_scaling_rules(2, [], [], r, NOW)

@@ -329,3 +329,20 @@ def test_a_signal_defined_in_two_files_is_listed_once_among_the_defined(tmp_path
     shown = [str(p) for p in load_rules(tmp_path).problems]
     unknown = [s for s in shown if "unknown signal 'rsp'" in s]
     assert len(unknown) == 1 and unknown[0].endswith("(defined: rps)"), shown
+
+
+@pytest.mark.parametrize("select", ["max", "min"])
+def test_an_empty_list_of_rate_policies_is_a_problem(tmp_path: Path, select: str) -> None:
+    """Under max it would freeze the direction, under min lift every limit: HPA refuses it."""
+    rules = tmp_path / "r.yml"
+    rules.write_text(
+        "signals:\n  rps:\n    prometheus: {query: up}\n"
+        "services:\n  api:\n    max: 5\n    target_tracking: [{signal: rps, value: 1}]\n"
+        f"    behavior:\n      scale_up:\n        select_policy: {select}\n"
+        "        policies: []\n"  # 11
+    )
+    result = load_rules(rules)
+    assert result.policies is None
+    (problem,) = result.problems
+    assert (problem.line, problem.field) == (11, "services.api.behavior.scale_up.policies")
+    assert "list at least one rate policy" in problem.message

@@ -3,7 +3,8 @@
 A port of ``pkg/controller/podautoscaler`` (``replica_calculator.go`` and
 ``horizontal.go``): function names follow upstream's so the two read side by side,
 and the rounding, the strict/inclusive time comparisons and the int32 limits are
-kept as they are there. Time is always passed in (``now``); nothing here reads a clock.
+kept as they are there; percent rate policies alone are computed exactly, not in
+float64. Time is always passed in (``now``); nothing here reads a clock.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import Literal
 
 from autoscaler.decide.plan_types import Recommendation, ScaleEvent
@@ -172,8 +174,9 @@ def calculate_scale_up_limit_with_scaling_rules(
         if policy.type == "replicas":
             proposed = start + policy.value
         else:
-            # rounded up, or a small percentage of a small count would never add a replica
-            proposed = math.ceil(start * (1 + policy.value / 100))
+            # rounded up, or a small percentage of a small count would never add a replica;
+            # exact, where upstream's float64 lets 50 + 10% come to ceil(55.00000000000001)
+            proposed = math.ceil(Fraction(start * (100 + policy.value), 100))
         if (proposed < result.replicas) if pick_min else (proposed > result.replicas):
             result = Limit(proposed, policy, start)
     return result
@@ -196,7 +199,8 @@ def calculate_scale_down_limit_with_behaviors(
         if policy.type == "replicas":
             proposed = start - policy.value
         else:
-            proposed = int(start * (1 - policy.value / 100))
+            # truncated as upstream's int32(), but exact: its float64 takes 5 - 80% to 0, not 1
+            proposed = math.trunc(Fraction(start * (100 - policy.value), 100))
         better = proposed > result.replicas if pick_min_change else proposed < result.replicas
         if better:
             result = Limit(proposed, policy, start)

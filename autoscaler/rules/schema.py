@@ -192,6 +192,18 @@ class ScalingRules(Written):
     select_policy: Literal["max", "min", "disabled"] = "max"
     policies: tuple[RatePolicy, ...] | None = None
 
+    @field_validator("policies")
+    @classmethod
+    def _not_empty(cls, v: tuple[RatePolicy, ...] | None) -> tuple[RatePolicy, ...] | None:
+        # as HPA's validation: an empty list would freeze the direction under select_policy
+        # max and lift every limit under min, neither of which it says
+        if v is not None and not v:
+            raise ValueError(
+                "list at least one rate policy: leave 'policies' out for the defaults, "
+                "or set select_policy: disabled to forbid this direction"
+            )
+        return v
+
 
 SCALE_UP_DEFAULT = ScalingRules(
     stabilization_window=timedelta(0),
