@@ -21,7 +21,15 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from autoscaler.actuate.base import ActionResult, Actuator
 from autoscaler.decide import plan as make_plan
-from autoscaler.decide.plan_types import Action, Memory, Plan, RemoveNode, TerminateInstance
+from autoscaler.decide.memory import forget_undone
+from autoscaler.decide.plan_types import (
+    Action,
+    Memory,
+    Plan,
+    RemoveNode,
+    ScaleService,
+    TerminateInstance,
+)
 from autoscaler.ledger import Ledger
 from autoscaler.metrics import SidecarMetrics
 from autoscaler.rules.reload import RulesStore
@@ -127,6 +135,13 @@ class Reconciler:
         self.memory = plan.memory
         self.metrics.observe_plan(plan, {n: p.service or n for n, p in policies.services.items()})
         results = self._execute_all(plan.actions)
+        undone = [
+            r.action
+            for r in results
+            if isinstance(r.action, ScaleService) and not (r.ok and not r.dry_run)
+        ]
+        if undone:
+            self.memory = forget_undone(self.memory, plan.at, undone)
         self.metrics.observe_results(results)
         ledger_error = None
         if self.ledger is not None:

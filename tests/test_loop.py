@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from autoscaler.actuate.base import ActionResult
+from autoscaler.actuate.dryrun import DryRunActuator
 from autoscaler.decide.plan_types import Action, RemoveNode, ScaleService, TerminateInstance
 from autoscaler.ledger import Ledger
 from autoscaler.loop import PassResult, Reconciler, Runner, backoff_delay
@@ -194,6 +195,49 @@ def test_memory_carries_stabilisation_between_passes(tmp_path: Path) -> None:
     clock.now = T0 + timedelta(minutes=6)
     rec.run_pass()
     assert [a.desired for a in act.calls] == [1]
+
+
+RATE_LIMITED = (
+    RULES
+    + """
+    behavior:
+      scale_up:
+        policies: [{type: replicas, value: 2, period: 1m}]
+"""
+)
+
+
+@pytest.mark.parametrize("outcome", ["failed", "dry run"])
+def test_a_scale_that_did_not_happen_does_not_count_against_the_rate_limit(
+    tmp_path: Path, outcome: str
+) -> None:
+    """HPA records a scale event only once the update succeeded. Counted anyway, a failed
+    scale-up (2 -> 4, at most 2 a minute) would hold the retry back for the minute, and a
+    dry run would plan limits the live sidecar would never hit."""
+    rec, swarm, prom, _act, clock = setup(tmp_path, fail=outcome == "failed")
+    (tmp_path / "rules" / "a.yml").write_text(RATE_LIMITED)
+    if outcome == "dry run":
+        rec.actuator = DryRunActuator()
+    prom.value = 40.0  # 4 replicas wanted
+    first = rec.run_pass()
+    assert first.plan is not None and [a.desired for a in first.plan.actions] == [4]
+    clock.now = T0 + timedelta(seconds=15)
+    second = rec.run_pass()
+    assert swarm.replicas == 2  # nothing changed
+    assert second.plan is not None and [a.desired for a in second.plan.actions] == [4], (
+        second.plan.decisions[0].reasons
+    )
+
+
+def test_a_scale_that_happened_counts_against_the_rate_limit(tmp_path: Path) -> None:
+    rec, swarm, prom, act, clock = setup(tmp_path)
+    (tmp_path / "rules" / "a.yml").write_text(RATE_LIMITED)
+    prom.value = 80.0  # 8 wanted, at most 2 more a minute
+    rec.run_pass()
+    clock.now = T0 + timedelta(seconds=15)
+    r = rec.run_pass()
+    assert [a.desired for a in act.calls] == [4] and swarm.replicas == 4
+    assert r.plan is not None and r.plan.actions == ()
 
 
 def test_healthy_window(tmp_path: Path) -> None:

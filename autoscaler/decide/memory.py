@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
-from autoscaler.decide.plan_types import Recommendation, ScaleEvent, ServiceMemory
+from autoscaler.decide.plan_types import (
+    Memory,
+    Recommendation,
+    ScaleEvent,
+    ScaleService,
+    ServiceMemory,
+)
 from autoscaler.rules.schema import Behavior, ScalingRules
 
 
@@ -24,6 +31,25 @@ def record_scale(mem: ServiceMemory, now: datetime, current: int, desired: int) 
         return mem
     event = ScaleEvent(at=now, change=desired - current)
     return mem.model_copy(update={"events": (*mem.events, event)})
+
+
+def forget_undone(memory: Memory, at: datetime, undone: Iterable[ScaleService]) -> Memory:
+    """``memory`` without the scale events of ``undone``: scales planned at ``at`` that
+    failed, were skipped or were only planned (a dry run). As HPA records an event only
+    once the update succeeded: a rate period must not count a change that never happened,
+    or a failed scale-up would hold the retry back for a whole period, and a dry run would
+    show limits the live sidecar would not hit."""
+    services = dict(memory.services)
+    for action in undone:
+        mem = services.get(action.service)
+        if mem is None:
+            continue
+        event = ScaleEvent(at=at, change=action.desired - action.current)
+        if event in mem.events:
+            events = list(mem.events)
+            events.remove(event)
+            services[action.service] = mem.model_copy(update={"events": tuple(events)})
+    return memory.model_copy(update={"services": services})
 
 
 def window(rules: ScalingRules) -> timedelta:
