@@ -23,7 +23,7 @@ import pytest
 import requests
 import yaml
 
-from tests.test_alert_rules import allowed_metric_names, promql_metric_names
+from tests.test_alert_rules import allowed_metric_names, promql_metric_names, promtool
 
 ROOT = Path(__file__).resolve().parents[1]
 DASHBOARDS = sorted((ROOT / "grafana" / "dashboards").glob("*.json"))
@@ -446,3 +446,49 @@ def test_shinyproxy_usage_panels_show_a_shinyproxy_32_replica(prometheus: Any) -
                 break
             time.sleep(0.5)
     assert empty == []
+
+
+# ---------------------------------------------------------------- single panels, by promtool
+
+
+def _panel_expr(dashboard: str, title: str) -> str:
+    doc = _load(ROOT / "grafana" / "dashboards" / dashboard)
+    (expr,) = [
+        t["expr"] for p in _panels(doc) if p.get("title") == title for t in p.get("targets", [])
+    ]
+    return str(expr)
+
+
+def test_certificate_panel_shows_the_renewed_certificate(tmp_path: Path) -> None:
+    # After a renewal Traefik reports both certificates of a name (another serial) until it
+    # restarts: the panel must show the new one's expiry, not the one it replaced.
+    day = 86400
+    expr = _panel_expr("traefik.json", "Certificates: time to expiry")
+    series = [
+        ('traefik_tls_certs_not_after{cn="shiny.example.org", serial="1"}', 10 * day),
+        ('traefik_tls_certs_not_after{cn="shiny.example.org", serial="2"}', 90 * day),
+        ('traefik_tls_certs_not_after{cn="old.example.org", serial="3"}', 5 * day),
+    ]
+    unit_test = {
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": [{"series": s, "values": f"{v}x10"} for s, v in series],
+                "promql_expr_test": [
+                    {
+                        "expr": expr,
+                        "eval_time": "0m",
+                        "exp_samples": [
+                            {"labels": '{cn="shiny.example.org"}', "value": 90 * day},
+                            {"labels": '{cn="old.example.org"}', "value": 5 * day},
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "certificates_test.yml"
+    path.write_text(yaml.safe_dump(unit_test), encoding="utf-8")
+    res = promtool("test", "rules", path)
+    assert res.returncode == 0, res.stdout + res.stderr
