@@ -117,6 +117,13 @@ class SidecarMetrics:
             ["alertname", "state"],
             registry=r,
         )
+        self.session_tasks = Gauge(
+            "autoscaler_session_tasks",
+            "Users' ShinyProxy session tasks in the Swarm by state (live: running; pending: "
+            "not placed or not started yet); absent while the Swarm cannot be read.",
+            ["state"],
+            registry=r,
+        )
         self.pools = PoolMetrics(r)
         self._published: dict[str, set[Labels]] = {}
         for s in SOURCES:
@@ -153,6 +160,12 @@ class SidecarMetrics:
         self._publish("signal_missing", self.signal_missing, missing)
         self._publish("signal_value", self.signal_value, values)
         self._publish("signal_age", self.signal_age, ages)
+        sessions: dict[Labels, float] = {}
+        if snap.swarm is not None:  # unknown, not zero, while the Swarm cannot be read
+            users = [t for t in snap.swarm.sessions if t.is_user_session]
+            sessions[("live",)] = sum(1 for t in users if t.is_live)
+            sessions[("pending",)] = sum(1 for t in users if t.is_pending)
+        self._publish("session_tasks", self.session_tasks, sessions)
 
     def observe_plan(self, plan: Plan, services: dict[str, str]) -> None:
         """``services`` maps policy name -> Swarm service name."""

@@ -133,6 +133,20 @@ def test_a_deleted_pool_leaves_no_series() -> None:
     assert [ln for ln in text.splitlines() if 'pool="web"' in ln] == []
 
 
+def test_session_tasks_are_counted_swarm_wide_and_absent_when_the_swarm_is_unread() -> None:
+    """SessionTasksPending (alerting/rules/capacity.yml) reads this: it must exist without
+    node pools, count users' sessions only, and vanish rather than read 0 when unknown."""
+    registry = CollectorRegistry()
+    metrics = SidecarMetrics(registry)
+    tasks = sessions("a", 3) + sessions("a", 2, user=False, start=10) + pending(2)
+    metrics.observe_snapshot(snapshot([node("a")], tasks))
+    get = registry.get_sample_value
+    assert get("autoscaler_session_tasks", {"state": "live"}) == 3
+    assert get("autoscaler_session_tasks", {"state": "pending"}) == 2
+    metrics.observe_snapshot(snapshot([node("a")]).model_copy(update={"swarm": None}))
+    assert get("autoscaler_session_tasks", {"state": "pending"}) is None
+
+
 def test_version_start_time_and_skipped_actions_are_exported() -> None:
     import time
 
