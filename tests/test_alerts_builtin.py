@@ -135,7 +135,7 @@ def test_a_missing_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
     got = passes_for_minutes(rec, alerting, clock, 7)
     assert "BusyApi" not in got
     assert got["AutoscalerSourceDown,backend=prometheus"] == "firing"
-    assert got["AutoscalerSignalStale,signal=rps"] == "firing"
+    assert got["AutoscalerSignalStale,backend=prometheus,signal=rps"] == "firing"
     prom.value = 1.0
     rec.run_pass()
     got = states(alerting)
@@ -148,7 +148,7 @@ def test_a_stale_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
     missing = {"signal": "rps"}
     got = passes_for_minutes(rec, alerting, clock, 7)
     assert "BusyApi" not in got
-    assert got["AutoscalerSignalStale,signal=rps"] == "firing"
+    assert got["AutoscalerSignalStale,backend=prometheus,signal=rps"] == "firing"
     (stale,) = [a for a in alerting.list_alerts() if a["labels"]["alertname"].endswith("Stale")]
     assert "stale (age 300s > 120s)" in stale["annotations"]["error"]
     assert rec.metrics.registry.get_sample_value("autoscaler_signal_missing", missing) == 1

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from autoscaler.alerts.config import RoutingConfig
 from autoscaler.alerts.dispatch import CompiledConfig, DeliveryError, Dispatcher, InhibitRule
@@ -104,6 +105,7 @@ def resolved(a: Alert, at: datetime) -> Alert:
     return Alert(a.labels, a.annotations, a.starts_at, ends_at=at)
 
 
+ROOT_DIR = Path(__file__).resolve().parents[1]
 ROOT = {
     "receiver": "r",
     "group_by": ["alertname"],
@@ -215,6 +217,18 @@ def test_inhibition_needs_a_firing_source_with_equal_labels() -> None:
     d.tick(T0 + 30 * S + 5 * M)
     names = [a.labels for n in r.sent[2:] for a in n.alerts]
     assert {"alertname": "Slow", "severity": "warning", "cluster": "a"} in names
+
+
+def test_the_shipped_inhibition_mutes_only_the_stale_signals_of_the_backend_down() -> None:
+    """rules/alerts.yml: InfluxDB down explains its own stale signals, not a Prometheus
+    signal that went stale at the same time for a reason of its own."""
+    shipped = yaml.safe_load((ROOT_DIR / "rules" / "alerts.yml").read_text())["inhibit_rules"]
+    d, _ = make({**ROOT, "group_by": ["..."]}, {"r": Recorder()}, inhibit=shipped)
+    d.put([firing("AutoscalerSourceDown", backend="influx")], T0)
+    assert d.muted_by({"alertname": "AutoscalerSignalStale", "signal": "users",
+                       "backend": "influx"}, T0) == ([], True)  # fmt: skip
+    assert d.muted_by({"alertname": "AutoscalerSignalStale", "signal": "rps",
+                       "backend": "prometheus"}, T0) == ([], False)  # fmt: skip
 
 
 def test_an_alert_on_both_sides_does_not_inhibit_itself() -> None:

@@ -107,7 +107,8 @@ def _signals_stale(f: PassFacts) -> list[Sample]:
         reading = reading_of(name, f.snapshot, f.signals)
         if not reading.usable:
             error = s.error or reading.problem or "no value"
-            out.append(Sample({"signal": name}, 1, {"error": error}))
+            # its backend too: an inhibition by AutoscalerSourceDown can then match on it
+            out.append(Sample({"signal": name, "backend": s.source}, 1, {"error": error}))
     return out
 
 
