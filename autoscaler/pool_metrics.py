@@ -64,6 +64,12 @@ class PoolMetrics:
             ["pool"],
             registry=r,
         )
+        self.join_wait = Gauge(
+            "autoscaler_pool_join_wait_seconds",
+            "Since when the oldest machine still launching or joining was launched (0: none).",
+            ["pool"],
+            registry=r,
+        )
         self._published: dict[int, set[Labels]] = {}
 
     def observe(self, plan: Plan) -> None:
@@ -74,6 +80,7 @@ class PoolMetrics:
         cost: dict[Labels, float] = {}
         live: dict[Labels, float] = {}
         pending: dict[Labels, float] = {}
+        join_wait: dict[Labels, float] = {}
         for status in plan.pools:
             p = status.pool
             for state, count in status.nodes.items():
@@ -85,6 +92,7 @@ class PoolMetrics:
                 cost[(p,)] = status.cost_per_hour
             live[(p,)] = status.live_sessions
             pending[(p,)] = status.pending_sessions
+            join_wait[(p,)] = status.join_wait_seconds
         for gauge, values in (
             (self.nodes, nodes),
             (self.seats, seats),
@@ -92,6 +100,7 @@ class PoolMetrics:
             (self.cost, cost),
             (self.live, live),
             (self.pending, pending),
+            (self.join_wait, join_wait),
         ):
             self._published[id(gauge)] = publish(
                 gauge, values, self._published.get(id(gauge), set())

@@ -328,7 +328,7 @@ def _sidecar_selectors() -> dict[str, str]:
 def test_the_selectors_cover_rules_and_dashboards() -> None:
     selectors = _sidecar_selectors()
     assert 'autoscaler_actions_total{result="dry_run"}' in selectors
-    assert 'autoscaler_pool_nodes{state=~"launching|joining"}' in selectors
+    assert 'autoscaler_session_tasks{state="pending"}' in selectors
     assert "autoscaler_pass_duration_seconds_bucket{}" in selectors
 
 

@@ -147,6 +147,23 @@ def test_session_tasks_are_counted_swarm_wide_and_absent_when_the_swarm_is_unrea
     assert get("autoscaler_session_tasks", {"state": "pending"}) is None
 
 
+def test_join_wait_is_the_age_of_the_oldest_machine_on_its_way() -> None:
+    """PoolNodesNotJoining reads it: a machine launched 5 minutes ago with no node yet and
+    one 2 minutes ago make 300 s; with none on its way it is 0."""
+    from datetime import timedelta
+
+    from tests.pools_builders import machine
+
+    registry = CollectorRegistry()
+    metrics = SidecarMetrics(registry)
+    on_the_way = [machine("b", age=timedelta(minutes=5)), machine("c", age=timedelta(minutes=2))]
+    plan = run(snapshot([node("a")], machines=[machine("a"), *on_the_way]), pool())
+    metrics.observe_plan(plan, {})
+    assert registry.get_sample_value("autoscaler_pool_join_wait_seconds", {"pool": "web"}) == 300
+    metrics.observe_plan(run(snapshot([node("a")]), pool()), {})
+    assert registry.get_sample_value("autoscaler_pool_join_wait_seconds", {"pool": "web"}) == 0
+
+
 def test_version_start_time_and_skipped_actions_are_exported() -> None:
     import time
 

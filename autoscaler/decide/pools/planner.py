@@ -153,7 +153,7 @@ def decide_pool(
         desired=sizing.wanted_nodes,
         reasons=tuple(p.reasons),
     )
-    status = _status(name, policy, inv, sizing)
+    status = _status(name, policy, inv, sizing, snapshot.taken_at)
     if missing is not None:
         status = status.model_copy(update={"provider_missing": policy.provider})
     return PoolOutcome(decision, tuple(p.actions), next_memory, status)
@@ -595,8 +595,15 @@ def _next_memory(
     )
 
 
-def _status(name: str, policy: PoolPolicy, inv: Inventory, sizing: Sizing) -> PoolStatus:
+def _status(
+    name: str, policy: PoolPolicy, inv: Inventory, sizing: Sizing, now: datetime
+) -> PoolStatus:
     nodes = inv.counts()
+    on_the_way = [
+        utc(now) - utc(m.instance.launched_at)
+        for m in inv.having("launching", "joining")
+        if m.instance is not None
+    ]
     nodes["warm"] = inv.warm
     capacity = sum(m.seats for m in inv.having("active"))
     price = policy.node_price()
@@ -616,4 +623,5 @@ def _status(name: str, policy: PoolPolicy, inv: Inventory, sizing: Sizing) -> Po
         live_sessions=live,
         pending_sessions=sizing.pending,
         short_nodes=max(0, sizing.raw_nodes - sizing.wanted_nodes),
+        join_wait_seconds=max((w.total_seconds() for w in on_the_way), default=0.0),
     )
