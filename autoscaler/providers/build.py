@@ -16,7 +16,6 @@ log = logging.getLogger(__name__)
 
 def aws_client(settings: Settings, service: str) -> Any:
     """A boto3 client; the SDK's DEBUG logging (request bodies: the join token) stays off."""
-
     from autoscaler.logsetup import quiet_aws_sdk
     from autoscaler.providers.ec2 import boto_config
 
