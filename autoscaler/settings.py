@@ -44,11 +44,15 @@ def env_name(field: str) -> str:
 
 
 def parse_listen(text: str) -> tuple[str, int]:
-    """``host:port`` or ``port`` -> (host, port); no host: every interface; port 0: any
-    free port."""
+    """``host:port``, ``[IPv6]:port`` or ``port`` -> (host, port); no host: every IPv4
+    interface (``[::]``: every interface, IPv4 too); port 0: any free port."""
     host, _, port = text.strip().rpartition(":")
     if not (port.isascii() and port.isdigit() and len(port) <= 5) or int(port) > 65535:
         raise ValueError(f"{text!r} is not host:port with a port from 0 to 65535")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:  # "::1:8080" could be ::1 port 8080, or ::1:8080 with none
+        raise ValueError(f"{text!r}: write an IPv6 address in brackets, as [::1]:8080")
     return host or "0.0.0.0", int(port)
 
 

@@ -263,3 +263,27 @@ def test_a_hook_that_fails_is_a_500_and_a_logged_error(caplog: pytest.LogCapture
         assert "cannot be rendered" not in r.text  # details go to the log, not the client
         assert "GET '/plan' failed" in caplog.text and "cannot be rendered" in caplog.text
         assert requests.get(url + "/healthz", timeout=5).status_code == 200
+
+
+def test_an_ipv6_listen_address_serves() -> None:
+    """``AUTOSCALER_LISTEN=[::]:8080`` on a Swarm with IPv6: every interface, IPv4 too."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    hooks = ServerHooks(
+        metrics=SidecarMetrics(),
+        healthy=lambda: (True, {}),
+        last_plan=lambda: None,
+        trigger=lambda reason: None,
+        webhook_token=TOKEN,
+        webhook_max_bytes=1000,
+    )
+    srv = HttpServer("[::]:0", hooks)
+    srv.start()
+    try:
+        for host in ("[::1]", "127.0.0.1"):
+            assert requests.get(f"http://{host}:{srv.port}/healthz", timeout=5).status_code == 200
+    finally:
+        srv.stop()

@@ -266,6 +266,10 @@ def test_good_listen_addresses() -> None:
     assert parse_listen(":65535") == ("0.0.0.0", 65535)
     assert parse_listen("8080") == ("0.0.0.0", 8080)  # a port alone, as before
     assert parse_listen("127.0.0.1:0") == ("127.0.0.1", 0)  # any free port, as tests use it
+    assert parse_listen("[::]:8080") == ("::", 8080)
+    assert parse_listen("[::1]:0") == ("::1", 0)
+    with pytest.raises(ValueError, match=r"IPv6 address in brackets, as \[::1\]:8080"):
+        parse_listen("::1:8080")
     with pytest.raises(ValueError, match="not host:port"):
         HttpServer("abc", None)  # type: ignore[arg-type]
 
