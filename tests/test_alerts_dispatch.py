@@ -139,6 +139,21 @@ def test_an_old_alert_in_a_new_group_is_sent_at_once() -> None:
     assert len(r.sent) == 1
 
 
+def test_an_old_alert_joining_a_group_in_its_first_wait_is_sent_at_once() -> None:
+    """Alertmanager's aggrGroup.insert: the group's first flush no longer waits once an
+    alert of it has waited group_wait already; after that flush, changes wait for
+    group_interval as before."""
+    r = Recorder()
+    d, _ = make(ROOT, {"r": r})
+    d.put([firing("A", instance="new")], T0)
+    d.put([firing("A", T0 - 10 * M, instance="old")], T0 + 10 * S)
+    d.tick(T0 + 10 * S)
+    assert r.names() == [[("A", "firing"), ("A", "firing")]]
+    d.put([firing("A", T0 - 10 * M, instance="older")], T0 + 20 * S)
+    d.tick(T0 + 20 * S)
+    assert len(r.sent) == 1
+
+
 def test_repeat_interval_resends_an_unchanged_group_only_when_due() -> None:
     r = Recorder()
     d, _ = make(ROOT, {"r": r})

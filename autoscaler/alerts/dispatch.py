@@ -76,6 +76,8 @@ class Group:
     """Set while this group's messages are on their way (set when they are done)."""
     gid: str = ""
     """The dispatcher's key of the group: ``key`` with the route's place in the tree."""
+    flushed: bool = False
+    """Whether its first flush has begun (Alertmanager's ``hasFlushed``)."""
 
 
 RETRY_FIRST = timedelta(seconds=10)
@@ -221,6 +223,10 @@ class Dispatcher:
             first = now if started + wait < now else now + wait
             group = Group(route, labels, f"{route.key()}:{text}", first, gid=gid)
             self._groups[gid] = group
+        elif not group.flushed and (alert.starts_at or now) + route.opts.group_wait < now:
+            # as Alertmanager's aggrGroup.insert: an alert whose own group_wait is over
+            # (an old one joining a group still in its first wait) does not wait again
+            group.next_flush = min(group.next_flush, now)
         group.alerts[alert.fingerprint] = alert
 
     # ------------------------------------------------------------ state for the API
@@ -378,6 +384,7 @@ class Dispatcher:
                 if not self.silences.muting(a.labels, now) and not inhibited(a.labels)
             ]
             group.flushing = done
+            group.flushed = True
             group.next_flush = now + group.route.opts.group_interval
         jobs = [] if muted_by_time else self._jobs(config, group, visible, now)
         if not jobs:
