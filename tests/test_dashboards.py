@@ -209,6 +209,32 @@ def test_dashboard_passes_the_lint(path: Path) -> None:
     assert problems == []
 
 
+def _count_bars() -> list[tuple[str, dict[str, Any]]]:
+    """Panels that draw, per bar, how many events a counter saw (increase())."""
+    return [
+        (f"{path.name}: {panel['title']}", panel)
+        for path in DASHBOARDS
+        for panel in _panels(_load(path))
+        if panel.get("fieldConfig", {}).get("defaults", {}).get("custom", {}).get("drawStyle")
+        == "bars"
+        and any("increase(" in t.get("expr", "") for t in panel.get("targets", []))
+    ]
+
+
+def test_count_bars_have_a_bar_per_window_so_no_event_is_counted_twice() -> None:
+    """A bar is the increase over its window; windows longer than the step between bars
+    overlap ($__rate_interval is at least 4 scrape intervals, the step at 6 hours about
+    20 s), so each event showed in about three bars. The window is the step itself, and
+    the step at least 1m (4 scrape intervals of 15 s) so every window holds samples."""
+    bars = _count_bars()
+    assert len(bars) >= 5
+    for where, panel in bars:
+        for target in panel["targets"]:
+            assert "[$__interval]" in target["expr"], where
+            assert "$__rate_interval" not in target["expr"], where
+        assert panel.get("interval") == "1m", where
+
+
 def test_dashboard_uids_and_titles_are_unique() -> None:
     docs = [_load(p) for p in DASHBOARDS]
     assert len({d["uid"] for d in docs}) == len(docs)
