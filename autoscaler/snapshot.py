@@ -127,6 +127,8 @@ class Instance(Frozen):
     tags: dict[str, str] = Field(default_factory=dict)
     warm: bool = False
     """A warm-pool machine: pulling the images, then stopped until a launch starts it."""
+    interrupted: bool = False
+    """A Spot interruption notice: the provider takes the machine back within two minutes."""
 
     @property
     def alive(self) -> bool:

@@ -351,6 +351,7 @@ def test_pool_conditions_come_from_the_plan() -> None:
         "node_did_not_join": [],
         "sessions_ended_by_scale_in": [],
         "pool_provider_missing": [],
+        "spot_interruption": [],
     }
 
 

@@ -63,6 +63,7 @@ def test_every_state_is_recognised() -> None:
         node("down", ready="down"),
         node("held", availability="pause"),  # paused by a person, labels say active
         node("late", ready="unknown", state=""),
+        node("reclaimed"),  # its Spot machine has an interruption notice
     ]
     machines = [
         machine("active"),
@@ -78,6 +79,7 @@ def test_every_state_is_recognised() -> None:
         machine("warm", state="stopped", warm=True),
         machine("stopped", state="stopped"),  # not tagged warm (a failed start): reused too
         machine("leaving", state="shutting-down"),
+        machine("reclaimed").model_copy(update={"interrupted": True}),
     ]
     inv = take_inventory(POOL, pool(), snapshot(nodes, machines=machines))
     by_state = {m.name: m.state for m in inv.members}
@@ -93,6 +95,7 @@ def test_every_state_is_recognised() -> None:
         "i-launching": "launching",
         "i-never": "join_timeout",
         "i-leaving": "removed",
+        "reclaimed": "interrupted",
     }
     assert set(by_state.values()) == set(STATES)
     assert inv.warm == 2

@@ -145,6 +145,7 @@ def _pending_sessions(f: PassFacts) -> list[Sample]:
 
 JOIN_TIMEOUT_ALERT = "PoolNodeJoinTimeout"
 ENDING_SESSIONS_ALERT = "PoolEndingSessions"
+SPOT_INTERRUPTION_ALERT = "PoolSpotInterruption"
 ENDING_SESSIONS_NAME = "AutoscalerSessionsEndedByScaleIn"
 """The built-in alert of ENDING_SESSIONS_ALERT: sessions end only once a receiver took it."""
 
@@ -161,6 +162,7 @@ def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
         "node_did_not_join": [],
         "sessions_ended_by_scale_in": [],
         "pool_provider_missing": [],
+        "spot_interruption": [],
     }
     if plan is None:
         return out
@@ -179,6 +181,8 @@ def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
             out["node_did_not_join"].append(Sample(labels, 1, info))
         elif action.alert == ENDING_SESSIONS_ALERT:
             out["sessions_ended_by_scale_in"].append(Sample(labels, 1, info))
+        elif action.alert == SPOT_INTERRUPTION_ALERT:
+            out["spot_interruption"].append(Sample(labels, 1, info))
     return out
 
 
@@ -221,6 +225,15 @@ BUILTINS: tuple[BuiltinAlert, ...] = (
         "A new node of pool {{ $labels.pool }} did not join the Swarm",
         "An instance was launched but never became a ready Swarm node.",
         _reported("node_did_not_join"),
+    ),
+    BuiltinAlert(
+        "AutoscalerSpotInterruption",
+        "warning",
+        "Spot machine {{ $labels.node }} of pool {{ $labels.pool }} is being taken back",
+        "EC2 gave it an interruption notice: it goes within two minutes, with the sessions "
+        "on it. The node is paused so no new session starts there, and a replacement is "
+        "launched as for any missing node.",
+        _reported("spot_interruption"),
     ),
     BuiltinAlert(
         "AutoscalerSessionStartFailures",

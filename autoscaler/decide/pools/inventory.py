@@ -27,6 +27,7 @@ State = Literal[
     "join_timeout",  # never became a Ready node within join_timeout
     "down",  # down, or out of reach after it joined, its machine still running: left alone
     "held",  # paused or drained by someone else: left alone
+    "interrupted",  # its Spot machine goes within two minutes: paused, replaced, left to go
 ]
 STATES: tuple[State, ...] = (
     "launching",
@@ -39,6 +40,7 @@ STATES: tuple[State, ...] = (
     "join_timeout",
     "down",
     "held",
+    "interrupted",
 )
 
 
@@ -263,6 +265,8 @@ def _classify(
         if label or used:
             return member("down")
         return member(_joining_or_timeout(inst, policy, snapshot))
+    if inst is not None and inst.interrupted:
+        return member("interrupted")  # whatever its availability: never resumed again
     if node.availability == "active":
         return member("active", needs_label=label != "active" or _missing_instance(node, inst))
     if node.availability == "pause":

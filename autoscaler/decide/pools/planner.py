@@ -222,9 +222,10 @@ def _seen(inv: Inventory, memory: PoolMemory) -> set[str]:
 
 
 def _machines(inv: Inventory) -> int:
-    """Machines that count against max and the cost cap: timed-out joins are going away,
-    unless one is kept because it may be an unrecognised worker's machine."""
-    gone = ("removed", "terminated", "join_timeout")
+    """Machines that count against max and the cost cap: timed-out joins and interrupted
+    Spot machines are going away, unless one is kept because it may be an unrecognised
+    worker's machine."""
+    gone = ("removed", "terminated", "join_timeout", "interrupted")
     return len([m for m in inv.members if m.state not in gone or m.maybe_node])
 
 
@@ -465,6 +466,28 @@ def _lifecycle(p: _Pass, inv: Inventory, resumed: set[str], headroom_known: bool
                 p.terminate(m, why)
         elif m.state == "held":
             p.reasons.append(f"{m.name} paused or drained by someone else: left alone")
+        elif m.state == "interrupted" and m.node is not None:
+            _interrupted(p, m)
+
+
+def _interrupted(p: _Pass, m: Member) -> None:
+    """EC2 takes this Spot machine back within two minutes, with the sessions on it: no new
+    session may start there. Paused, not drained (draining would end its sessions sooner),
+    never resumed, and not counted: a replacement is sized as for any missing node."""
+    assert m.node is not None
+    fate = f"its {m.occupied} session(s) end with it" if m.occupied else "it holds no session"
+    why = f"{m.name}: Spot interruption notice, the machine goes within two minutes; {fate}"
+    if m.node.availability == "active":
+        p.actions.append(PauseNode(**p.node(m), reason=f"{why}: no new session there", at=p.now))
+    else:
+        p.reasons.append(why)
+    p.actions.append(
+        Notify(
+            alert="PoolSpotInterruption",
+            summary=f"pool {p.name}: {why}",
+            labels={"pool": p.name, "node": m.name},
+        )
+    )
 
 
 def _label_newcomer(p: _Pass, m: Member) -> None:
