@@ -12,14 +12,12 @@ import stat
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from botocore.exceptions import BotoCoreError
-from moto.server import ThreadedMotoServer
 
 from autoscaler.lab.ports import free_port
 from autoscaler.providers import role_credentials as rc
@@ -37,17 +35,6 @@ NO_CREDENTIALS = {
     "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/credentials",
     "AWS_CONFIG_FILE": "/nonexistent/config",
 }
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 def writer_env(imds: str) -> dict[str, str]:

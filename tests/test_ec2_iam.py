@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-from moto.server import ThreadedMotoServer
 
 from autoscaler.providers.ec2 import Ec2Provider, boto_config
 from autoscaler.providers.ssm import JoinParameter
@@ -38,22 +37,11 @@ def actions(st: dict[str, Any]) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def moto_url(monkeypatch_module: pytest.MonkeyPatch) -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture(scope="module")
 def iam(moto_url: str) -> Any:
     return boto3.client("iam", region_name="us-east-1", endpoint_url=moto_url)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", autouse=True)
 def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ACCESS_KEY_ID", "testing")

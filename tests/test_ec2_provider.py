@@ -13,7 +13,6 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from autoscaler.decide.pools import labels as L
 from autoscaler.providers.base import ProviderError
@@ -40,17 +39,6 @@ TRUST = json.dumps(
         ],
     }
 )
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

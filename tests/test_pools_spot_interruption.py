@@ -9,13 +9,11 @@ for a Spot RunInstances, so those answers are given by the test).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 
 from autoscaler.alerts.builtin import pool_conditions
 from autoscaler.providers.ec2 import Ec2Provider, boto_config
@@ -80,17 +78,6 @@ def test_an_interrupted_machine_does_not_count_against_max() -> None:
 
 
 # ---------------------------------------------------------------- the provider
-
-
-@pytest.fixture(scope="module")
-def moto_url() -> Iterator[str]:
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    try:
-        host, port = server.get_host_and_port()
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
 
 
 class SpotRequests:
