@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from autoscaler.alerts.atomic import write_atomic
 from autoscaler.alerts.evaluate import ActiveAlert
+from autoscaler.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from autoscaler.alerts.atomic import write_atomic
+from autoscaler.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

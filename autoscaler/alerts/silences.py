@@ -13,8 +13,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from autoscaler.alerts.atomic import write_atomic
 from autoscaler.alerts.matchers import Matcher, matches_all, parse_matchers
+from autoscaler.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +24,8 @@ from typing import Any
 
 from botocore.credentials import CredentialProvider, DeferredRefreshableCredentials
 from botocore.exceptions import CredentialRetrievalError
+
+from autoscaler.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -97,17 +97,9 @@ def fetch_from_instance_metadata() -> RoleCredentials:
 
 
 def write_atomically(path: Path, creds: RoleCredentials) -> None:
-    """Replace ``path`` whole (a reader never sees half a file), readable by its owner only."""
-    fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(creds.document(), f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Replace ``path`` whole (a reader never sees half a file), readable by its owner only
+    (write_atomic's temporary file is created 0600 and renamed into place)."""
+    write_atomic(path, json.dumps(creds.document()))
 
 
 def keep_written(
