@@ -33,6 +33,17 @@ def write_events(lab: InfluxLab, events: list[tuple[int, str, str, str]]) -> Non
     assert r.status_code == 204, r.text
 
 
+def pool_rules(tmp_path: Path) -> Path:
+    """A rules folder with one small pool of the lab's provider."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "p.yml").write_text(
+        "pools:\n  web:\n    provider: local\n    max: 4\n    seats_per_node: 2\n",
+        encoding="utf-8",
+    )
+    return rules
+
+
 EVENTS = [
     (0, "alice", "Login", ""),
     (10, "alice", "ProxyStart", "euler"),
@@ -59,12 +70,7 @@ def test_events_are_read_and_paired(usagestats: InfluxLab) -> None:
 
 def test_simulate_from_influx(usagestats: InfluxLab, tmp_path: Path) -> None:
     write_events(usagestats, EVENTS)
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "p.yml").write_text(
-        "pools:\n  web:\n    provider: local\n    max: 4\n    seats_per_node: 2\n",
-        encoding="utf-8",
-    )
+    rules = pool_rules(tmp_path)
     out = tmp_path / "out"
     argv = ["simulate", "--influx", usagestats.url, "--db", usagestats.database]
     argv += ["--from", "2024-05-06T08:00:00Z", "--to", "2024-05-06T09:00:00Z"]
@@ -99,12 +105,7 @@ def test_the_influx_password_stays_out_of_what_is_written(
     """report.md records the command line: credentials in the URL (the only way to give
     them) are left out of it, however the option was written."""
     write_events(usagestats, EVENTS)
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    (rules / "p.yml").write_text(
-        "pools:\n  web:\n    provider: local\n    max: 4\n    seats_per_node: 2\n",
-        encoding="utf-8",
-    )
+    rules = pool_rules(tmp_path)
     url = usagestats.url.replace("http://", "http://stats:s3cret-pw@")
     out = tmp_path / "out"
     argv = ["simulate", *form.replace("URL", url).split(), "--db", usagestats.database]
