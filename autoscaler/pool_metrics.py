@@ -66,7 +66,7 @@ class PoolMetrics:
         )
         self.join_wait = Gauge(
             "autoscaler_pool_join_wait_seconds",
-            "Since when the oldest machine still launching or joining was launched (0: none).",
+            "How long ago the oldest machine still launching or joining was launched (0: none).",
             ["pool"],
             registry=r,
         )

@@ -200,7 +200,7 @@ class PoolStatus(Frozen):
     short_nodes: int = 0
     """Nodes the seats call for beyond what max or the cost cap allow (0: not limited)."""
     join_wait_seconds: float = 0.0
-    """Since when the oldest machine still launching or joining was launched (0: none):
+    """How long ago the oldest machine still launching or joining was launched (0: none):
     one that works joins in minutes, whatever the length of a scale-out."""
     provider_missing: str | None = None
     """The pool's provider when this sidecar has not configured it (nothing is launched)."""

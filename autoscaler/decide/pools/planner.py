@@ -646,5 +646,5 @@ def _status(
         live_sessions=live,
         pending_sessions=sizing.pending,
         short_nodes=max(0, sizing.raw_nodes - sizing.wanted_nodes),
-        join_wait_seconds=max((w.total_seconds() for w in on_the_way), default=0.0),
+        join_wait_seconds=max([0.0, *(w.total_seconds() for w in on_the_way)]),
     )
