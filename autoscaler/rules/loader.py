@@ -100,8 +100,14 @@ def rule_files(path: Path) -> list[Path]:
     return sorted(
         p
         for p in path.iterdir()
-        if p.suffix in SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix in SUFFIXES and not p.name.startswith(".") and _file_or_broken_link(p)
     )
+
+
+def _file_or_broken_link(path: Path) -> bool:
+    """A file, or a link that should lead to one: a dangling or looping link is kept so that
+    reading it reports it, rather than its policies vanishing without a word."""
+    return path.is_file() or (path.is_symlink() and not path.is_dir())
 
 
 def read_sources(paths: Sequence[Path]) -> tuple[list[RuleSource], list[Problem]]:
@@ -110,7 +116,7 @@ def read_sources(paths: Sequence[Path]) -> tuple[list[RuleSource], list[Problem]
     problems: list[Problem] = []
     seen: set[Path] = set()
     for path in paths:
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             problems.append(Problem(str(path), 0, "", "no such file or folder"))
             continue
         try:
@@ -128,9 +134,19 @@ def read_sources(paths: Sequence[Path]) -> tuple[list[RuleSource], list[Problem]
                     seen.add(real)
                     sources.append(RuleSource(str(file), file.read_bytes()))
             except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop
-                why = e.strerror if isinstance(e, OSError) else str(e)
+                loop = "Too many levels of symbolic links"
+                why = (e.strerror or str(e)) if isinstance(e, OSError) else loop
+                if file.is_symlink():
+                    why += f" (a symbolic link to {_link_target(file)})"
                 problems.append(Problem(str(file), 0, "", f"cannot read the file: {why}"))
     return sources, problems
+
+
+def _link_target(path: Path) -> str:
+    try:
+        return str(path.readlink())
+    except OSError:
+        return "?"
 
 
 def load_sources(sources: Sequence[RuleSource], problems: Sequence[Problem] = ()) -> LoadResult:
@@ -229,9 +245,33 @@ class _TooBig(Exception):
     pass
 
 
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose typed scalars that do not convert (``!!bool maybe``, a timestamp like
+    ``2024-02-30``) are YAML errors at their line, not a bare Python error."""
+
+
+def _located(tag: str) -> Any:
+    construct = yaml.SafeLoader.yaml_constructors[tag]
+
+    def checked(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+        try:
+            return construct(loader, node)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
+            short = tag.replace("tag:yaml.org,2002:", "!!")
+            why = f": {e}" if isinstance(e, ValueError | OverflowError) else ""
+            problem = f"{node.value!r} is not a valid {short}{why} (quote it if text is meant)"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+    return checked
+
+
+for _tag in ("bool", "int", "float", "timestamp"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _located(f"tag:yaml.org,2002:{_tag}"))
+
+
 def _compose(name: str, text: str) -> tuple[yaml.Node | None, Any, list[Problem]]:
     """The node tree, the plain data and the duplicate keys (which plain data hides)."""
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         root = loader.get_single_node()
         if root is None:
@@ -305,7 +345,8 @@ def _duplicate_keys(name: str, root: yaml.Node) -> list[Problem]:
     for mapping, loc in _mappings(root):
         first: dict[tuple[str, str], int] = {}
         for key, _ in mapping.value:
-            if not isinstance(key, yaml.ScalarNode) or key.tag == "tag:yaml.org,2002:merge":
+            # `<<` counts too: of two merge keys YAML would silently apply only the last
+            if not isinstance(key, yaml.ScalarNode):
                 continue
             line = key.start_mark.line + 1
             if (key.tag, key.value) in first:

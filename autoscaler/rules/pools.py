@@ -7,9 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from autoscaler.durations import Duration
 from autoscaler.model import Written
-from autoscaler.rules.windows import CronWindow
+from autoscaler.rules.windows import CronWindow, RuleDuration
 
 
 def _positive(v: timedelta, what: str = "duration") -> timedelta:
@@ -43,14 +42,14 @@ class Headroom(Written):
     a Poisson count at the quiet rate does not cover."""
     signal: str | None = None
     """A signal counting session arrivals (InfluxDB ProxyStart events, the actuator ...)."""
-    signal_per: Duration = timedelta(minutes=1)
+    signal_per: RuleDuration = timedelta(minutes=1)
     """The span the signal counts arrivals over: 15m for a count of the last 15 minutes."""
-    node_ready_time: Duration = timedelta(minutes=3)
+    node_ready_time: RuleDuration = timedelta(minutes=3)
     """Launch + boot + join + image pull: how far ahead capacity must be."""
     confidence: float | None = Field(default=None, gt=0, lt=1)
     """Cover the arrivals of one node_ready_time with this probability (Poisson arrivals at
     the signal's rate); unset: the expected number of arrivals."""
-    stabilization_window: Duration = timedelta(0)
+    stabilization_window: RuleDuration = timedelta(0)
     """Plan by the highest arrivals reading of this span (0: the current one only): bursts
     come in clusters, and a pool that lets its reserve go the moment one has passed meets
     the next one short. As HPA's scale-down stabilisation, it never delays a scale-up."""
@@ -62,18 +61,18 @@ class Headroom(Written):
 
 
 class ScaleIn(Written):
-    unneeded_for: Duration = timedelta(minutes=10)
+    unneeded_for: RuleDuration = timedelta(minutes=10)
     """A node must be spare this long before it is paused."""
     nodes_per_step: int = Field(default=1, ge=1)
     """At most this many nodes paused per pass."""
     allow_ending_sessions: bool = False
     """Whether a paused node may ever be drained while it still holds user sessions."""
-    session_grace: Duration = timedelta(hours=8)
+    session_grace: RuleDuration = timedelta(hours=8)
     """With allow_ending_sessions: how long a paused node waits for its sessions to end."""
-    ending_notice: Duration = timedelta(minutes=5)
+    ending_notice: RuleDuration = timedelta(minutes=5)
     """With allow_ending_sessions: time between a receiver accepting the alert and the drain
     that ends sessions."""
-    drain_for: Duration = timedelta(seconds=30)
+    drain_for: RuleDuration = timedelta(seconds=30)
     """Time a drained node gets for its infrastructure tasks to move before removal."""
 
     @field_validator("unneeded_for", "session_grace", "drain_for")
@@ -114,7 +113,7 @@ class Ec2Pool(Written):
 class LocalPool(Written):
     """The lab's provider: one more engine per node, joined after ``boot_delay``."""
 
-    boot_delay: Duration = timedelta(seconds=5)
+    boot_delay: RuleDuration = timedelta(seconds=5)
 
 
 class PoolSchedule(CronWindow):
@@ -143,7 +142,7 @@ class PoolPolicy(Written):
     prices: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
     """Price per hour per instance type; the dearest of the pool's types is assumed."""
     scale_in: ScaleIn = ScaleIn()
-    join_timeout: Duration = timedelta(minutes=10)
+    join_timeout: RuleDuration = timedelta(minutes=10)
     """An instance whose node is not Ready in the Swarm by then is terminated."""
     ec2: Ec2Pool | None = None
     local: LocalPool = LocalPool()

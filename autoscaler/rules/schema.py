@@ -18,10 +18,9 @@ from autoscaler.alerts.config import (
     RouteConfig,
 )
 from autoscaler.alerts.timeintervals import TimeInterval
-from autoscaler.durations import Duration
 from autoscaler.model import Written
 from autoscaler.rules.pools import PoolPolicy
-from autoscaler.rules.windows import CronWindow
+from autoscaler.rules.windows import CronWindow, RuleDuration
 
 # ---------------------------------------------------------------- signals
 
@@ -106,7 +105,7 @@ class Signal(Written):
     actuator: ActuatorSource | None = None
     influx: InfluxSource | None = None
     swarm: SwarmSource | None = None
-    max_age: Duration = timedelta(minutes=2)
+    max_age: RuleDuration = timedelta(minutes=2)
     """Older than this, the value counts as missing (stale), never as zero."""
     on_empty: Literal["missing", "zero"] = "missing"
     """An empty answer is missing data unless the policy says it means zero."""
@@ -175,7 +174,7 @@ class RatePolicy(Written):
 
     type: Literal["replicas", "percent"]
     value: int = Field(gt=0)
-    period: Duration
+    period: RuleDuration
 
     @field_validator("period")
     @classmethod
@@ -188,7 +187,7 @@ class RatePolicy(Written):
 class ScalingRules(Written):
     """One direction of HPA ``behavior``: stabilisation window and rate policies."""
 
-    stabilization_window: Duration | None = None
+    stabilization_window: RuleDuration | None = None
     select_policy: Literal["max", "min", "disabled"] = "max"
     policies: tuple[RatePolicy, ...] | None = None
 

@@ -1,29 +1,48 @@
-"""Recurring time windows (cron + duration + time zone), shared by services and pools."""
+"""Recurring time windows (cron + duration + time zone), shared by services and pools, and
+the durations policies may set."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
-from pydantic import field_validator
+from pydantic import AfterValidator, field_validator
 
 from autoscaler.durations import Duration
 from autoscaler.model import Written
+
+MAX_DURATION = timedelta(days=36525)
+"""100 years: longer than anything meant, and far enough from datetime's year 1 and 9999
+that a window or period subtracted from (or added to) now cannot overflow at run time."""
+
+
+def _within_reach(v: timedelta) -> timedelta:
+    if v > MAX_DURATION:
+        raise ValueError(f"duration too long: at most {MAX_DURATION.days}d (100 years)")
+    return v
+
+
+RuleDuration = Annotated[Duration, AfterValidator(_within_reach)]
+"""A duration in a rules file: as ``Duration``, and at most ``MAX_DURATION``."""
 
 
 class CronWindow(Written):
     """A recurring window: opens at each cron time (in its time zone), lasts ``duration``."""
 
     cron: str
-    duration: Duration
+    duration: RuleDuration
     timezone: str = "UTC"
 
     @field_validator("cron")
     @classmethod
     def _cron(cls, v: str) -> str:
-        if len(v.split()) != 5 or not croniter.is_valid(v):
+        fields = v.split()
+        if len(fields) != 5:
             raise ValueError(f"bad cron expression {v!r}: use 5 fields, e.g. '0 8 * * 1-5'")
+        if not croniter.is_valid(v):
+            raise ValueError(f"bad cron expression {v!r}: {_bad_field(fields)}")
         try:  # a valid expression may name a day that never comes (30 February)
             croniter(v, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
         except CroniterBadDateError:
@@ -45,3 +64,22 @@ class CronWindow(Written):
         if v <= timedelta(0):
             raise ValueError("duration must be longer than 0s")
         return v
+
+
+_CRON_FIELDS = (
+    ("minute", "0-59"),
+    ("hour", "0-23"),
+    ("day of month", "1-31"),
+    ("month", "1-12 or jan-dec"),
+    ("day of week", "0-7 or sun-sat"),
+)
+
+
+def _bad_field(fields: list[str]) -> str:
+    """Which of five fields croniter refuses: each is tried alone, the others as '*'."""
+    for i, (name, allowed) in enumerate(_CRON_FIELDS):
+        alone = ["*"] * 5
+        alone[i] = fields[i]
+        if not croniter.is_valid(" ".join(alone)):
+            return f"the {name} field {fields[i]!r} is not valid ({allowed})"
+    return "the fields are not valid together"
