@@ -323,3 +323,86 @@ def test_label_refusals(swarm_client: docker.DockerClient, pool_node: dict[str, 
     assert not foreign.ok and "only autoscaler.* labels" in foreign.message
     wrong_name = act.execute(PauseNode(**{**other, "hostname": "nope"}, reason="t", at=AT))
     assert not wrong_name.ok and "not nope" in wrong_name.message
+
+
+def updates_of(client: docker.DockerClient, node_id: str) -> tuple[list[str], Any]:
+    """A response hook recording each node update's status and text, to be extended."""
+    seen: list[str] = []
+
+    def record(response: Any, *args: Any, **kwargs: Any) -> None:
+        if response.request.method == "POST" and f"/nodes/{node_id}/update" in (
+            response.request.path_url
+        ):
+            seen.append(f"{response.status_code} {response.text.strip()[:80]}")
+
+    return seen, record
+
+
+def test_an_update_out_of_sequence_is_retried_from_a_fresh_read(
+    swarm_client: docker.DockerClient, pool_node: dict[str, str]
+) -> None:
+    """An operator labels the node right after the actuator read it: the pause is refused
+    as out of sequence, read again and applied, and the operator's label survives."""
+    act = NodeActuator(swarm_client)
+    nid = pool_node["node_id"]
+    assert act.execute(LabelNode(**pool_node, labels={L.POOL: POOL}, reason="t")).ok
+    seen, record = updates_of(swarm_client, nid)
+
+    def operator_labels(response: Any, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        if request.method == "GET" and request.path_url.endswith(f"/nodes/{nid}") and not seen:
+            seen.append("labelled")
+            raw = node(swarm_client, nid)
+            spec = {**raw["Spec"], "Labels": {**raw["Spec"]["Labels"], "rack": "b"}}
+            swarm_client.api.update_node(nid, raw["Version"]["Index"], spec)
+        record(response)
+
+    swarm_client.api.hooks["response"].append(operator_labels)
+    try:
+        paused = act.execute(PauseNode(**pool_node, reason="t", at=AT))
+    finally:
+        swarm_client.api.hooks["response"].remove(operator_labels)
+    assert paused.ok, paused.message
+    assert seen[0] == "labelled" and "out of sequence" in seen[2], seen
+    assert availability(swarm_client, nid) == "pause"
+    assert labels(swarm_client, nid)["rack"] == "b"
+    assert labels(swarm_client, nid)[L.STATE] == "paused"
+
+
+def test_a_session_arriving_between_the_read_and_the_drain_keeps_the_node(
+    swarm_client: docker.DockerClient, pool_node: dict[str, str]
+) -> None:
+    """Right after the actuator counted no session, the node is resumed, gets a session and
+    is paused again: the drain is out of sequence, and the fresh read refuses it."""
+    act = NodeActuator(swarm_client)
+    nid = pool_node["node_id"]
+    assert act.execute(LabelNode(**pool_node, labels={L.POOL: POOL}, reason="t")).ok
+    assert act.execute(PauseNode(**pool_node, reason="t", at=AT)).ok
+    seen, record = updates_of(swarm_client, nid)
+    sessions: list[str] = []
+    landed: list[bool] = []
+
+    def set_availability(wanted: str) -> None:
+        raw = node(swarm_client, nid)
+        spec = {**raw["Spec"], "Availability": wanted}
+        swarm_client.api.update_node(nid, raw["Version"]["Index"], spec)
+
+    def session_lands(response: Any, *args: Any, **kwargs: Any) -> None:
+        request = response.request
+        if request.method == "GET" and "/tasks" in request.path_url and not landed:
+            landed.append(True)  # session_on reads tasks too
+            set_availability("active")
+            sessions.append(session_on(swarm_client, pool_node["hostname"]))
+            set_availability("pause")
+            seen.clear()  # only the actuator's own updates from here
+        record(response)
+
+    swarm_client.api.hooks["response"].append(session_lands)
+    try:
+        drained = act.execute(DrainNode(**pool_node, reason="t", at=AT))
+    finally:
+        swarm_client.api.hooks["response"].remove(session_lands)
+    assert seen and "out of sequence" in seen[0], seen
+    assert not drained.ok and "holds 1 user session" in drained.message
+    assert availability(swarm_client, nid) == "pause"
+    assert running_tasks(swarm_client, sessions[0]) == 1
