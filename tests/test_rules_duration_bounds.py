@@ -73,3 +73,33 @@ def test_the_longest_allowed_duration_decides_without_error(place: str) -> None:
     )
     decisions = plan(snapshot, result.policies, Memory()).decisions
     assert [d.outcome for d in decisions if d.outcome == "error"] == []
+
+
+ALERTS = """\
+alerts:
+  Busy:
+    expr: up == 0
+    for: {for_}
+route:
+  receiver: log
+  repeat_interval: {repeat}
+receivers:
+  - name: log
+"""
+
+
+@pytest.mark.parametrize(
+    ("for_", "repeat", "problem"),
+    [
+        ("3000000d", "4h", "r.yml:4: alerts.Busy.for: duration too long"),
+        ("10m", "3000000d", "r.yml:7: route.repeat_interval: duration too long"),
+    ],
+)
+def test_an_alert_duration_past_the_calendar_is_a_load_problem(
+    for_: str, repeat: str, problem: str
+) -> None:
+    """Alert timers are added to the time an alert started: past the calendar, every
+    evaluation would fail."""
+    text = ALERTS.format(for_=for_, repeat=repeat)
+    problems = [str(p) for p in load_sources([RuleSource("r.yml", text.encode())]).problems]
+    assert [p.split(": at most")[0] for p in problems] == [problem]

@@ -17,8 +17,8 @@ from pydantic import ConfigDict, Field, field_validator, model_validator
 from autoscaler.alerts import templating
 from autoscaler.alerts.matchers import LABEL_NAME, Matcher, parse_matchers
 from autoscaler.alerts.timeintervals import TimeInterval
-from autoscaler.durations import Duration
 from autoscaler.model import Written
+from autoscaler.rules.windows import RuleDuration
 
 
 def _refuse(data: Any, known: dict[str, str]) -> Any:
@@ -67,9 +67,9 @@ class RouteConfig(Written):
     match: dict[str, str] = Field(default_factory=dict)
     match_re: dict[str, str] = Field(default_factory=dict)
     matchers: tuple[str, ...] = ()
-    group_wait: Duration | None = None
-    group_interval: Duration | None = None
-    repeat_interval: Duration | None = None
+    group_wait: RuleDuration | None = None
+    group_interval: RuleDuration | None = None
+    repeat_interval: RuleDuration | None = None
     mute_time_intervals: tuple[str, ...] = ()
     active_time_intervals: tuple[str, ...] = ()
     routes: tuple[RouteConfig, ...] = ()
@@ -384,8 +384,8 @@ class AlertRule(Written):
     op: CompareOp | None = None
     value: float | None = None
     expr: str | None = None
-    for_: Duration = Field(default=timedelta(0), alias="for")
-    keep_firing_for: Duration = timedelta(0)
+    for_: RuleDuration = Field(default=timedelta(0), alias="for")
+    keep_firing_for: RuleDuration = timedelta(0)
     severity: Literal["critical", "warning", "info"] = "warning"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
