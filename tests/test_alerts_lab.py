@@ -25,6 +25,7 @@ from autoscaler.lab import lab as lab_mod
 from autoscaler.lab.demo import demo_rules, lab_env
 from autoscaler.lab.load import LoadDriver, LoadReport, burst_plan
 from autoscaler.lab.ports import free_port
+from autoscaler.lab.teardown import stop_child
 from tests import test_alerts_delivery as delivery
 from tests.fixtures_swarm import swarm_lab_missing
 from tests.realparts import missing_real_part
@@ -152,16 +153,6 @@ class Load:
         return self.report
 
 
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def test_a_users_alert_reaches_slack_and_email_from_the_lab(
     slack: delivery.SlackServer, smtp: delivery.Smtp, certs: tuple[Path, Path]
 ) -> None:
@@ -265,7 +256,7 @@ def test_a_users_alert_reaches_slack_and_email_from_the_lab(
         if load is not None:
             load.stop()
         if sidecar is not None:
-            stop_process(sidecar)
+            stop_child(sidecar)
         if running is not None:
             running.down()
         log_text = log_path.read_text(errors="replace") if log_path.exists() else ""

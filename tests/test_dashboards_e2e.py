@@ -41,6 +41,7 @@ from autoscaler.lab.demo import lab_env
 from autoscaler.lab.load import LoadDriver, LoadReport, burst_plan
 from autoscaler.lab.ports import free_port
 from autoscaler.lab.standin.server import USER_HEADER
+from autoscaler.lab.teardown import stop_child
 from tests.fixtures_swarm import swarm_lab_missing
 from tests.realparts import missing_real_part
 
@@ -301,16 +302,6 @@ class _Load:
         self.thread.join(timeout=30)
 
 
-def _stop_sidecar(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-
 def test_every_dashboard_query_runs_on_the_lab() -> None:
     why = swarm_lab_missing()
     if why:
@@ -451,7 +442,7 @@ def test_every_dashboard_query_runs_on_the_lab() -> None:
         for load in loads:
             load.stop()
         if sidecar is not None:
-            _stop_sidecar(sidecar)
+            stop_child(sidecar)
         if running is not None:
             running.down()
         shutil.rmtree(tmp, ignore_errors=True)

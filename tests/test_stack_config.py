@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
+from autoscaler.lab.teardown import stop_child
 from tests.realparts import missing_real_part
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -511,12 +512,7 @@ def test_the_stacks_redis_command_and_healthcheck_work_on_a_real_redis(
         cmdline = Path(f"/proc/{proc.pid}/cmdline").read_bytes().decode()
         assert cmdline.startswith("redis-server") and password not in cmdline
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop_child(proc, grace=10)
         log.close()
     assert proc.returncode == 0, (tmp_path / "redis.log").read_text()
     assert list(tmp_path.glob("appendonly*")), "no append-only file written"

@@ -23,6 +23,7 @@ from typing import IO, Any
 import requests
 
 from autoscaler.lab import lab as lab_mod
+from autoscaler.lab import teardown
 from autoscaler.lab.errors import LabError
 from autoscaler.lab.load import LoadDriver, burst_plan
 from autoscaler.lab.ports import free_port
@@ -223,13 +224,8 @@ def _run(
         # end this block before the lab is removed
         speak = lab_mod.quiet_on_closed_output(say)
         with lab_mod.signals_held():
-            if sidecar is not None and sidecar.poll() is None:
-                sidecar.terminate()
-                try:
-                    sidecar.wait(15)
-                except subprocess.TimeoutExpired:
-                    sidecar.kill()
-                    sidecar.wait(5)
+            if sidecar is not None:
+                teardown.stop_child(sidecar)
             speak("== interrupted: stopping the lab" if interrupted else "== stopping the lab")
             running.down()
         speak("== done: nothing is left running")

@@ -12,6 +12,7 @@ import ctypes.util
 import hashlib
 import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -122,6 +123,18 @@ def wait_gone(pids: list[int], timeout: float) -> list[int]:
         time.sleep(0.05)
         alive = [p for p in alive if is_alive(p)]
     return alive
+
+
+def stop_child(proc: subprocess.Popen[bytes], grace: float = 15.0) -> None:
+    """SIGTERM a child process, SIGKILL it if it is still there after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
 
 
 def stop_processes(pids: list[int], grace: float) -> list[int]:
