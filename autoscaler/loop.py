@@ -138,7 +138,7 @@ class Reconciler:
         undone = [
             r.action
             for r in results
-            if isinstance(r.action, ScaleService) and not (r.ok and not r.dry_run)
+            if isinstance(r.action, ScaleService) and (r.dry_run or not r.ok)
         ]
         if undone:
             self.memory = forget_undone(self.memory, plan.at, undone)
