@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,8 +28,7 @@ from autoscaler.lab import lab as lab_mod
 from autoscaler.lab import teardown
 from autoscaler.lab.engines import SwarmCluster
 from tests.fixtures_swarm import lab_folder, need_swarm_lab
-from tests.realparts import missing_real_part
-from tests.test_lab_lifecycle import BINARIES, leftovers
+from tests.test_lab_lifecycle import lab_root, leftovers
 
 pytestmark = [pytest.mark.real, pytest.mark.slow]
 
@@ -39,27 +37,11 @@ SHORT = ["--sessions", "2", "--duration", "20s"]
 """Enough for the lab, the sidecar and live sessions; interrupted long before the end."""
 
 
-def _need_lab() -> None:
-    if os.geteuid() != 0:
-        missing_real_part("the lab needs root (network namespaces, dockerd)")
-    missing = [b for b in BINARIES if shutil.which(b) is None]
-    if missing:
-        missing_real_part(f"not installed: {', '.join(missing)}")
-
-
 @pytest.fixture
 def demo_dir() -> Iterator[Path]:
     """A short folder (engine sockets live under it); whatever a test left is removed."""
-    _need_lab()
-    parent = Path(tempfile.mkdtemp(prefix="li-", dir="/tmp"))
-    root = parent / "d"
-    try:
+    with lab_root("li-", "d", parent_dir="/tmp") as root:
         yield root
-    finally:
-        try:
-            lab_mod.down(root)
-        finally:
-            shutil.rmtree(parent, ignore_errors=True)
 
 
 @contextlib.contextmanager

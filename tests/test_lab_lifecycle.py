@@ -7,6 +7,7 @@ namespace, link, mount or folder, also after an `up` that was killed half way.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -42,7 +43,7 @@ BINARIES = (
 )
 
 
-def _need_lab() -> None:
+def need_lab() -> None:
     if os.geteuid() != 0:
         missing_real_part("the lab needs root (network namespaces, dockerd)")
     missing = [b for b in BINARIES if shutil.which(b) is None]
@@ -57,11 +58,13 @@ def cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-@pytest.fixture
-def lab_dir() -> Iterator[Path]:
-    _need_lab()
-    parent = Path(tempfile.mkdtemp(prefix="lab-"))
-    root = parent / "l"
+@contextlib.contextmanager
+def lab_root(prefix: str, name: str, parent_dir: str | None = None) -> Iterator[Path]:
+    """A lab folder inside a new temporary one; the lab a test left there and the
+    folder are removed afterwards."""
+    need_lab()
+    parent = Path(tempfile.mkdtemp(prefix=prefix, dir=parent_dir))
+    root = parent / name
     try:
         yield root
     finally:
@@ -69,6 +72,12 @@ def lab_dir() -> Iterator[Path]:
             lab_mod.down(root)
         finally:
             shutil.rmtree(parent, ignore_errors=True)
+
+
+@pytest.fixture
+def lab_dir() -> Iterator[Path]:
+    with lab_root("lab-", "l") as root:
+        yield root
 
 
 def leftovers(root: Path, suffix: str) -> list[str]:
