@@ -174,6 +174,28 @@ def test_a_worker_joins_later_through_a_hook(swarm_cluster: SwarmCluster) -> Non
         swarm_cluster.remove_worker(hooked.name)
 
 
+def test_a_worker_ready_only_after_its_timeout_is_refused(swarm_cluster: SwarmCluster) -> None:
+    # every wait after the hook finds its condition already met at first look: the
+    # overrun must still be caught
+    timeout = 15.0
+    began = time.monotonic()
+    calls: list[str] = []
+
+    def late_join(worker: WorkerEngine, info: JoinInfo) -> None:
+        calls.append(worker.name)
+        worker.client().swarm.join(
+            remote_addrs=[info.manager_addr], join_token=info.token, advertise_addr=worker.ip
+        )
+        swarm_cluster.wait_nodes_ready([worker.name], timeout)
+        time.sleep(max(began + timeout + 0.5 - time.monotonic(), 0.0))
+
+    before = {w.name for w in swarm_cluster.workers}
+    with pytest.raises(LabError, match="worker late was not up in time"):
+        swarm_cluster.add_worker("late", join=late_join, timeout=timeout)
+    assert calls == ["late"]
+    assert {w.name for w in swarm_cluster.workers} == before
+
+
 def test_another_process_attaches_to_add_and_remove_workers(swarm_cluster: SwarmCluster) -> None:
     attached = SwarmCluster.attach(swarm_cluster.root_dir)
     assert attached.manager_addr == swarm_cluster.manager_addr

@@ -194,6 +194,7 @@ class SwarmCluster:
         if failures:
             raise failures[0]
         self.wait_nodes_ready([r.name for r in records], deadline - time.monotonic())
+        _check_time(deadline, "the swarm")
 
     def _setup_bridge(self) -> None:
         rng = random.Random(secrets.randbits(64))
@@ -241,6 +242,7 @@ class SwarmCluster:
 
     def _boot_node(self, rec: EngineRecord, deadline: float) -> None:
         self._boot_engine(rec, deadline)
+        _check_time(deadline, f"engine {rec.name}")
         if rec.role == "manager":
             self._init_swarm(rec)
         else:
@@ -408,6 +410,7 @@ class SwarmCluster:
                 join(_worker_view(rec), self.join_info())
             if join is not False:
                 self.wait_nodes_ready([rec.name], deadline - time.monotonic())
+            _check_time(deadline, f"worker {rec.name}")
         except BaseException as exc:
             try:
                 self._teardown_engine(rec)
@@ -516,3 +519,10 @@ def _worker_view(rec: EngineRecord) -> WorkerEngine:
         veth=rec.veth,
         node_id=rec.node_id,
     )
+
+
+def _check_time(deadline: float, what: str) -> None:
+    """A step's waits test the deadline only while they still wait, so a step whose every
+    wait was already over at first look could finish late without a word."""
+    if time.monotonic() > deadline:
+        raise LabError(f"{what} was not up in time")
