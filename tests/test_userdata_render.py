@@ -102,7 +102,6 @@ VALUE = json.dumps({"token": TOKEN, "managers": ["10.0.0.5:2377", "10.0.0.6:2377
 TOOLS = (
     "date",
     "tee",
-    "sleep",
     "sed",
     "install",
     "python3",
@@ -111,25 +110,83 @@ TOOLS = (
     "env",
     "touch",
     "chmod",
+    "grep",
 )
 STUBS = {
     "docker": """
 case "$1" in
-  info) [ "${2:-}" = --format ] && cat "$STATE/swarm"; exit 0 ;;
+  info)
+    case "${3:-}" in
+      *NodeID*) cat "$STATE/node-id" 2>/dev/null || true ;;
+      *) cat "$STATE/swarm" ;;
+    esac
+    exit 0 ;;
   pull) echo "pull $*" >> "$STATE/calls"; exit 0 ;;
   login) echo "docker $*" >> "$STATE/calls"; cat > "$STATE/login-password"; exit 0 ;;
-  swarm) printf '%s\n' "$@" > "$STATE/join-args"; echo active > "$STATE/swarm"; exit 0 ;;
+  swarm)
+    manager=${*: -1}
+    echo "docker swarm $2 $manager" >> "$STATE/calls"
+    case "$2" in
+      leave) echo inactive > "$STATE/swarm"; exit 0 ;;
+      join)
+        # the engine: one join at a time ("already part of a swarm" while one goes on)
+        [ "$(cat "$STATE/swarm")" = inactive ] || exit 1
+        if grep -qxF "$manager" "$STATE/silent" 2>/dev/null; then
+          echo pending > "$STATE/swarm"; exit 1   # timed out: goes on in the background
+        fi
+        if grep -qxF "$manager" "$STATE/slow" 2>/dev/null; then
+          # answered and issued the certificate, but the node is not ready within 20 s
+          echo pending > "$STATE/swarm"; echo n0de1d > "$STATE/node-id"; exit 1
+        fi
+        printf '%s\n' "$@" > "$STATE/join-args"; echo active > "$STATE/swarm"; exit 0 ;;
+    esac ;;
 esac
 exit 1
 """,
+    "sleep": 'echo "sleep $*" >> "$STATE/calls"',
     "aws": 'echo "aws $*" >> "$STATE/calls"; cat "$STATE/value"',
     "systemctl": 'echo "systemctl $*" >> "$STATE/calls"',
     "poweroff": 'echo poweroff >> "$STATE/calls"',
+    # apt as it locks: the image's own daily run may hold the package lists' lock or dpkg's
+    # for a number of attempts (state files lists-held, dpkg-held); only dpkg's is waited
+    # for, and only with DPkg::Lock::Timeout
     "apt-get": """
 echo "apt-get $*" >> "$STATE/calls"
-case "$*" in
-  update*) touch "$STATE/lists" ;;
-  *awscli*) [ -f "$STATE/lists" ] || exit 100
+wait_lock=0
+while [ "${1:-}" = -o ]; do
+  case "$2" in DPkg::Lock::Timeout=*) wait_lock=${2#*=} ;; esac
+  shift 2
+done
+held() {
+  local n=0
+  [ -f "$STATE/$1-held" ] && n=$(cat "$STATE/$1-held")
+  [ "$n" -gt 0 ] || return 1
+  echo $((n - 1)) > "$STATE/$1-held"
+}
+case "$1" in
+  update)
+    if held lists; then echo "E: Could not get lock /var/lib/apt/lists/lock" >&2; exit 100; fi
+    touch "$STATE/lists" ;;
+  install)
+    if [ "$wait_lock" -gt 0 ]; then echo 0 > "$STATE/dpkg-held"
+    elif held dpkg; then echo "E: Could not get lock /var/lib/dpkg/lock-frontend" >&2; exit 100
+    fi
+    [ -f "$STATE/lists" ] || exit 100
+    case "$*" in
+      *awscli*) [ -f "$STATE/no-awscli" ] && exit 100
+        printf '#!/bin/bash\necho "aws $*" >> "$STATE/calls"; cat "$STATE/value"\n' > "$BIN/aws"
+        chmod +x "$BIN/aws" ;;
+      *docker.io*) install -m 0755 "$STATE/docker.pkg" "$BIN/docker" ;;
+    esac ;;
+esac
+""",
+    # snapd refuses installs until it has seeded the image's snaps
+    "snap": """
+echo "snap $*" >> "$STATE/calls"
+case "$1" in
+  wait) touch "$STATE/seeded" ;;
+  install)
+    [ -f "$STATE/seeded" ] || { echo "error: too early for operation" >&2; exit 1; }
     printf '#!/bin/bash\necho "aws $*" >> "$STATE/calls"; cat "$STATE/value"\n' > "$BIN/aws"
     chmod +x "$BIN/aws" ;;
 esac
@@ -152,9 +209,12 @@ class Machine:
             assert found, tool
             (self.bin / tool).symlink_to(found)
         for name, body in STUBS.items():
+            script = f"#!{shutil.which('bash')}\n{body}"
             if name not in without:
-                (self.bin / name).write_text(f"#!{shutil.which('bash')}\n{body}")
+                (self.bin / name).write_text(script)
                 (self.bin / name).chmod(0o755)
+            else:  # what the package manager installs
+                (self.state / f"{name}.pkg").write_text(script)
         (self.state / "swarm").write_text("inactive\n")
         (self.state / "value").write_text(VALUE)
         self.self_copy = root / "autoscaler-join"
@@ -247,7 +307,7 @@ def test_the_aws_cli_is_installed_from_fresh_package_lists(tmp_path: Path) -> No
         pytest.skip("this host has the AWS CLI snap, which the script finds")
     machine = first_boot(tmp_path, BASE, without=("aws",))
     apt = [c for c in machine.calls() if c.startswith("apt-get")]
-    assert apt[0] == "apt-get update -y" and "awscli" in apt[-1]
+    assert apt[0].split()[-2:] == ["update", "-y"] and "awscli" in apt[-1]
     assert machine.joined_with()[:4] == ["swarm", "join", "--token", TOKEN]
 
 
@@ -271,3 +331,80 @@ def test_images_from_ecr_are_pulled_after_a_login_with_the_instance_role(tmp_pat
     assert (machine.state / "login-password").read_text() == VALUE
     assert TOKEN not in machine.log.read_text()
     assert not [c for c in calls if c.startswith("aws ssm")]  # still no join token on a warm one
+
+
+def test_a_join_that_times_out_is_cancelled_and_the_next_manager_tried(tmp_path: Path) -> None:
+    # the first manager never answers: Docker gives up waiting after 20 s but goes on trying
+    # that manager in the background, and refuses any other join until that one is cancelled
+    machine = Machine(tmp_path)
+    (machine.state / "silent").write_text("10.0.0.5:2377\n")
+    user_data = tmp_path / "part-001"
+    user_data.write_text(render_user_data(BASE))
+    out = machine.run(user_data)
+    assert out.returncode == 0, out.stderr
+    swarm = [c for c in machine.calls() if c.startswith("docker swarm")]
+    assert swarm == [
+        "docker swarm join 10.0.0.5:2377",
+        "docker swarm leave --force",
+        "docker swarm join 10.0.0.6:2377",
+    ]
+    assert machine.joined_with() == ["swarm", "join", "--token", TOKEN, "10.0.0.6:2377"]
+    log = machine.log.read_text()
+    assert "no answer via 10.0.0.5:2377" in log and "joined pool web" in log
+
+
+def test_a_membership_restored_at_boot_is_waited_for_never_left(tmp_path: Path) -> None:
+    # a rebooted worker whose engine is still reconnecting to the Swarm keeps its identity
+    machine = Machine(tmp_path)
+    (machine.state / "swarm").write_text("pending\n")
+    user_data = tmp_path / "part-001"
+    user_data.write_text(render_user_data(BASE))
+    out = machine.run(user_data)
+    assert out.returncode != 0  # still not connected: the next boot's run tries again
+    assert not [c for c in machine.calls() if c.startswith(("docker swarm", "aws ssm"))]
+    assert "waiting for the Swarm membership" in machine.log.read_text()
+
+
+def test_a_first_boot_waits_out_the_package_locks_of_the_images_own_apt_run(
+    tmp_path: Path,
+) -> None:
+    # a fresh Ubuntu runs its daily apt job at boot, beside the user-data
+    machine = Machine(tmp_path, without=("docker",))
+    (machine.state / "lists-held").write_text("2")
+    (machine.state / "dpkg-held").write_text("1")
+    user_data = tmp_path / "part-001"
+    user_data.write_text(render_user_data(BASE))
+    out = machine.run(user_data)
+    assert out.returncode == 0, out.stderr
+    assert "systemctl enable --now docker" in machine.calls()
+    assert machine.joined_with() == ["swarm", "join", "--token", TOKEN, "10.0.0.5:2377"]
+
+
+def test_the_aws_cli_snap_is_installed_once_snapd_has_seeded(tmp_path: Path) -> None:
+    # releases without the awscli package (Ubuntu 24.04): the snap, which a first boot may
+    # ask for before snapd has seeded the image
+    if Path("/snap/bin/aws").exists():
+        pytest.skip("this host has the AWS CLI snap, which the script finds")
+    machine = Machine(tmp_path, without=("aws",))
+    (machine.state / "no-awscli").touch()
+    user_data = tmp_path / "part-001"
+    user_data.write_text(render_user_data(BASE))
+    out = machine.run(user_data)
+    assert out.returncode == 0, out.stderr
+    snap = [c for c in machine.calls() if c.startswith("snap ")]
+    assert snap == ["snap wait system seed.loaded", "snap install aws-cli --classic"]
+    assert machine.joined_with()[:4] == ["swarm", "join", "--token", TOKEN]
+
+
+def test_a_join_a_manager_answered_is_left_to_finish(tmp_path: Path) -> None:
+    # the manager registered the node: cancelling would leave a node behind in the Swarm
+    machine = Machine(tmp_path)
+    (machine.state / "slow").write_text("10.0.0.5:2377\n")
+    user_data = tmp_path / "part-001"
+    user_data.write_text(render_user_data(BASE))
+    machine.run(user_data)
+    swarm = [c for c in machine.calls() if c.startswith("docker swarm")]
+    assert swarm == ["docker swarm join 10.0.0.5:2377"]
+    log = machine.log.read_text()
+    assert "registered via 10.0.0.5:2377" in log
+    assert "waiting for the Swarm membership" in log  # the next attempt waits for it too

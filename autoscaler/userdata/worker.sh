@@ -20,6 +20,13 @@ retry() {
   done
 }
 
+apt_get() {
+  # At first boot the image's own daily apt run may hold the package locks: apt waits for
+  # dpkg's lock when told to (DPkg::Lock::Timeout), never for the package lists' one, so
+  # callers retry `update`.
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 "$@"
+}
+
 install_docker() {
   if command -v docker >/dev/null 2>&1; then return 0; fi
   log "installing Docker"
@@ -28,7 +35,8 @@ install_docker() {
   elif command -v yum >/dev/null 2>&1; then
     yum install -y docker
   elif command -v apt-get >/dev/null 2>&1; then
-    apt-get update -y && DEBIAN_FRONTEND=noninteractive apt-get install -y docker.io
+    { retry 10 apt_get update -y && retry 3 apt_get install -y docker.io; } ||
+      { log "could not install Docker"; return 1; }
   else
     log "no package manager to install Docker with"; return 1
   fi
@@ -40,10 +48,12 @@ install_aws_cli() {
   log "installing the AWS CLI"
   if command -v dnf >/dev/null 2>&1; then dnf install -y awscli
   elif command -v apt-get >/dev/null 2>&1; then
-    # the package lists of a fresh image (Docker preinstalled: none fetched above) are
-    # empty; and releases without the awscli package have the snap
-    { apt-get update -y && DEBIAN_FRONTEND=noninteractive apt-get install -y awscli; } ||
-      { command -v snap >/dev/null 2>&1 && snap install aws-cli --classic; }
+    # the package lists of a fresh image (Docker preinstalled: none fetched above) are empty;
+    # releases without the awscli package have the snap; snapd refuses installs until it
+    # has seeded the image's snaps ("too early for operation"), which a first boot may not
+    { retry 10 apt_get update -y && apt_get install -y awscli; } ||
+      { command -v snap >/dev/null 2>&1 && snap wait system seed.loaded &&
+          snap install aws-cli --classic; }
   else log "no package manager to install the AWS CLI with"; return 1
   fi
 }
@@ -51,6 +61,9 @@ install_aws_cli() {
 wait_docker() { retry 30 docker info >/dev/null 2>&1; }
 
 swarm_state() { docker info --format '{{.Swarm.LocalNodeState}}' 2>/dev/null || echo unknown; }
+
+# set once a manager has answered and issued the node's certificate
+swarm_node_id() { docker info --format '{{.Swarm.NodeID}}' 2>/dev/null || true; }
 
 install_at_boot() {
   # Keep a copy that runs at every boot (cloud-init runs user-data only once).
@@ -122,16 +135,42 @@ pull_images() {
   done
 }
 
+swarm_active() { [ "$(swarm_state)" = active ]; }
+
+join_via() {
+  # join_via TOKEN MANAGER. A join that times out (20 s) goes on in the background, through
+  # that manager alone, and meanwhile the engine refuses every other join ("already part of
+  # a swarm"): it is given about 30 s more, then, if that manager never answered, cancelled
+  # so the next one is tried (one that did answer has registered the node: left to finish).
+  docker swarm join --token "$1" "$2" >/dev/null 2>&1 && return 0
+  case "$(swarm_state)" in
+    active) return 0 ;;
+    inactive) return 1 ;;
+  esac
+  retry 6 swarm_active && return 0
+  if [ -n "$(swarm_node_id)" ]; then log "registered via $2, still connecting"; return 1; fi
+  log "no answer via $2: cancelling that join"
+  docker swarm leave --force >/dev/null 2>&1 || true
+  return 1
+}
+
 join() {
   local value token manager
+  case "$(swarm_state)" in
+    pending|error)
+      # a membership the engine restored at boot and is reconnecting: never cancelled here
+      log "waiting for the Swarm membership of this machine"
+      retry 6 swarm_active
+      return ;;
+  esac
   value=$(retry "$AUTOSCALER_JOIN_ATTEMPTS" read_join) || { log "cannot read the join parameter"; return 1; }
   token=$(field token <<<"$value")
   for manager in $(field managers <<<"$value"); do
     log "joining via $manager"
-    if docker swarm join --token "$token" "$manager" >/dev/null 2>&1; then
+    if join_via "$token" "$manager"; then
       log "joined pool $AUTOSCALER_POOL"; return 0
     fi
-    [ "$(swarm_state)" = active ] && return 0
+    [ "$(swarm_state)" = inactive ] || return 1   # a join still going on: no other one
   done
   return 1
 }
