@@ -173,7 +173,7 @@ def sidecar_calls(moto_url: str) -> Calls:
     p = Ec2Provider(ec2, "shiny", user_data)
     p.list_instances()
     (worker,) = p.launch("web", pool(instance_profile="calls-worker"), 1, "t-1")
-    p.launch("web", pool(spot=True), 1, "t-2")
+    p.launch("web", pool(spot=True, root_volume_gb=40), 1, "t-2")
     p.list_instances()  # a Spot machine listed: its interruption notice is read too
     (warm,) = p.fill_warm_pool("web", pool(warm_pool=1), "t-3")
     setup.stop_instances(InstanceIds=[warm])  # the machine powers itself off
@@ -186,7 +186,7 @@ def test_the_sidecar_policy_allows_every_call_the_code_makes(sidecar_calls: Call
     made = sidecar_calls.actions()
     assert {"ec2:RunInstances", "ec2:StartInstances", "ec2:TerminateInstances"} <= made
     assert {"ec2:CreateTags", "ssm:PutParameter", "ssm:GetParameter"} <= made
-    assert "ec2:DescribeSpotInstanceRequests" in made
+    assert {"ec2:DescribeSpotInstanceRequests", "ec2:DescribeImages"} <= made
     assert made <= allowed("sidecar-policy.json")
 
 

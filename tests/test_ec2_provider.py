@@ -388,6 +388,46 @@ def test_launch_from_a_launch_template(aws: dict[str, Any]) -> None:
     assert inst["MetadataOptions"]["HttpTokens"] == "required"
 
 
+def root_volumes(ec2: Any, iid: str) -> list[tuple[str, int, str]]:
+    vols = ec2.describe_volumes(Filters=[{"Name": "attachment.instance-id", "Values": [iid]}])
+    return sorted(
+        (v["Attachments"][0]["Device"], v["Size"], v["VolumeType"]) for v in vols["Volumes"]
+    )
+
+
+def test_the_root_disk_is_resized_under_the_images_own_device_name(aws: dict[str, Any]) -> None:
+    (image,) = aws["ec2"].describe_images(ImageIds=[aws["ami"]])["Images"]
+    device = image["RootDeviceName"]
+    (iid,) = provider(aws["ec2"]).launch("web", policy(aws, root_volume_gb=60), 1, "web-disk")
+    # one disk, the root one: under another name EC2 would add a second beside the image's
+    assert root_volumes(aws["ec2"], iid) == [(device, 60, "gp3")]
+
+
+def test_a_root_disk_smaller_than_the_image_is_refused_before_any_launch(
+    aws: dict[str, Any],
+) -> None:
+    (image,) = aws["ec2"].describe_images(ImageIds=[aws["ami"]])["Images"]
+    (root,) = [
+        m for m in image["BlockDeviceMappings"] if m["DeviceName"] == image["RootDeviceName"]
+    ]
+    small = root["Ebs"]["VolumeSize"] - 1
+    client = NoCapacity(aws["ec2"], set())
+    with pytest.raises(ProviderError, match=f"root_volume_gb {small} is smaller"):
+        provider(client).launch("web", policy(aws, root_volume_gb=small), 1, "web-small")
+    assert client.calls == []
+
+
+def test_a_root_disk_of_an_unknown_image_is_a_provider_error(aws: dict[str, Any]) -> None:
+    pol = policy(aws, ami="ami-0000000000000dead", root_volume_gb=40)
+    with pytest.raises(ProviderError, match="image ami-0000000000000dead unreadable"):
+        provider(aws["ec2"]).launch("web", pol, 1, "web-noimage")
+
+
+def test_a_root_disk_size_needs_an_image_to_name_its_device(aws: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="'root_volume_gb' needs 'ami'"):
+        policy(aws, ami=None, launch_template="shiny-worker", root_volume_gb=40)
+
+
 def test_another_clusters_launch_with_the_same_token_is_not_ours(aws: dict[str, Any]) -> None:
     # tokens are pool-second-count: two clusters of one account (staging and production,
     # pool "web" in both) easily plan one in the same second; EC2's ClientToken is account-wide

@@ -131,6 +131,8 @@ class Ec2Provider:
         self._user_data = user_data
         self._clock = clock
         self._spot_error: str | None = None
+        self._root_devices: dict[str, tuple[str, int]] = {}
+        """Per image: its root device's name and its snapshot's size in GB."""
 
     # ---------------------------------------------------------------- read
 
@@ -339,6 +341,8 @@ class Ec2Provider:
             }
         if ec2.ami:
             params["ImageId"] = ec2.ami
+            if ec2.root_volume_gb is not None:
+                params["BlockDeviceMappings"] = self._root_disk(ec2.ami, ec2.root_volume_gb)
         if ec2.security_groups:
             params["SecurityGroupIds"] = list(ec2.security_groups)
         if ec2.instance_profile:
@@ -359,6 +363,36 @@ class Ec2Provider:
                 },
             }
         return params
+
+    def _root_disk(self, ami: str, size: int) -> list[dict[str, Any]]:
+        """The root disk at ``size`` GB. It must be named as the image names its root device:
+        under another name EC2 adds a second disk and keeps the image's small root."""
+        if ami not in self._root_devices:
+            try:
+                images = self._ec2.describe_images(ImageIds=[ami])["Images"]
+            except ClientError as exc:
+                raise ProviderError(f"image {ami} unreadable ({_code(exc)})") from exc
+            except BotoCoreError as exc:
+                raise ProviderError(unreachable(exc, "EC2")) from exc
+            if not images or not images[0].get("RootDeviceName"):
+                raise ProviderError(f"image {ami} not found, or without a root device")
+            device = str(images[0]["RootDeviceName"])
+            snapshot = next(
+                (
+                    int(m.get("Ebs", {}).get("VolumeSize") or 0)
+                    for m in images[0].get("BlockDeviceMappings", ())
+                    if m.get("DeviceName") == device
+                ),
+                0,
+            )
+            self._root_devices[ami] = (device, snapshot)
+        device, snapshot = self._root_devices[ami]
+        if size < snapshot:
+            raise ProviderError(
+                f"root_volume_gb {size} is smaller than image {ami}'s root disk ({snapshot} GB)"
+            )
+        ebs = {"VolumeSize": size, "VolumeType": "gp3", "DeleteOnTermination": True}
+        return [{"DeviceName": device, "Ebs": ebs}]
 
     def _render(self, pool: str, policy: PoolPolicy, warm: bool) -> str:
         try:

@@ -102,11 +102,19 @@ class Ec2Pool(Written):
     runs any new one, and the pool is topped up whenever it holds fewer."""
     join_parameter: str = "/autoscaler/swarm/worker-join"
     """SSM SecureString holding the worker join token and the manager address."""
+    root_volume_gb: int | None = Field(default=None, ge=1, le=16384)
+    """Size of each machine's root disk (gp3, deleted with the machine). Unset: the size the
+    image (or the launch template) gives, 8 GB on Ubuntu's, which a few R images fill."""
 
     @model_validator(mode="after")
     def _image(self) -> Ec2Pool:
         if not self.launch_template and not self.ami:
             raise ValueError("set 'launch_template' or 'ami'")
+        if self.root_volume_gb is not None and not self.ami:
+            # the root device's name comes from the image; a template names its own disks
+            raise ValueError(
+                "'root_volume_gb' needs 'ami' (with a launch template alone, size the disk there)"
+            )
         return self
 
 
