@@ -2,9 +2,10 @@
 
 Whatever the nodes, labels, sessions, machines, signals and memory: no error and a reason
 for the decision; a drain or a removal never ends a session the pool may not end (and one
-it may, only ending_notice after the alert was delivered); no machine is terminated while
-a node of the pool on it holds sessions; nothing is paused or launched without the
-machines' list, nothing scaled in without the headroom signal; the same plan twice, and
+it may, only ending_notice after the alert was delivered); no manager is paused, drained,
+removed or its machine terminated; no machine is terminated while a node of the pool on it
+holds sessions; nothing is paused, drained, removed or launched without the machines' list,
+nothing scaled in without the headroom signal; the same plan twice, and
 the same actions whatever the order of the snapshot's lists.
 """
 
@@ -210,6 +211,10 @@ def check_node_action(policy: PoolPolicy, snap: Snapshot, a: Action) -> None:
     n = next(x for x in snap.swarm.nodes if x.id == getattr(a, "node_id", None))
     if a.kind != "label_node":
         assert n.labels.get(L.POOL) == POOL, ("a node not of the pool", a)
+    if a.kind in ("pause_node", "drain_node", "remove_node"):
+        assert n.role == "worker", ("a manager is never paused, drained or removed", a)
+        # without the machines' list a retired node's machine could not be terminated
+        assert snap.instances is not None, ("retires a node of unknown machines", a)
     users = occupied(snap, n.id)
     if a.kind == "pause_node":
         assert n.availability == "active" and snap.instances is not None
@@ -266,6 +271,7 @@ def test_pool_plans_keep_their_invariants(case: Case) -> None:
             assert a.count > 0
         if a.kind == "terminate_instance":
             for n in machine_nodes(snap, a.instance_id):
+                assert n.role == "worker", ("terminates a manager's machine", a, n)
                 if n.state == "down" or (n.id in removed and a.after_removal_of == n.id):
                     continue
                 assert not occupied(snap, n.id), ("terminates a node with sessions", a, n)

@@ -26,7 +26,7 @@ State = Literal[
     "terminated",  # a down node whose machine is gone: to remove from the Swarm
     "join_timeout",  # never became a Ready node within join_timeout
     "down",  # down, or out of reach after it joined, its machine still running: left alone
-    "held",  # paused or drained by someone else: left alone
+    "held",  # paused or drained by someone else, or a manager not active: left alone
     "interrupted",  # its Spot machine goes within two minutes: paused, replaced, left to go
 ]
 STATES: tuple[State, ...] = (
@@ -251,6 +251,17 @@ def _classify(
         seats = node_seats(node, policy) if state in ("active", "paused") else 0
         return Member(state, node, inst, seats, used, users, shared, needs_label)
 
+    if node.role == "manager":
+        # a pool machine promoted to manager (or a manager labelled by hand): raft and the
+        # sidecar need it, so it is never paused, drained, removed or its machine ended.
+        # Ready and active it takes sessions like any node; otherwise it is left alone
+        if node.state != "ready":
+            return member("down")
+        return member(
+            "active" if node.availability == "active" else "held",
+            needs_label=node.availability == "active"
+            and (label != "active" or _missing_instance(node, inst)),
+        )
     if node.state == "down":
         # gone: its machine is listed as not running, or it names one no longer listed. A
         # node that names no machine (labelled by hand) may just be out of reach for a

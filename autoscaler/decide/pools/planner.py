@@ -67,6 +67,9 @@ class _Pass:
     """Snapshot.notices_delivered."""
     in_use: Mapping[str, Node] = field(default_factory=dict)
     """Instance id -> a node of the pool that runs on it and is not leaving."""
+    machines_known: bool = True
+    """The pool's machines were listed: without them a retired node's machine could not be
+    terminated, so no node is drained or removed (a drained node is never resumed)."""
 
     def node(self, m: Member) -> dict[str, str]:
         assert m.node is not None
@@ -127,7 +130,14 @@ def decide_pool(
         now,
     )
     sizing = size(policy, inv, held.reading, now)
-    p = _Pass(name, policy, now, delivered=snapshot.notices_delivered, in_use=_in_use(inv))
+    p = _Pass(
+        name,
+        policy,
+        now,
+        delivered=snapshot.notices_delivered,
+        in_use=_in_use(inv),
+        machines_known=inv.instances_known,
+    )
     if held.reason is not None:
         p.reasons.append(held.reason)
     p.reasons += sizing.reasons
@@ -360,9 +370,10 @@ def _pack(
     """Pause the emptiest active nodes the seats wanted at once can do without: one holding
     sessions keeps its free seats in reserve and empties; one without is drained, so only
     when the reserve can spare it. A node without a machine of ours (labelled by hand) could
-    leave the Swarm but its machine would keep running: it is capacity, never paused."""
+    leave the Swarm but its machine would keep running: it is capacity, never paused; so is
+    a manager, which is never paused at all (the actuator would refuse it every pass)."""
     candidates = sorted(
-        (m for m in active if m.instance is not None),
+        (m for m in active if m.instance is not None and m.node and m.node.role == "worker"),
         key=lambda m: (m.used, m.occupied, m.name),
     )
     spare: list[tuple[Member, int]] = []  # with the seats left free on active nodes
@@ -464,6 +475,8 @@ def _lifecycle(p: _Pass, inv: Inventory, resumed: set[str], headroom_known: bool
                 p.reasons.append(f"{why}; {verdict}")
             else:
                 p.terminate(m, why)
+        elif m.state == "held" and m.node is not None and m.node.role == "manager":
+            p.reasons.append(f"{m.name} is a manager, {m.node.availability}: left alone")
         elif m.state == "held":
             p.reasons.append(f"{m.name} paused or drained by someone else: left alone")
         elif m.state == "interrupted" and m.node is not None:
@@ -513,6 +526,9 @@ def _paused(p: _Pass, m: Member, headroom_known: bool) -> None:
     if m.occupied == 0 and not headroom_known:
         p.reasons.append(f"{m.name} paused and empty: kept (no scale-in without the headroom)")
         return
+    if m.occupied == 0 and not p.machines_known:
+        p.reasons.append(f"{m.name} paused and empty: kept (machines unknown: no drain)")
+        return
     if m.occupied == 0:
         reason = "paused and holds no user session: drain (infrastructure tasks move)"
         p.actions.append(DrainNode(**p.node(m), reason=reason, at=p.now))
@@ -557,7 +573,9 @@ def _paused(p: _Pass, m: Member, headroom_known: bool) -> None:
                 "receiver yet: none ended"
             )
         return
-    if utc(p.now) >= delivered + rules.ending_notice:
+    if utc(p.now) >= delivered + rules.ending_notice and not p.machines_known:
+        p.reasons.append(waiting + "; machines unknown: none ended until they are listed")
+    elif utc(p.now) >= delivered + rules.ending_notice:
         reason = (
             f"session_grace {span(rules.session_grace)} over, alert delivered at {clock(delivered)}"
         )
@@ -571,6 +589,10 @@ def _draining(p: _Pass, m: Member) -> None:
     since = L.parse_stamp(m.node.labels.get(L.DRAINING_AT)) or p.now
     if utc(p.now) < since + p.policy.scale_in.drain_for:
         p.reasons.append(f"{m.name} draining since {clock(since)}")
+        return
+    if not p.machines_known:
+        # removed now, its machine would run on unseen until it timed out as a failed join
+        p.reasons.append(f"{m.name} drained: kept in the Swarm until the machines are listed")
         return
     if m.occupied and not p.policy.scale_in.allow_ending_sessions:
         # removal would end them: wait for Swarm to move or finish them
