@@ -344,6 +344,17 @@ def _launch(p: _Pass, inv: Inventory, sizing: Sizing, seats: _Seats, unlisted: i
         p.reasons.append(cost_cap_text(p.policy, sizing.cost_cap_nodes))
     if not inv.instances_known:
         count = 0
+    settling = sum(
+        1 for m in inv.having("down") if m.node is not None and m.node.state == "unknown"
+    )
+    if count > 0 and settling:
+        # a new Swarm leader reports every node unknown until its next heartbeat (seconds),
+        # and one that misses it is marked down: a launch now would replace live capacity
+        p.reasons.append(
+            f"{settling} node(s) in state unknown (a Swarm leader election?): "
+            "no launch until they report"
+        )
+        count = 0
     if count <= 0:
         return False
     reason = (
