@@ -7,8 +7,10 @@ string field ``data``, and no timestamp (the server stamps it).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
@@ -247,6 +250,82 @@ def test_a_chunked_read_gets_every_chunk_and_fails_on_an_error_in_any(
         r.series(query, database="other_db")
 
 
+@pytest.fixture
+def one_query_influxd(backend_dir: Path) -> Iterator[InfluxLab]:
+    """A real influxd that runs one query at a time (``max-concurrent-queries = 1``)."""
+    need_binary("influxd", "influxdb")
+    http_port, rpc_port = free_port(), free_port()
+    config = influxd_config(backend_dir / "home", http_port, rpc_port)
+    config += "\n[coordinator]\n  max-concurrent-queries = 1\n"
+    (backend_dir / "influxd.conf").write_text(config)
+    log_path = backend_dir / "influxd.log"
+    log = log_path.open("ab")
+    binary = shutil.which("influxd") or "influxd"
+    process = subprocess.Popen(
+        [binary, "run", "-config", str(backend_dir / "influxd.conf")], stdout=log, stderr=log
+    )
+    backend = InfluxBackend(
+        "influxd-one-query", process, f"http://127.0.0.1:{http_port}", log_path, log
+    )
+    try:
+        assert wait_ready(f"{backend.url}/ping", process, 30, (204,)), backend.log_tail()
+        backend.create_database(USAGESTATS_DB)
+        yield InfluxLab(backend, USAGESTATS_DB)
+    finally:
+        backend.stop()
+
+
+def test_a_server_too_busy_to_run_the_query_is_down_not_a_rejected_query(
+    one_query_influxd: InfluxLab,
+) -> None:
+    """InfluxDB says "max-concurrent-queries limit exceeded" (and "query-timeout limit
+    exceeded") as a statement's error in an HTTP 200 answer, like a query's own fault; but
+    the query is fine and the server is not read: the source is down, as Prometheus' 503
+    on a timeout is."""
+    now_ns = time.time_ns()
+    row = shinyproxy_line("u", "ProxyStart", "e" * 2000)
+    lines = [f"{row} {now_ns - i}" for i in range(5000)]  # 10 MB of rows
+    assert post(one_query_influxd, "\n".join(lines)) == 204
+    assert reader(one_query_influxd).query(STARTS_LAST_5M).value == 5000.0  # a sound query
+    with _held_query(one_query_influxd, 'SELECT "data" FROM "event"'):
+        with pytest.raises(SourceError, match="max-concurrent-queries limit exceeded") as e:
+            reader(one_query_influxd).query(STARTS_LAST_5M)
+        assert not isinstance(e.value, QueryRejected)
+
+
+@contextlib.contextmanager
+def _held_query(lab: InfluxLab, influxql: str) -> Iterator[None]:
+    """A chunked read that nobody reads past its first bytes: with a small receive buffer
+    (kernel autotuning would take in tens of MB), influxd cannot write the rest, so the
+    query runs, and holds its slot, until the connection closes."""
+    query = urlencode({"db": lab.database, "q": influxql, "chunked": "true", "chunk_size": "1"})
+    host, port = urlsplit(lab.url).netloc.split(":")
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    try:
+        sock.settimeout(10)
+        sock.connect((host, int(port)))
+        sock.sendall(f"GET /query?{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        first = b""
+        while b'"results"' not in first:  # the first rows are out: the query runs
+            chunk = sock.recv(4096)
+            assert chunk, first
+            first += chunk
+        yield
+    finally:
+        sock.close()
+
+
+def test_a_url_that_is_not_influxdbs_query_api_is_down_not_a_rejected_query(
+    usagestats: InfluxLab,
+) -> None:
+    """A wrong path (here a prefix influxd does not serve) answers 404: no query was run."""
+    wrong = InfluxReader(f"{usagestats.url}/influx", usagestats.database, None, None, 5)
+    with pytest.raises(SourceError, match="HTTP 404") as e:
+        wrong.query(STARTS_LAST_5M)
+    assert not isinstance(e.value, QueryRejected)
+
+
 class CannedInflux:
     """Loopback HTTP that answers every query with a fixed JSON body."""
 
@@ -296,6 +375,22 @@ MALFORMED = {
     "short row": _series(columns=["time", "count"], values=[[1]]),
     "text time": _series(columns=["time", "count"], values=[[1, 2], ["x", 3]]),
 }
+
+
+@pytest.mark.parametrize(
+    "error", ["query-timeout limit exceeded", "query engine shutdown", "query interrupted"]
+)
+def test_a_query_the_server_stopped_is_down_not_rejected(
+    canned_influx: CannedInflux, error: str
+) -> None:
+    """The other words of InfluxDB 1.x (query/executor.go) for a query it did not finish,
+    in the answer influxd 1.6 sends with ``[coordinator] query-timeout`` exceeded."""
+    body = {"results": [{"statement_id": 0, "error": error}]}
+    canned_influx.body = json.dumps(body).encode()
+    r = InfluxReader(canned_influx.url, "db", None, None, timeout=2)
+    with pytest.raises(SourceError, match=f"server error: {error}") as e:
+        r.query("SELECT count(data) FROM event")
+    assert not isinstance(e.value, QueryRejected)
 
 
 @pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())

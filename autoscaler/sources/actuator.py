@@ -32,7 +32,7 @@ from autoscaler.sources.http_errors import (
     describe_request_error,
     hide_userinfo,
     require_latin1,
-    split_credentials,
+    split_base_url,
     url_credentials,
 )
 from autoscaler.sources.reading import Reading
@@ -252,13 +252,7 @@ def _parse_endpoint(entry: str) -> _Replica | _DnsEndpoint:
     """Messages quote the entry with any ``user:pass@`` as ``***@``."""
     shown = hide_userinfo(entry)
     if "://" in entry:
-        try:
-            url, auth = split_credentials(entry.rstrip("/"))
-            parts = urlsplit(url)
-        except ValueError:  # e.g. a port that is no number; its text may quote the entry
-            raise ValueError(f"actuator endpoint {shown!r}: invalid URL") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"actuator endpoint {shown!r}: expected http(s)://host:port")
+        url, auth = split_base_url(entry.rstrip("/"), "actuator endpoint", "AUTOSCALER_ACTUATOR")
         _check_auth(shown, auth)
         return _Replica(url=url, auth=auth)
     parts = urlsplit(f"//{entry}")

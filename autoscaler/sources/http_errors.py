@@ -28,10 +28,44 @@ def url_credentials(parts: SplitResult) -> tuple[str, str] | None:
     return unquote(parts.username or ""), unquote(parts.password or "")
 
 
+_ENCODE_HINT = "write / ? # @ : in a user name or password as %2F %3F %23 %40 %3A"
+
+
+def split_base_url(url: str, name: str, setting: str) -> tuple[str, tuple[str, str] | None]:
+    """An http(s) base URL without its ``user:pass@``, and the credentials (None when there
+    are none). A malformed URL is a ValueError that names ``name`` and ``setting`` and
+    quotes the URL with anything that may be userinfo hidden: urlsplit's own error quotes
+    the "port", which in ``user:pa/ss@host`` is part of the password."""
+    shown = f"{name} {hide_userinfo(url)!r} ({setting})"
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        raise ValueError(f"{shown}: invalid URL") from None
+    # "/", "?" or "#" in a password end the host part early: the rest, and the password
+    # with it, would be sent as a path to another host and quoted wherever the URL is
+    if "@" in parts.path + parts.query + parts.fragment:
+        raise ValueError(f"{shown}: '@' after the host ({_ENCODE_HINT})")
+    try:
+        parts.port  # noqa: B018  # raises on a port that is no number
+    except ValueError:
+        raise ValueError(f"{shown}: invalid port") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{shown}: expected http(s)://host:port")
+    return split_credentials(url)
+
+
 def redact_url(url: str) -> str:
-    """The URL as it may appear in messages: no credentials, no query string."""
-    parts = _without_userinfo(urlsplit(url))
-    return urlunsplit(parts._replace(query="", fragment=""))
+    """The URL as it may appear in messages: no credentials, no query string. Never
+    raises: a URL that urlsplit cannot take apart, or that has an ``@`` past its host (a
+    password holding ``/``), is hidden as ``hide_userinfo`` does."""
+    try:
+        parts = urlsplit(url)
+        clean = _without_userinfo(parts)
+    except ValueError:
+        clean = None
+    if clean is None or "@" in parts.path + parts.query + parts.fragment:
+        return hide_userinfo(url.split("#", 1)[0]).split("?", 1)[0]
+    return urlunsplit(clean._replace(query="", fragment=""))
 
 
 def _without_userinfo(parts: SplitResult) -> SplitResult:

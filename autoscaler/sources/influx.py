@@ -23,7 +23,7 @@ from autoscaler.sources.http_errors import (
     hide_userinfo,
     redact_url,
     require_latin1,
-    url_credentials,
+    split_base_url,
 )
 from autoscaler.sources.reading import Reading
 
@@ -45,12 +45,11 @@ class InfluxReader:
     ) -> None:
         """``max_bytes``: bound each answer to this size and ``timeout`` in all (the
         sidecar's signals); None: only each socket read is bounded (long event reads)."""
+        _, auth = split_base_url(url, "InfluxDB URL", "AUTOSCALER_INFLUXDB_URL")
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"InfluxDB URL {redact_url(url)!r}: expected http(s)://host:port")
         self._url = redact_url(url)
         self._database = database
-        in_url = url_credentials(parts) or (None, None)
+        in_url = auth or (None, None)
         self._password = password or in_url[1]
         require_latin1(
             f"InfluxDB URL {hide_userinfo(url)!r} (AUTOSCALER_INFLUXDB_URL): "
@@ -200,12 +199,29 @@ def _text(args: tuple[Any, ...]) -> str:
     return text.strip()[:300]
 
 
+_NOT_RUN = (
+    "query-timeout limit exceeded",
+    "max-concurrent-queries limit exceeded",
+    "query interrupted",
+    "query aborted",
+    "query engine shutdown",
+)
+"""InfluxDB's words (query/executor.go) for a query it did not run to the end because it
+is busy or stopping. They come as a statement's error in an HTTP 200 answer, like a
+query's own faults, yet the same query succeeds once the server has room."""
+
+
 def _client_error(e: InfluxDBClientError, db: str) -> str:
+    """The message; it starts "query error" only when the query itself is at fault."""
     content = _text((e.content,))
     if "database not found" in content:
         return f"database not found: {db}"
     if e.code in (401, 403):
         return f"HTTP {e.code}: authorization failed"
+    if e.code not in (None, 400):  # a wrong path (404), a proxy's 429: InfluxDB is not read
+        return f"HTTP {e.code}: {content}"
+    if any(words in content for words in _NOT_RUN):
+        return f"server error: {content}"
     prefix = f"HTTP {e.code}: " if e.code else ""
     return f"query error: {prefix}{content}"
 

@@ -18,7 +18,7 @@ from autoscaler.sources.http_errors import (
     hide_userinfo,
     require_latin1,
     scrub_userinfo,
-    split_credentials,
+    split_base_url,
 )
 from autoscaler.sources.reading import Reading
 
@@ -42,7 +42,9 @@ class PrometheusClient:
         session: requests.Session | None = None,
         max_bytes: int = MAX_BODY_BYTES,
     ) -> None:
-        url, auth = split_credentials(base_url.rstrip("/"))
+        url, auth = split_base_url(
+            base_url.rstrip("/"), "Prometheus URL", "AUTOSCALER_PROMETHEUS_URL"
+        )
         if auth is not None:
             require_latin1(
                 f"Prometheus URL {hide_userinfo(base_url)!r} (AUTOSCALER_PROMETHEUS_URL): "
