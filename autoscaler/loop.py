@@ -32,7 +32,7 @@ from autoscaler.decide.plan_types import (
 )
 from autoscaler.ledger import Ledger
 from autoscaler.metrics import SidecarMetrics
-from autoscaler.rules.reload import RulesStore
+from autoscaler.rules.reload import ReloadOutcome, RulesStore
 from autoscaler.snapshot import Snapshot
 from autoscaler.sources.collect import Backends, collect
 
@@ -119,8 +119,10 @@ class Reconciler:
 
     def _pass(self, trigger: str, t0: float) -> PassResult:
         outcome = self.rules.refresh()
-        if outcome != "unchanged":
-            self.metrics.rules_reloads.labels("error" if outcome == "invalid" else "ok").inc()
+        if outcome in (ReloadOutcome.LOADED, ReloadOutcome.INVALID):  # not CHANGING: no reload
+            self.metrics.rules_reloads.labels(
+                "error" if outcome == ReloadOutcome.INVALID else "ok"
+            ).inc()
         self.metrics.rules_valid.set(0 if self.rules.problems else 1)
         policies = self.rules.policies
 
@@ -219,6 +221,10 @@ class Runner:
         self.failures = 0
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
+        self._asked = False
+        """A drain job is added and has not taken the pending asks yet: later asks join it.
+        A job added per ask would, past ``max_instances`` drains waiting behind a long
+        pass, make APScheduler log a warning for each (events during a rolling update)."""
         self._drain_lock = threading.Lock()
         self._scheduling = threading.Lock()
         """Held to change jobs, and by stop() to set the reconciler's ``stopping``:
@@ -232,9 +238,9 @@ class Runner:
 
     def start(self) -> None:
         self.scheduler.add_job(
-            self.trigger,
+            self._ask,
             IntervalTrigger(seconds=self.interval.total_seconds()),
-            args=["schedule"],
+            args=["schedule", True],
             id="interval",
             next_run_time=datetime.now(UTC),
             max_instances=1,
@@ -245,13 +251,19 @@ class Runner:
 
     def trigger(self, reason: str) -> None:
         """Ask for a pass as soon as possible; many asks during one pass make one pass."""
+        self._ask(reason)
+
+    def _ask(self, reason: str, always: bool = False) -> None:
+        """``always`` (the scheduled asks) adds a drain job even when one is asked for: a
+        job that never ran would otherwise leave event passes waiting for ever."""
         with self._scheduling:
             if self.reconciler.stopping.is_set():
                 return
             with self._pending_lock:
                 self._pending.append(reason)
-            if not self.scheduler.running:
-                return
+                if not self.scheduler.running or (self._asked and not always):
+                    return
+                self._asked = True
             self.scheduler.add_job(
                 self._drain,
                 "date",
@@ -267,6 +279,7 @@ class Runner:
                 return
             with self._pending_lock:
                 reasons, self._pending = self._pending, []
+                self._asked = False
             if not reasons:
                 return  # an earlier drain already ran a pass that started after these asks
             result = self.reconciler.run_pass(",".join(dict.fromkeys(reasons)))

@@ -11,6 +11,8 @@ from typing import Any
 
 import pytest
 
+import autoscaler.rules.loader
+import autoscaler.rules.reload
 from autoscaler.actuate.base import ActionResult
 from autoscaler.actuate.dryrun import DryRunActuator
 from autoscaler.decide.plan_types import Action, RemoveNode, ScaleService, TerminateInstance
@@ -118,6 +120,15 @@ def setup(
     return rec, swarm, prom, act, clock
 
 
+def wait_for(cond: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while not cond():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def metric(rec: Reconciler, name: str, labels: dict[str, str] | None = None) -> float | None:
     return rec.metrics.registry.get_sample_value(name, labels or {})
 
@@ -171,6 +182,37 @@ def test_broken_rules_keep_last_good_policies(tmp_path: Path) -> None:
     assert r.plan is not None and [a.desired for a in r.plan.actions] == [6], (
         "the last good policy still scales"
     )
+
+
+def test_rules_caught_while_being_written_are_no_reload_and_keep_the_policies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rec, _swarm, prom, _act, _ = setup(tmp_path)
+    rec.run_pass()
+    rules = tmp_path / "rules" / "a.yml"
+    rules.write_text(RULES.replace("max: 10", "max: 1"))  # the first half of "max: 12"
+    reads = 0
+
+    def read_then_write_the_rest(paths: list[Path]) -> Any:
+        nonlocal reads
+        reads += 1
+        found = autoscaler.rules.loader.read_sources(paths)
+        if reads == 1:
+            rules.write_text(RULES.replace("max: 10", "max: 12"))
+        return found
+
+    monkeypatch.setattr(autoscaler.rules.reload, "read_sources", read_then_write_the_rest)
+    prom.value = 60.0
+    r = rec.run_pass()
+    assert r.plan is not None and [a.desired for a in r.plan.actions] == [6], (
+        "the policy in force (max 10) decides, not the half-written one (max 1)"
+    )
+    assert metric(rec, "autoscaler_rules_reloads_total", {"result": "ok"}) == 1
+    assert metric(rec, "autoscaler_rules_reloads_total", {"result": "error"}) == 0
+    assert metric(rec, "autoscaler_rules_valid") == 1
+    rec.run_pass()
+    assert rec.rules.generation == 2 and rec.rules.policies.services["api"].max == 12
+    assert metric(rec, "autoscaler_rules_reloads_total", {"result": "ok"}) == 2
 
 
 def test_actuator_exception_is_a_failed_action_not_a_dead_loop(tmp_path: Path) -> None:
@@ -297,17 +339,18 @@ def test_runner_backs_off_while_passes_fail(tmp_path: Path) -> None:
     rec, swarm, *_ = setup(tmp_path)
     swarm.down = True
     runner = Runner(rec, interval=timedelta(seconds=1), max_backoff=timedelta(seconds=4))
+
+    def interval() -> timedelta:
+        return runner.scheduler.get_job("interval").trigger.interval  # type: ignore[no-any-return]
+
     runner.start()
     try:
-        time.sleep(0.5)
+        assert wait_for(lambda: interval() == timedelta(seconds=2)), interval()
         assert runner.failures == 1
-        job = runner.scheduler.get_job("interval")
-        assert job.trigger.interval == timedelta(seconds=2)
         swarm.down = False
         runner.trigger("test")
-        time.sleep(0.5)
+        assert wait_for(lambda: interval() == timedelta(seconds=1)), interval()
         assert runner.failures == 0
-        assert runner.scheduler.get_job("interval").trigger.interval == timedelta(seconds=1)
     finally:
         runner.stop()
 

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+import autoscaler.rules.reload
+from autoscaler.rules.loader import Problem, RuleSource, load_sources, read_sources
 from autoscaler.rules.reload import ReloadOutcome, RulesStore
 
 SPLIT = Path(__file__).parent / "data" / "rules" / "good_sets" / "split"
@@ -131,3 +133,38 @@ def test_a_file_emptied_or_every_file_removed_keeps_the_running_policies(rules: 
         f.rename(f.with_suffix(".bak"))
     assert store.refresh() == ReloadOutcome.INVALID
     assert store.policies == good and "no rules files" in store.problems[0].message
+
+
+def test_a_file_read_halfway_through_its_write_is_not_swapped_in(
+    rules: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file written in place in two steps, read between them: its first half still parses
+    (max 1 of max 12), so only a second read that finds the same bytes may swap it in."""
+    store = RulesStore(rules)
+    assert store.refresh() == ReloadOutcome.LOADED
+    services = rules / "20-services.yml"
+    full = (
+        "services:\n  api:\n    service: shiny_api\n    target_tracking:\n"
+        "      - signal: rps\n        average_value: 20\n    max: 12\n"
+    )
+    services.write_text(full[: full.index("max: 12") + len("max: 1")])  # the first step
+    reads: list[tuple[list[RuleSource], list[Problem]]] = []
+
+    def read_then_write_the_rest(paths: list[Path]) -> tuple[list[RuleSource], list[Problem]]:
+        found = read_sources(paths)
+        if not reads:
+            services.write_text(full)  # the second step, just after the first read
+        reads.append(found)
+        return found
+
+    monkeypatch.setattr(autoscaler.rules.reload, "read_sources", read_then_write_the_rest)
+    outcome = store.refresh()
+    half = load_sources(*reads[0])
+    assert half.policies is not None and half.policies.services["api"].max == 1, (
+        "the half-written file parses: this is what must not be swapped in"
+    )
+    assert store.policies.services["api"].max == 4 and store.generation == 1
+    assert outcome == ReloadOutcome.CHANGING and store.problems == []
+
+    assert store.refresh() == ReloadOutcome.LOADED  # written completely: picked up now
+    assert store.policies.services["api"].max == 12 and store.generation == 2

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -26,6 +27,14 @@ class ReloadOutcome(StrEnum):
     """The files changed and are valid: their policies are now in use."""
     INVALID = "invalid"
     """The files changed and have problems: the previous policies stay in use."""
+    CHANGING = "changing"
+    """The files changed again while being read: nothing validated, read again next time."""
+
+
+SETTLE = 0.5
+"""Seconds between the two reads of files that changed. An editor or ``cp`` writing a file
+in place, or a ``git pull`` of several files, can be caught halfway, and half a file may
+still parse (``max: 4`` of ``max: 40``): changed files count only when read twice alike."""
 
 
 def fingerprint(sources: Sequence[RuleSource], problems: Sequence[Problem]) -> str:
@@ -49,9 +58,15 @@ class RulesStore:
     Before the first valid load ``policies`` is empty, so nothing is scaled.
     """
 
-    def __init__(self, path: Path, clock: Callable[[], datetime] = _utcnow) -> None:
+    def __init__(
+        self,
+        path: Path,
+        clock: Callable[[], datetime] = _utcnow,
+        settle: float = SETTLE,
+    ) -> None:
         self.path = path
         self._clock = clock
+        self._settle = settle
         self.policies = Policies()
         self.problems: list[Problem] = []
         """What is wrong with the files as they are now; empty when they are in use."""
@@ -64,11 +79,17 @@ class RulesStore:
         self._fingerprint: str | None = None
 
     def refresh(self) -> ReloadOutcome:
-        """Re-read the files; validate and swap in the policies only when the bytes changed."""
+        """Re-read the files; validate and swap in the policies only when the bytes changed
+        and a second read ``settle`` seconds later finds the same bytes."""
         sources, read_problems = read_sources([self.path])
         digest = fingerprint(sources, read_problems)
         if digest == self._fingerprint:
             return ReloadOutcome.UNCHANGED
+        time.sleep(self._settle)
+        if fingerprint(*read_sources([self.path])) != digest:
+            # not remembered: the next refresh sees a change and reads twice again
+            log.info("rules %s are being written; reading them again next pass", self.path)
+            return ReloadOutcome.CHANGING
         self._fingerprint = digest
         result = load_sources(sources, read_problems)
         if result.policies is None:
