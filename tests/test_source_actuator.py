@@ -209,6 +209,23 @@ def test_one_fetch_per_replica_for_many_signals(
     assert [r.requests_for("/actuator/prometheus") for r in replicas] == [1, 1]
 
 
+def test_max_of_a_per_app_gauge_is_the_total_over_the_apps() -> None:
+    # in HA mode every replica reports each app's count from the shared store: max over
+    # the replicas per app, then the apps added up
+    def page(instance: str) -> str:
+        return (
+            "# TYPE absolute_apps_running gauge\n"
+            f'absolute_apps_running{{spec_id="euler",shinyproxy_instance="{instance}"}} 3\n'
+            f'absolute_apps_running{{spec_id="dash",shinyproxy_instance="{instance}"}} 5\n'
+        )
+
+    with ExpositionServer(page("a1")) as a, ExpositionServer(page("b2")) as b:
+        scrape = ActuatorClient(_endpoints(a, b), timeout=2).scrape_all()
+    assert scrape.value("absolute_apps_running", {}, "max").value == 8.0
+    assert scrape.value("absolute_apps_running", {}, "sum").value == 16.0
+    assert scrape.value("absolute_apps_running", {"spec_id": "dash"}, "max").value == 5.0
+
+
 def test_no_matching_sample_is_no_data(
     replicas: tuple[ExpositionServer, ExpositionServer],
 ) -> None:

@@ -25,7 +25,7 @@ import requests
 from prometheus_client.metrics_core import Metric
 
 from autoscaler.sources.errors import NoData, SourceError
-from autoscaler.sources.exposition import ExpositionError, parse, select
+from autoscaler.sources.exposition import ExpositionError, SeriesKey, parse, select_series
 from autoscaler.sources.http_body import MAX_BODY_BYTES, BodyError, read_body
 from autoscaler.sources.http_errors import (
     UNENCODABLE,
@@ -93,7 +93,8 @@ class ActuatorScrape:
         return {r.url: r.error for r in self.replicas if r.error is not None}
 
     def value(self, metric: str, labels: Mapping[str, str], aggregate: str) -> Reading:
-        """Aggregate (sum, max, min, avg) every matching non-NaN sample of every replica."""
+        """Each matching series' non-NaN samples of every replica combined (sum, max, min,
+        avg), and the series added up."""
         combine = _AGGREGATES.get(aggregate)
         if combine is None:
             raise ValueError(f"aggregate {aggregate!r}: expected one of {', '.join(_AGGREGATES)}")
@@ -107,14 +108,20 @@ class ActuatorScrape:
                 f"{len(failed)} of {len(self.replicas)} replicas failed ({which}); "
                 "a partial result would undercount",
             )
-        values = [v for r in self.replicas for v in select(r.families, metric, labels)]
-        if not values:
+        # each series (one per app, say) across the replicas first, then the series added
+        # up: `max` of a per-app gauge every replica reports alike is the apps' total, not
+        # the busiest app's count
+        series: dict[SeriesKey, list[float]] = {}
+        for r in self.replicas:
+            for key, v in select_series(r.families, metric, labels):
+                series.setdefault(key, []).append(v)
+        if not series:
             wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
             raise NoData(
                 f"actuator: no value for {metric}{{{wanted}}} on {len(self.replicas)} replicas"
             )
         return Reading(
-            value=combine(values),
+            value=float(sum(combine(values) for values in series.values())),
             observed_at=min(r.fetched_at for r in self.replicas),
         )
 

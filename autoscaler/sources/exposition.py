@@ -34,10 +34,29 @@ def select(
 
     As in PromQL, a wanted empty value matches a sample without that label.
     """
+    return [value for _, value in select_series(text_or_families, metric, labels)]
+
+
+SeriesKey = frozenset[tuple[str, str]]
+"""A sample's labels but ``REPLICA_LABELS``: what tells its series (one per app, say) from
+the others of the same metric, on every replica alike."""
+
+REPLICA_LABELS = frozenset({"shinyproxy_instance"})
+"""Labels that name the ShinyProxy server, not what is counted: they differ between
+replicas (and across a configuration change), so a series is known without them."""
+
+
+def select_series(
+    text_or_families: str | Iterable[Metric], metric: str, labels: Mapping[str, str]
+) -> list[tuple[SeriesKey, float]]:
+    """As ``select``, each value with the labels of its series."""
     families = parse(text_or_families) if isinstance(text_or_families, str) else text_or_families
     wanted = dict(labels)
     return [
-        sample.value
+        (
+            frozenset((k, v) for k, v in sample.labels.items() if k not in REPLICA_LABELS),
+            sample.value,
+        )
         for family in families
         for sample in family.samples
         if sample.name == metric
