@@ -194,6 +194,8 @@ def test_a_worker_ready_only_after_its_timeout_is_refused(swarm_cluster: SwarmCl
         swarm_cluster.add_worker("late", join=late_join, timeout=timeout)
     assert calls == ["late"]
     assert {w.name for w in swarm_cluster.workers} == before
+    # it had joined: its node is gone from the manager's list too
+    assert "late" not in {n["Description"]["Hostname"] for n in swarm_cluster.client().api.nodes()}
 
 
 def test_another_process_attaches_to_add_and_remove_workers(swarm_cluster: SwarmCluster) -> None:

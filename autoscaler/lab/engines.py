@@ -414,10 +414,19 @@ class SwarmCluster:
         except BaseException as exc:
             try:
                 self._teardown_engine(rec)
-            except LabError as teardown_exc:
+                if join is not False:  # it may have joined: its node would stay, down
+                    self._forget_node(rec.name)
+            except (LabError, *CONNECT_ERRORS) as teardown_exc:
                 exc.add_note(f"and removing the new worker failed: {teardown_exc}")
             raise
         return _worker_view(rec)
+
+    def _forget_node(self, hostname: str) -> None:
+        api = self.client().api
+        for node in api.nodes():
+            if node.get("Description", {}).get("Hostname") == hostname:
+                with contextlib.suppress(docker.errors.NotFound):
+                    api.remove_node(node["ID"], force=True)
 
     def _join_script(self, rec: EngineRecord, script: str, deadline: float) -> None:
         env = {
