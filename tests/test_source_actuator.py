@@ -168,6 +168,13 @@ def test_invalid_text_is_an_exposition_error() -> None:
         parse('appStarts_total{spec_id="01_hello" 3\n')
 
 
+def test_a_page_that_is_no_exposition_is_quoted_short() -> None:
+    # a proxy's login page instead of the metrics: the parser's message quotes its line
+    with pytest.raises(ExpositionError) as caught:
+        parse("<html>" + "x" * 5000 + "\n")
+    assert len(str(caught.value)) < 250
+
+
 # ---------------------------------------------------------------- ActuatorClient
 
 

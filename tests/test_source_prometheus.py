@@ -224,6 +224,16 @@ def test_an_error_said_with_http_200_keeps_its_words(canned: CannedAnswer) -> No
         client(canned.url).query("up")
 
 
+def test_an_error_type_is_quoted_short_and_without_credentials(canned: CannedAnswer) -> None:
+    # a proxy in front of Prometheus may put anything there, a URL with its login say
+    kind = "http://admin:hunter2@upstream:9090/" + "x" * 200
+    canned.answer({"status": "error", "errorType": kind, "error": "refused"})
+    with pytest.raises(SourceError) as caught:
+        client(canned.url).query("up")
+    assert "hunter2" not in str(caught.value) and "x" * 60 not in str(caught.value)
+    assert "refused" in str(caught.value)
+
+
 def test_warnings_of_a_partial_answer_make_it_no_answer(canned: CannedAnswer) -> None:
     partial = "receive partial data: store 10.0.0.7:10901 unavailable"
     canned.answer({**vector({"metric": {}, "value": [1.7e9, "4"]}), "warnings": [partial]})

@@ -24,7 +24,12 @@ def parse(text: str) -> list[Metric]:
     try:
         return list(text_string_to_metric_families(text))
     except (ValueError, IndexError, KeyError) as e:
-        raise ExpositionError(f"invalid exposition text: {e}") from None
+        # the parser quotes the line it choked on: a whole login page, say
+        raise ExpositionError(f"invalid exposition text: {_cut(str(e), 200)}") from None
+
+
+def _cut(text: str, most: int) -> str:
+    return text if len(text) <= most else text[: most - 3] + "..."
 
 
 def select(

@@ -132,7 +132,7 @@ def _json_or_none(text: bytes) -> dict[str, Any] | None:
 def _error_text(body: dict[str, Any] | None) -> str:
     if body is None:
         return "no error detail"
-    kind = body.get("errorType")
+    kind = scrub_userinfo(str(body.get("errorType") or ""))[:40]
     text = scrub_userinfo(str(body.get("error", "no error detail")))[:300]
     return f"{kind}: {text}" if kind else text
 
