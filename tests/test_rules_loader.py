@@ -74,6 +74,12 @@ BAD_FILES: dict[str, tuple[int, str, str]] = {
         "services.api.steps[0].signal",
         "unknown signal 'latncy': did you mean 'latency'?",
     ),
+    # a filter the metric does not read would be ignored without a word
+    "service_filter_wrong_metric.yml": (
+        3,
+        "signals.sessions.swarm",
+        "service filters metric 'service_replicas' only",
+    ),
     "same_swarm_service.yml": (
         9,
         "services.api.service",

@@ -89,6 +89,8 @@ class SwarmSource(Written):
     def _fits_metric(self) -> SwarmSource:
         if self.metric == "service_replicas" and not self.service:
             raise ValueError("metric service_replicas needs 'service'")
+        if self.service and self.metric != "service_replicas":
+            raise ValueError("service filters metric 'service_replicas' only")
         node_only = (self.state, self.availability, self.role)
         if self.metric != "nodes" and (any(node_only) or self.labels):
             raise ValueError("state, availability, role and labels filter metric 'nodes' only")
