@@ -55,7 +55,8 @@ class Route:
     def build(cls, cfg: RouteConfig, parent: Route | None = None) -> Route:
         base = parent.opts if parent is not None else DEFAULT_OPTS
         group_by, group_by_all = base.group_by, base.group_by_all
-        if cfg.group_by is not None:
+        # `group_by: []` inherits as if left out: Alertmanager's config keeps no list for it
+        if cfg.group_by:
             group_by_all = cfg.group_by == ("...",)
             group_by = frozenset() if group_by_all else frozenset(cfg.group_by)
         opts = RouteOpts(

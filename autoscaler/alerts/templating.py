@@ -16,6 +16,9 @@ from typing import Any
 from autoscaler.floattext import shortest_digits, special
 
 _ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.DOTALL)
+# Go's trim markers: "{{- " drops the white space before the action, " -}}" that after it
+_TRIM_LEFT = re.compile(r"\s*\{\{-(?=\s)")
+_TRIM_RIGHT = re.compile(r"(?<=\s)-\}\}\s*")
 _PRINTF = re.compile(r'^printf\s+"([^"]*)"$')
 _PIPES = ("humanize", "toUpper", "toLower", "title", "len")
 
@@ -67,7 +70,7 @@ def render(text: str, resolve: Resolver, escape: Callable[[str], str] | None = N
         out = _text(value)
         return escape(out) if escape is not None else out
 
-    return _ACTION.sub(one, text)
+    return _ACTION.sub(one, _TRIM_RIGHT.sub("}}", _TRIM_LEFT.sub("{{", text)))
 
 
 def _parse(action: str) -> tuple[str, list[str]]:
@@ -130,17 +133,19 @@ def humanize(value: Any) -> str:
     v = float(value)
     if v == 0 or math.isnan(v) or math.isinf(v):
         return go_float(v)  # Go's %.4g of these: 0, NaN, +Inf, -Inf
+    # As Prometheus: the prefixes end at Y and y; a number beyond them keeps the last one
+    prefix = ""
     if abs(v) >= 1:
-        for prefix in ("", "k", "M", "G", "T", "P", "E"):
+        for p in ("k", "M", "G", "T", "P", "E", "Z", "Y"):
             if abs(v) < 1000:
-                return f"{v:.4g}{prefix}"
-            v /= 1000
-        return f"{v:.4g}Z"
-    for prefix in ("", "m", "u", "n", "p", "f", "a"):
-        if abs(v) >= 1:
-            return f"{v:.4g}{prefix}"
-        v *= 1000
-    return f"{v:.4g}z"
+                break
+            prefix, v = p, v / 1000
+    else:
+        for p in ("m", "u", "n", "p", "f", "a", "z", "y"):
+            if abs(v) >= 1:
+                break
+            prefix, v = p, v * 1000
+    return f"{v:.4g}{prefix}"
 
 
 def go_float(v: float) -> str:

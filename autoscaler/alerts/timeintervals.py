@@ -14,9 +14,34 @@ from pydantic import Field, field_validator
 
 from autoscaler.model import Written
 
-_WEEKDAYS = {d: i for i, d in enumerate(calendar.day_name)}  # monday=0 .. sunday=6
-_WEEKDAYS = {k.lower(): v for k, v in _WEEKDAYS.items()}
-_MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
+# Alertmanager's numbering (Go's time.Weekday): the week starts on Sunday, so
+# 'sunday:thursday' is a range and 'monday:sunday' is not. Spelled out, not read from
+# calendar.day_name, which follows the process' locale.
+_WEEKDAYS = {
+    d: i
+    for i, d in enumerate(
+        ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
+    )
+}
+_MONTHS = {
+    m: i + 1
+    for i, m in enumerate(
+        (
+            "january",
+            "february",
+            "march",
+            "april",
+            "may",
+            "june",
+            "july",
+            "august",
+            "september",
+            "october",
+            "november",
+            "december",
+        )
+    )
+}
 _TIME = re.compile(r"^(\d{2}):(\d{2})$")
 
 
@@ -100,11 +125,16 @@ class TimeSpec(Written):
     @classmethod
     def _weekdays(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for item in v:
-            # by name only, as Alertmanager: a number would count from 0 = Monday here and
-            # from 0 = Sunday in cron
+            # by name only, as Alertmanager: tools disagree on what a number means (is 7
+            # Sunday? is 1 Monday or the week's first day?)
             if any(p.strip().lstrip("-").isdigit() for p in item.split(":")):
                 raise ValueError(f"weekday {item!r}: use names (monday:friday), not numbers")
-            _range(item, _WEEKDAYS, 0, 6, "weekday")
+            a, b = _range(item, _WEEKDAYS, 0, 6, "weekday")
+            if a > b:
+                raise ValueError(
+                    f"weekday range {item!r} ends before it starts: weeks run sunday to "
+                    "saturday, as in Alertmanager; split it at sunday (e.g. 'saturday', 'sunday')"
+                )
         return v
 
     @field_validator("days_of_month")
@@ -114,20 +144,30 @@ class TimeSpec(Written):
             lo, hi = _range(item, {}, -31, 31, "day of month")
             if lo == 0 or hi == 0:
                 raise ValueError("days_of_month are 1..31 or -31..-1, not 0")
+            # Alertmanager's checks: a range that matches no day in some or all months
+            # (e.g. '-3:5', '20:-10') is refused rather than silently never muting.
+            if lo < 0 < hi:
+                raise ValueError(
+                    f"day of month range {item!r}: a range that starts counted from the "
+                    "month's end (negative) must end so too"
+                )
+            if (lo if lo > 0 else 28 + lo) > (hi if hi > 0 else 28 + hi):
+                short = " in a 28-day month" if hi < 0 else ""
+                raise ValueError(f"day of month range {item!r} ends before it starts{short}")
         return v
 
     @field_validator("months")
     @classmethod
     def _months(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for item in v:
-            _range(item, _MONTHS, 1, 12, "month")
+            _ordered(item, _range(item, _MONTHS, 1, 12, "month"), "month")
         return v
 
     @field_validator("years")
     @classmethod
     def _years(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for item in v:
-            _range(item, {}, 0, 9999, "year")
+            _ordered(item, _range(item, {}, 0, 9999, "year"), "year")
         return v
 
     @field_validator("location")
@@ -146,7 +186,7 @@ class TimeSpec(Written):
             if not any(s <= minute < e for s, e in (r.minutes() for r in self.times)):
                 return False
         if self.weekdays and not any(
-            _in(item, _WEEKDAYS, 0, 6, t.weekday()) for item in self.weekdays
+            _in(item, _WEEKDAYS, 0, 6, t.isoweekday() % 7) for item in self.weekdays
         ):
             return False
         if self.days_of_month:
@@ -187,9 +227,12 @@ def _range(item: str, names: dict[str, int], lo: int, hi: int, what: str) -> tup
     for v in (a, b):
         if not lo <= v <= hi:
             raise ValueError(f"{what} {item!r} is out of range")
-    if (a >= 0) == (b >= 0) and a > b:
-        raise ValueError(f"{what} range {item!r} ends before it starts")
     return a, b
+
+
+def _ordered(item: str, bounds: tuple[int, int], what: str) -> None:
+    if bounds[0] > bounds[1]:
+        raise ValueError(f"{what} range {item!r} ends before it starts")
 
 
 def _in(item: str, names: dict[str, int], lo: int, hi: int, value: int) -> bool:
