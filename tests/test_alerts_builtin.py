@@ -158,6 +158,20 @@ def test_a_stale_signal_never_fires_but_is_reported(tmp_path: Path) -> None:
     assert rec.metrics.registry.get_sample_value("autoscaler_signal_missing", missing) == 0
 
 
+def test_a_firing_alert_is_not_resolved_while_its_signal_is_missing(tmp_path: Path) -> None:
+    rec, alerting, recorder, clock, prom, _ = setup(tmp_path)
+    prom.value = 20.0
+    assert passes_for_minutes(rec, alerting, clock, 2)["BusyApi"] == "firing"
+    prom.value = None  # Prometheus down: nothing says the load went down
+    got = passes_for_minutes(rec, alerting, clock, 7)
+    assert got["BusyApi"] == "firing"
+    assert got["AutoscalerSourceDown,backend=prometheus"] == "firing"
+    assert ("BusyApi", "resolved") not in [n for sent in recorder.names() for n in sent]
+    prom.value = 1.0  # back, and below the threshold: now it is known to be over
+    rec.run_pass()
+    assert states(alerting)["BusyApi"] == "resolved"
+
+
 def test_failed_scale_action_fires_and_holds(tmp_path: Path) -> None:
     rec, alerting, _recorder, _clock, prom, _ = setup(tmp_path, fail=True)
     prom.value = 40.0

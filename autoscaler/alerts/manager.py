@@ -238,11 +238,16 @@ class Alerting:
                 return None
             return [Sample(labels, value) for labels, value in rows]
         snap = result.snapshot
-        if snap is None or rule.signal is None or rule.op is None or rule.value is None:
+        if snap is None:
+            return None  # the pass read nothing: as a query that failed
+        if rule.signal is None or rule.op is None or rule.value is None:
             return []
         value = reading_of(rule.signal, snap, self._policies.signals).value
         if value is None:
-            return []  # a missing or stale signal never fires; AutoscalerSignalStale reports it
+            # unknown, not false: as Prometheus keeps a rule's alerts when its query fails,
+            # a missing or stale signal neither fires nor resolves (AutoscalerSignalStale
+            # reports it)
+            return None
         return [Sample({}, value)] if _OPS[rule.op](value, rule.value) else []
 
     def _eval(self, spec: RuleSpec, samples: Sequence[Sample], now: datetime) -> None:
