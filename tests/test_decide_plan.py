@@ -374,6 +374,7 @@ def test_missing_signal_holds_and_names_why() -> None:
         ({}, "signal rps missing: not read in this pass"),
         ({"rps": val(None)}, "signal rps missing: no value"),
         ({"rps": val(500, age=190)}, "signal rps stale (age 190s > 120s)"),
+        ({"rps": val(500, age=120.4)}, "signal rps stale (age 121s > 120s)"),
         ({"rps": float("nan")}, "signal rps unusable: value is nan"),
         ({"rps": float("inf")}, "signal rps unusable: value is inf"),
     ],
@@ -388,6 +389,18 @@ def test_unusable_signal_is_never_read_as_zero(
 
 def test_value_younger_than_max_age_is_used() -> None:
     d = one(plan(snap(svc("api", 4), rps=val(120, age=119)), rules(api=policy()), Memory()))
+    assert d.desired == 6
+
+
+@pytest.mark.parametrize(
+    "age",
+    [
+        120,  # exactly max_age: stale means older than it
+        -30,  # stamped ahead of the snapshot: Prometheus' clock runs ahead, its answer is new
+    ],
+)
+def test_value_at_max_age_or_from_a_clock_ahead_is_used(age: float) -> None:
+    d = one(plan(snap(svc("api", 4), rps=val(120, age=age)), rules(api=policy()), Memory()))
     assert d.desired == 6
 
 

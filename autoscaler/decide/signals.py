@@ -57,7 +57,9 @@ def _judge(name: str, snapshot: Snapshot, max_age: timedelta | None) -> SignalRe
     if max_age is not None and sv.observed_at is not None:
         age = utc(snapshot.taken_at) - utc(sv.observed_at)
         if age > max_age:
+            # rounded up: a truncated 120.4s would read "age 120s > 120s"
+            shown = f"{math.ceil(age.total_seconds())}s"
             return SignalReading(
-                name, None, f"signal {name} stale (age {seconds(age)} > {seconds(max_age)})"
+                name, None, f"signal {name} stale (age {shown} > {seconds(max_age)})"
             )
     return SignalReading(name, sv.value)

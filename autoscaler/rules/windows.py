@@ -3,6 +3,7 @@ the durations policies may set."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,6 +44,9 @@ class CronWindow(Written):
             raise ValueError(f"bad cron expression {v!r}: use 5 fields, e.g. '0 8 * * 1-5'")
         if not croniter.is_valid(v):
             raise ValueError(f"bad cron expression {v!r}: {_bad_field(fields)}")
+        unlike_cron = _unlike_cron(fields)
+        if unlike_cron is not None:
+            raise ValueError(f"bad cron expression {v!r}: {unlike_cron}")
         try:  # a valid expression may name a day that never comes (30 February)
             croniter(v, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
         except CroniterBadDateError:
@@ -83,3 +87,36 @@ def _bad_field(fields: list[str]) -> str:
         if not croniter.is_valid(" ".join(alone)):
             return f"the {name} field {fields[i]!r} is not valid ({allowed})"
     return "the fields are not valid together"
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+_NAMES = {3: {n: i + 1 for i, n in enumerate(_MONTHS)}, 4: {n: i for i, n in enumerate(_DAYS)}}
+_RANDOM = re.compile(r"r(\(\d+-\d+\))?(/\d+)?", re.IGNORECASE)
+
+
+def _number(text: str, field: int) -> int | None:
+    t = text.strip().lower()
+    return int(t) if t.isdigit() else _NAMES.get(field, {}).get(t)
+
+
+def _unlike_cron(fields: list[str]) -> str | None:
+    """What croniter accepts but reads unlike cron: ``R`` (a new random time each time an
+    expression is read, so each pass) and a range from a value to itself (``5-5``), which
+    croniter widens to the whole field where cron means the one value."""
+    for i, (name, _) in enumerate(_CRON_FIELDS):
+        for part in fields[i].split(","):
+            if _RANDOM.fullmatch(part):
+                return (
+                    f"the {name} field {fields[i]!r} is random (another time each pass): "
+                    "write a time"
+                )
+            low, dash, high = re.split("[/#]", part)[0].partition("-")
+            lo, hi = _number(low, i), _number(high, i)
+            if dash and lo is not None and lo == hi:
+                nth = part.partition("#")[1:]
+                return (
+                    f"the {name} field {fields[i]!r} is a range from {low} to itself, "
+                    f"which would match every {name}: write {low}{''.join(nth)}"
+                )
+    return None
