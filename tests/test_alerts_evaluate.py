@@ -125,6 +125,7 @@ def test_a_firing_alert_updates_its_value_and_annotations() -> None:
         ({"expr": "up", "annotations": {"s": "{{ .Foo }}"}}, "not supported here"),
         ({"expr": "up", "annotations": {"s": "{{ $value | shout }}"}}, "not supported"),
         ({"expr": "up", "labels": {"alertname": "y"}}, "set by the alert itself"),
+        ({"expr": "up", "labels": {"team": "{{ $externalLabels.x }}"}}, "not supported here"),
     ],
 )
 def test_bad_alert_rules_are_refused(raw: dict[str, object], error: str) -> None:

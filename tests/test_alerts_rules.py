@@ -90,6 +90,20 @@ def test_shipped_rules_with_alerts_are_valid() -> None:
             "inhibit_rules:\n  - source_match: {bad-label: x}\n",
             "f1.yml:2: inhibit_rules[0].source_match: invalid label name 'bad-label'",
         ),
+        (  # labels are templates, as annotations: checked when loaded, each at its line
+            "alerts:\n  A:\n    expr: up\n    labels:\n      tier: x\n"
+            "      team: '{{ $labels.owner | shout }}'\n",
+            "f1.yml:6: alerts.A.labels.team: template function 'shout' is not supported",
+        ),
+        (
+            "alerts:\n  A:\n    expr: up\n    labels:\n      team: '{{ .Foo }}'\n",
+            "f1.yml:5: alerts.A.labels.team: template field '.Foo' is not supported here",
+        ),
+        (
+            "alerts:\n  A:\n    expr: up\n    annotations:\n      a: ok\n"
+            "      summary: '{{ $labels.x'\n",
+            "f1.yml:6: alerts.A.annotations.summary: unclosed '{{' in template",
+        ),
     ],
 )
 def test_alerting_problems_name_file_line_and_field(

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from autoscaler.alerts import templating
 from autoscaler.alerts.matchers import LABEL_NAME, Matcher, parse_matchers
@@ -371,6 +371,11 @@ def _combine(eq: dict[str, str], regex: dict[str, str], texts: tuple[str, ...]) 
 
 CompareOp = Literal[">", ">=", "<", "<=", "==", "!="]
 
+AlertTemplate = Annotated[
+    str, AfterValidator(lambda v: templating.check_template(v, templating.ALERT_FIELDS))
+]
+"""A label or annotation value: checked one by one, so an error names its key and line."""
+
 
 class AlertRule(Written):
     """An alert over one signal (threshold) or over a PromQL expression Prometheus evaluates."""
@@ -387,8 +392,9 @@ class AlertRule(Written):
     for_: RuleDuration = Field(default=timedelta(0), alias="for")
     keep_firing_for: RuleDuration = timedelta(0)
     severity: Literal["critical", "warning", "info"] = "warning"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
+    labels: dict[str, AlertTemplate] = Field(default_factory=dict)
+    """Templated per alert as annotations are (Prometheus does); empty results are dropped."""
+    annotations: dict[str, AlertTemplate] = Field(default_factory=dict)
     runbook: str | None = None
 
     @field_validator("expr")
@@ -411,13 +417,6 @@ class AlertRule(Written):
         for reserved in ("alertname", "severity"):
             if reserved in v:
                 raise ValueError(f"label '{reserved}' is set by the alert itself")
-        return v
-
-    @field_validator("annotations")
-    @classmethod
-    def _annotations(cls, v: dict[str, str]) -> dict[str, str]:
-        for text in v.values():
-            templating.check_template(text, templating.ALERT_FIELDS)
         return v
 
     @model_validator(mode="after")

@@ -64,15 +64,17 @@ class ActiveAlert:
         )
 
 
-def alert_labels(rule: RuleSpec, sample_labels: Mapping[str, str]) -> dict[str, str]:
-    labels = {k: v for k, v in sample_labels.items() if k != "__name__"}
-    labels.update(rule.labels)
-    labels["severity"] = rule.severity
-    labels["alertname"] = rule.name
-    return labels
+class DuplicateLabelSet(ValueError):
+    """Two series of one evaluation are one alert once the rule's labels are applied."""
+
+    MESSAGE = "vector contains metrics with the same labelset after applying alert labels"
+
+    def __init__(self, labels: Mapping[str, str]) -> None:
+        shown = ", ".join(f"{k}={v!r}" for k, v in sorted(labels.items()))
+        super().__init__(f"{self.MESSAGE}: {{{shown}}}")
 
 
-def render_annotations(rule: RuleSpec, sample: Sample) -> dict[str, str]:
+def _resolver(sample: Sample) -> templating.Resolver:
     def resolve(path: str) -> object:
         if path in ("$value", ".Value"):
             return sample.value
@@ -81,6 +83,28 @@ def render_annotations(rule: RuleSpec, sample: Sample) -> dict[str, str]:
                 return sample.labels.get(path[len(prefix) :], "")
         return ""
 
+    return resolve
+
+
+def alert_labels(rule: RuleSpec, sample: Sample) -> dict[str, str]:
+    """As Prometheus: the series' labels without ``__name__``, then the rule's labels
+    templated with the series' labels and value; a label that is empty is removed (an
+    empty value is no label to Prometheus and Alertmanager)."""
+    labels = {k: v for k, v in sample.labels.items() if k != "__name__"}
+    resolve = _resolver(sample)
+    for name, text in rule.labels.items():
+        value = _render(text, resolve)
+        if value:
+            labels[name] = value
+        else:
+            labels.pop(name, None)
+    labels["severity"] = rule.severity
+    labels["alertname"] = rule.name
+    return labels
+
+
+def render_annotations(rule: RuleSpec, sample: Sample) -> dict[str, str]:
+    resolve = _resolver(sample)
     out = {k: _render(v, resolve) for k, v in rule.annotations.items()}
     out.update(sample.info)
     if rule.runbook and "runbook_url" not in out:
@@ -89,7 +113,8 @@ def render_annotations(rule: RuleSpec, sample: Sample) -> dict[str, str]:
 
 
 def _render(text: str, resolve: templating.Resolver) -> str:
-    """One annotation; a template that fails on this value must not stop every alert."""
+    """One annotation or label; a template that fails on this value must not stop every
+    alert."""
     try:
         return templating.render(text, resolve)
     except Exception as e:
@@ -101,14 +126,25 @@ def evaluate(
     samples: Iterable[Sample],
     previous: Mapping[str, ActiveAlert],
     now: datetime,
+    *,
+    unique: bool = True,
 ) -> dict[str, ActiveAlert]:
-    """The rule's alerts after one evaluation at ``now``, keyed by fingerprint."""
-    active = dict(previous)
-    seen: set[str] = set()
+    """The rule's alerts after one evaluation at ``now``, keyed by fingerprint.
+
+    With ``unique``, two samples that make the same alert raise DuplicateLabelSet, as
+    Prometheus fails the evaluation: which of them the alert stands for would be arbitrary.
+    Without it the last one is taken."""
+    found: dict[str, tuple[dict[str, str], Sample]] = {}
     for sample in samples:
-        labels = alert_labels(rule, sample.labels)
+        labels = alert_labels(rule, sample)
         fp = fingerprint(labels)
-        seen.add(fp)
+        if unique and fp in found:
+            raise DuplicateLabelSet(labels)
+        found[fp] = (labels, sample)
+
+    active = dict(previous)
+    seen = set(found)
+    for fp, (labels, sample) in found.items():
         annotations = render_annotations(rule, sample)
         old = active.get(fp)
         if old is not None and old.state != "inactive":

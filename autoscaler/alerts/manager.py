@@ -24,7 +24,7 @@ from autoscaler.alerts.builtin import (
 )
 from autoscaler.alerts.config import AlertRule, ReceiverConfig
 from autoscaler.alerts.dispatch import CompiledConfig, Dispatcher, InhibitRule, Integration
-from autoscaler.alerts.evaluate import ActiveAlert, RuleSpec, Sample, evaluate
+from autoscaler.alerts.evaluate import ActiveAlert, DuplicateLabelSet, RuleSpec, Sample, evaluate
 from autoscaler.alerts.notify_log import RETENTION, NotifyLog
 from autoscaler.alerts.receivers.alertmanager import AlertmanagerIntegration
 from autoscaler.alerts.receivers.email import EmailIntegration
@@ -196,7 +196,7 @@ class Alerting:
             for name, rule in self._rules.items():
                 found = samples[name]
                 if found is not None:
-                    self._eval(rule_spec(name, rule), found, now)
+                    self._eval(rule_spec(name, rule), found, now, unique=True)
         self._push(now)
 
     def _start_failures(self, result: PassResult, now: datetime) -> float | None:
@@ -250,9 +250,17 @@ class Alerting:
             return None
         return [Sample({}, value)] if _OPS[rule.op](value, rule.value) else []
 
-    def _eval(self, spec: RuleSpec, samples: Sequence[Sample], now: datetime) -> None:
+    def _eval(
+        self, spec: RuleSpec, samples: Sequence[Sample], now: datetime, *, unique: bool = False
+    ) -> None:
+        """``unique`` for rules from rules/: a built-in condition keys its samples itself,
+        and one repeated must never hold back the alert that lets sessions end."""
         before = self._states.get(spec.name, {})
-        after = evaluate(spec, samples, before, now)
+        try:
+            after = evaluate(spec, samples, before, now, unique=unique)
+        except DuplicateLabelSet as e:  # as Prometheus: the rule failed, its alerts stay
+            log.warning("alert rule %s not evaluated: %s", spec.name, e)
+            return
         self._states[spec.name] = after
         self._states_changed |= after != before
 
