@@ -152,6 +152,31 @@ def test_stack_renders_with_the_documented_examples(rendered: dict[str, Any]) ->
     )
 
 
+# Traefik v3's metrics.prometheus options (pkg/types/metrics.go, Prometheus). Its flag
+# parser matches names case-insensitively but stops Traefik at an unknown one.
+TRAEFIK_PROMETHEUS_OPTIONS = {
+    "buckets",
+    "addentrypointslabels",
+    "addrouterslabels",
+    "addserviceslabels",
+    "entrypoint",
+    "manualrouting",
+    "headerlabels",
+}
+
+
+def test_traefiks_prometheus_flags_are_options_traefik_knows() -> None:
+    flags = [f for f in raw_stack()["services"]["traefik"]["command"] if f.startswith("--metrics.")]
+    names = [f.split("=", 1)[0].removeprefix("--metrics.prometheus") for f in flags]
+    assert "" in names  # --metrics.prometheus=true
+    unknown = [
+        n
+        for n in names
+        if n and n.lstrip(".").split(".")[0].lower() not in TRAEFIK_PROMETHEUS_OPTIONS
+    ]
+    assert unknown == []
+
+
 @pytest.mark.parametrize("name", sorted(n for n, s in stack_variables().items() if s["message"]))
 def test_a_missing_required_variable_stops_the_deploy_with_its_message(
     tmp_path: Path, name: str
