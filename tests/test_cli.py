@@ -37,7 +37,8 @@ def autoscaler(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
         capture_output=True,
         text=True,
         timeout=120,
-        env={**os.environ, **(env or {})},
+        # alert state in memory: by default it goes to ./state, the checkout
+        env={**os.environ, "AUTOSCALER_ALERTS_STATE_DIR": "", **(env or {})},
     )
 
 
