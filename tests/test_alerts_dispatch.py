@@ -176,6 +176,26 @@ def test_repeat_interval_resends_an_unchanged_group_only_when_due() -> None:
     assert len(r.sent) == 2
 
 
+@pytest.mark.parametrize(("repeat", "group"), [("1m", "5m"), ("5m", "5m"), ("4h", "5m")])
+def test_a_forwarded_alert_stays_active_between_its_sends(repeat: str, group: str) -> None:
+    # the external Alertmanager resolves a firing alert at its endsAt: every send must
+    # reach past the next one, which waits for the group's flush after repeat_interval
+    from autoscaler.alerts.receivers.alertmanager import forward_payload
+
+    r = Recorder()
+    d, _ = make({**ROOT, "repeat_interval": repeat, "group_interval": group}, {"r": r})
+    a = firing("A")
+    t = T0
+    while t < T0 + 10 * 3600 * S:
+        d.put([a], t)
+        d.tick(t)
+        t += 15 * S
+    assert len(r.sent) >= 2
+    ends = [datetime.fromisoformat(forward_payload(n)[0]["endsAt"]) for n in r.sent]
+    for sent_until, next_send in zip(ends, [n.now for n in r.sent[1:]], strict=False):
+        assert sent_until > next_send
+
+
 @pytest.mark.parametrize("send_resolved", [True, False])
 def test_send_resolved(send_resolved: bool) -> None:
     r = Recorder(send_resolved=send_resolved)

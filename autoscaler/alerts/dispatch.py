@@ -507,4 +507,5 @@ class Dispatcher:
             external_url=self.external_url,
             now=now,
             repeat_interval=group.route.opts.repeat_interval,
+            group_interval=group.route.opts.group_interval,
         )

@@ -61,6 +61,7 @@ class Notification:
     external_url: str
     now: datetime
     repeat_interval: timedelta = timedelta(hours=4)
+    group_interval: timedelta = timedelta(minutes=5)
 
     @property
     def firing(self) -> list[Alert]:

@@ -2,7 +2,9 @@
 
 Alertmanager resolves an alert by itself once its ``endsAt`` passes, so every send of a
 firing alert sets ``endsAt`` three repeat intervals ahead; the group's repeats keep it
-alive, and a sidecar that stops lets it resolve instead of firing forever.
+alive, and a sidecar that stops lets it resolve instead of firing forever. A repeat waits
+for the group's next flush, so the margin is at least three group intervals too (as
+Prometheus' notifier takes the larger of its resend delay and the rule's interval).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ def _ts(value: Any) -> str:
 
 
 def forward_payload(n: Notification) -> list[dict[str, Any]]:
-    ends_firing = n.now + 3 * n.repeat_interval
+    ends_firing = n.now + 3 * max(n.repeat_interval, n.group_interval)
     out = []
     for a in n.alerts:
         item: dict[str, Any] = {
