@@ -172,6 +172,20 @@ def test_a_firing_alert_is_not_resolved_while_its_signal_is_missing(tmp_path: Pa
     assert states(alerting)["BusyApi"] == "resolved"
 
 
+def test_a_firing_alert_whose_rule_is_removed_is_resolved(tmp_path: Path) -> None:
+    rec, alerting, recorder, clock, prom, _ = setup(tmp_path)
+    prom.value = 20.0
+    assert passes_for_minutes(rec, alerting, clock, 2)["BusyApi"] == "firing"
+    rules = tmp_path / "rules" / "a.yml"
+    start, end = RULES.index("  BusyApi:"), RULES.index("route:")
+    rules.write_text(RULES[:start] + "  {}\n" + RULES[end:])
+    got = passes_for_minutes(rec, alerting, clock, 6)
+    assert "BusyApi" not in got
+    sent = [n for batch in recorder.names() for n in batch]
+    assert sent.count(("BusyApi", "resolved")) == 1
+    assert sent.count(("BusyApi", "firing")) == 1  # and never repeated as firing
+
+
 def test_failed_scale_action_fires_and_holds(tmp_path: Path) -> None:
     rec, alerting, _recorder, _clock, prom, _ = setup(tmp_path, fail=True)
     prom.value = 40.0

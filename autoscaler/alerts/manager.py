@@ -10,6 +10,7 @@ import logging
 import operator
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from autoscaler.alerts.builtin import (
 from autoscaler.alerts.config import AlertRule, ReceiverConfig
 from autoscaler.alerts.dispatch import CompiledConfig, Dispatcher, InhibitRule, Integration
 from autoscaler.alerts.evaluate import ActiveAlert, DuplicateLabelSet, RuleSpec, Sample, evaluate
+from autoscaler.alerts.model import Alert
 from autoscaler.alerts.notify_log import RETENTION, NotifyLog
 from autoscaler.alerts.receivers.alertmanager import AlertmanagerIntegration
 from autoscaler.alerts.receivers.email import EmailIntegration
@@ -146,19 +148,28 @@ class Alerting:
 
     def configure(self, policies: Policies) -> None:
         """Use these rules and this routing (called on every new rules generation)."""
+        now = self.clock()
+        gone: list[Alert] = []
         with self._lock:
             self._policies = policies
             self._rules = {n: r for n, r in policies.alerts.items() if r.enabled}
             for name in list(self._states):
                 if name not in self._rules and name not in {b.name for b in BUILTINS}:
-                    del self._states[name]
+                    # a rule removed or disabled: its firing alerts end now, or they would
+                    # stay firing (and be repeated) with nothing left to resolve them
+                    for state in self._states.pop(name).values():
+                        alert = state.to_alert()
+                        if alert is not None and alert.ends_at is None:
+                            gone.append(replace(alert, ends_at=now))
                     self._states_changed = True
             config = compile_config(policies, self._build)
             # a send forgotten before its repeat_interval would be sent again early
             # (Alertmanager only warns about it)
             longest = config.route.longest_repeat() if config is not None else RETENTION
             self.nflog.retention = max(RETENTION, longest + longest / 10)
-        self.dispatcher.set_config(config, self.clock())
+        self.dispatcher.set_config(config, now)
+        if gone:
+            self.dispatcher.put(gone, now)
 
     # ------------------------------------------------------------ the hook
 
