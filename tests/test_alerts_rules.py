@@ -86,6 +86,10 @@ def test_shipped_rules_with_alerts_are_valid() -> None:
             "alerts:\n  A:\n    signal: waiting\n    op: '>'\n    value: 1\n    for_: 5m\n",
             "f1.yml:6: alerts.A.for_: unknown key 'for_': did you mean 'for'?",
         ),
+        (  # Alertmanager refuses the whole alert for such a name
+            "alerts:\n  A:\n    expr: up\n    annotations:\n      runbook-url: x\n",
+            "f1.yml:4: alerts.A.annotations: invalid annotation name 'runbook-url'",
+        ),
         (
             "inhibit_rules:\n  - source_match: {bad-label: x}\n",
             "f1.yml:2: inhibit_rules[0].source_match: invalid label name 'bad-label'",

@@ -419,6 +419,16 @@ class AlertRule(Written):
                 raise ValueError(f"label '{reserved}' is set by the alert itself")
         return v
 
+    @field_validator("annotations")
+    @classmethod
+    def _annotation_names(cls, v: dict[str, str]) -> dict[str, str]:
+        # Alertmanager refuses an alert with any other name (400 for the whole post when
+        # forwarded), and Prometheus refuses such a rule when it loads it
+        for name in v:
+            if not LABEL_NAME.match(name):
+                raise ValueError(f"invalid annotation name {name!r} (letters, digits and _)")
+        return v
+
     @model_validator(mode="after")
     def _one_condition(self) -> AlertRule:
         threshold = (self.signal, self.op, self.value)
