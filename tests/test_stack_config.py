@@ -541,3 +541,107 @@ def test_the_stacks_redis_command_and_healthcheck_work_on_a_real_redis(
         log.close()
     assert proc.returncode == 0, (tmp_path / "redis.log").read_text()
     assert list(tmp_path.glob("appendonly*")), "no append-only file written"
+
+
+def _start_stack_redis(
+    svc: dict[str, Any], tmp_path: Path, password: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """The rendered redis command, on a private port with its data and secret in tmp_path."""
+    secret = tmp_path / "shinyproxy_redis_password"
+    secret.write_text(password)
+    port = _free_port()
+    script = svc["command"][-1].replace("/run/secrets/shinyproxy_redis_password", str(secret))
+    script = script.replace(
+        "exec redis-server -",
+        f"exec redis-server - --port {port} --bind 127.0.0.1 --dir {tmp_path}",
+    )
+    log = (tmp_path / "redis.log").open("wb")
+    proc = subprocess.Popen(
+        [*svc["command"][:-1], script], stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path
+    )
+    log.close()
+    deadline = time.monotonic() + 10
+    while _redis_cli(port, "ping") == "" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return proc, port
+
+
+def _resp(*args: str) -> bytes:
+    out = f"*{len(args)}\r\n".encode()
+    for a in args:
+        out += f"${len(a.encode())}\r\n{a}\r\n".encode()
+    return out
+
+
+def test_the_stacks_redis_sends_the_expiry_events_of_logins_without_being_told(
+    rendered: dict[str, Any], tmp_path: Path
+) -> None:
+    """Spring Session (ShinyProxy's logins in Redis) hears of an expired login only through
+    keyspace events E, g and x, which ShinyProxy switches on by CONFIG SET at its own start
+    and a restarted Redis forgets. A Redis started from the stack's command, with no client
+    configuring it, delivers them: a key that expires is announced on __keyevent@0__:expired."""
+    if shutil.which("redis-server") is None or shutil.which("redis-cli") is None:
+        missing_real_part("redis-server not installed (apt-get install redis-server)")
+    password = "5e1d0c4b7a29"
+    proc, port = _start_stack_redis(rendered["services"]["redis"], tmp_path, password)
+    try:
+        flags = _redis_cli(port, "config", "get", "notify-keyspace-events", password=password)
+        value = flags.split()[1] if len(flags.split()) > 1 else ""
+        assert "E" in value and (("g" in value and "x" in value) or "A" in value), flags
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sub:
+            sub.sendall(_resp("AUTH", password) + _resp("SUBSCRIBE", "__keyevent@0__:expired"))
+            received = b""
+            while b"subscribe" not in received or not received.endswith(b":1\r\n"):
+                chunk = sub.recv(4096)
+                assert chunk, received
+                received += chunk
+            _redis_cli(port, "set", "spring:session:login", "x", "px", "1", password=password)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                # reading an expired key expires it at once (lazy expiry)
+                if _redis_cli(port, "exists", "spring:session:login", password=password) == "0":
+                    break
+                time.sleep(0.01)
+            received = b""
+            while b"spring:session:login" not in received:
+                chunk = sub.recv(4096)
+                assert chunk, received
+                received += chunk
+            assert b"__keyevent@0__:expired" in received
+    finally:
+        stop_child(proc, grace=10)
+    assert proc.returncode == 0, (tmp_path / "redis.log").read_text()
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split("."))
+
+
+def test_the_documented_shinyproxy_versions_read_the_spring_boot_3_names_of_its_config() -> None:
+    """shinyproxy/application.yml uses Spring Boot 3 names (ShinyProxy 3.1.0 moved to Spring
+    Boot 3): a 3.0.x ShinyProxy ignores them silently (Redis at localhost, no metrics, the
+    secrets' configtree import unread). The documented versions must all read them."""
+    app = yaml.safe_load(SHINYPROXY_CONFIG.read_text(encoding="utf-8"))
+    assert "redis" in app["spring"]["data"]
+    assert app["management"]["prometheus"]["metrics"]["export"]["enabled"] is True
+    assert "configtree:" in app["spring"]["config"]["import"]
+    row = documented_variables()["SHINYPROXY_VERSION"]
+    found = re.search(r"(\d+\.\d+\.\d+) or newer", row["meaning"])
+    assert found, row
+    minimum = _version(found.group(1))
+    assert minimum >= (3, 1, 0), row
+    default = stack_variables()["SHINYPROXY_VERSION"]["default"]
+    assert default is not None and _version(default) >= minimum
+
+
+def test_shinyproxys_login_cookie_is_secure_as_the_stack_serves_https_only() -> None:
+    """Traefik redirects port 80 to 443, so the login cookie (ShinyProxy's
+    server.secure-cookies, default false) can carry Secure: without it, a browser opening
+    http://DOMAIN/ sends the session in clear text before it is redirected."""
+    command = _services()["traefik"]["command"]
+    assert "--entrypoints.web.http.redirections.entrypoint.to=websecure" in command
+    assert "--entrypoints.web.http.redirections.entrypoint.scheme=https" in command
+    labels = _services()["shinyproxy"]["deploy"]["labels"]
+    assert "traefik.http.routers.shinyproxy.entrypoints=websecure" in labels
+    app = yaml.safe_load(SHINYPROXY_CONFIG.read_text(encoding="utf-8"))
+    assert app["server"]["secure-cookies"] is True
