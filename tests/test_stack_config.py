@@ -165,6 +165,17 @@ TRAEFIK_PROMETHEUS_OPTIONS = {
 }
 
 
+def test_every_service_behind_traefik_is_health_checked_by_it() -> None:
+    # Traefik sends traffic only to servers that pass, and reports traefik_service_server_up
+    # (the Traefik dashboard's "Servers up") only for services with a health check
+    for name, svc in raw_stack()["services"].items():
+        labels = svc.get("deploy", {}).get("labels", [])
+        if "traefik.enable=true" not in labels:
+            continue
+        paths = [x for x in labels if ".loadbalancer.healthcheck.path=/" in x]
+        assert len(paths) == 1, name
+
+
 def test_traefiks_prometheus_flags_are_options_traefik_knows() -> None:
     flags = [f for f in raw_stack()["services"]["traefik"]["command"] if f.startswith("--metrics.")]
     names = [f.split("=", 1)[0].removeprefix("--metrics.prometheus") for f in flags]
