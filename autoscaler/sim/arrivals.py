@@ -71,6 +71,13 @@ class Workload:
     arrivals: tuple[Arrival, ...]
     """Sorted by ``at``."""
     source: str
+    carried: tuple[Arrival, ...] = ()
+    """Sessions already running when the window opens, sorted by ``at``: ``at`` is their
+    start, before the window (negative), and ``at + length`` their end, after it. Every
+    run starts with them seated; they are not arrivals of the window."""
+    earlier_starts: tuple[float, ...] = ()
+    """Seconds (negative) of the session starts in the day before the window, ended or not:
+    what a count of recent ProxyStart events reads when the window opens."""
 
     @property
     def seconds(self) -> float:
@@ -170,7 +177,7 @@ class Event:
 def pair_events(events: Iterable[Event], until: datetime) -> list[tuple[datetime, datetime]]:
     """(start, end) of each session: a ProxyStop ends the oldest open ProxyStart of the same
     user and spec; a start never stopped lasts until ``until``; a stop without a start (its
-    start before the window) is ignored."""
+    start before the events read) is ignored."""
     open_: dict[tuple[str, str], list[datetime]] = {}
     out: list[tuple[datetime, datetime]] = []
     for e in sorted(events, key=lambda e: e.at):
@@ -189,17 +196,36 @@ def from_sessions(
     start: datetime | None = None,
     end: datetime | None = None,
 ) -> Workload:
-    """A workload of recorded sessions starting in [start, end)."""
+    """A workload of the recorded sessions starting in [start, end), carrying in those
+    that started before ``start`` and were still running at it."""
     if not spans:
         raise ValueError(f"{source}: no sessions")
     begin = start or min(s for s, _ in spans)
     finish = end or max(e for _, e in spans)
     chosen = [(s, e) for s, e in spans if begin <= s < finish]
-    if not chosen:
-        raise ValueError(f"{source}: no session starts between {begin} and {finish}")
-    spans_s = [((s - begin).total_seconds(), (e - s).total_seconds()) for s, e in chosen]
-    arrivals = [Arrival(at, max(0.0, length)) for at, length in sorted(spans_s)]
-    return Workload(begin, finish, tuple(arrivals), source)
+    running = [(s, e) for s, e in spans if s < begin < e]
+    if not chosen and not running:
+        raise ValueError(
+            f"{source}: no session starts between {begin} and {finish}, and none runs at {begin}"
+        )
+    if finish <= begin:  # sessions running at ``begin`` would make a window of no time
+        raise ValueError(f"{source}: the window from {begin} to {finish} is empty")
+    day = begin - timedelta(days=1)
+    earlier = sorted((s - begin).total_seconds() for s, _ in spans if day < s < begin)
+    return Workload(
+        begin,
+        finish,
+        _relative(chosen, begin),
+        source,
+        _relative(running, begin),
+        tuple(earlier),
+    )
+
+
+def _relative(spans: list[tuple[datetime, datetime]], begin: datetime) -> tuple[Arrival, ...]:
+    """Sessions in seconds from ``begin``, sorted by start."""
+    spans_s = [((s - begin).total_seconds(), (e - s).total_seconds()) for s, e in spans]
+    return tuple(Arrival(at, max(0.0, length)) for at, length in sorted(spans_s))
 
 
 def read_session_csv(path: Path) -> list[tuple[datetime, datetime]]:

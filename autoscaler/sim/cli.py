@@ -133,6 +133,13 @@ def add_simulate_parser(subparsers: Any) -> None:
         type=_since,
         help="with --influx: a time or a duration back from now (7d); default 7d",
     )
+    src.add_argument(
+        "--lookback",
+        type=_SECONDS_0,
+        metavar="DURATION",
+        help="with --influx: events read before the window, so that sessions running when "
+        "it opens are carried in (1d; 0 reads none)",
+    )
     src.add_argument("--from", dest="start", type=_time, help="window start (a timestamp)")
     src.add_argument("--to", dest="end", type=_time, help="window end (exclusive)")
     arr = p.add_argument_group("arrivals from a trace")

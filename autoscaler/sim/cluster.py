@@ -8,6 +8,9 @@
   left of their session: a new start, which takes a seat or fails like any other.
 - A launched machine joins as a Ready node after a drawn ready time; a paused node takes
   no new session and is resumed at once; a terminated machine stops costing money.
+- Sessions carried in (running when the window opens) are seated on the initial pool,
+  which is made large enough for them, by the same spread placement; they are neither
+  arrivals nor starts of the window.
 
 Pure bookkeeping: the controller (the production planner or a baseline) decides, this
 module only keeps the books.
@@ -153,6 +156,8 @@ class SimCluster:
         service_wait: float = 60.0,
         count_from: float = 0.0,
         reopen_after: float | None = None,
+        carried: Sequence[Arrival] = (),
+        earlier_starts: Sequence[float] = (),
     ) -> None:
         if seats_per_node < 1:
             raise ValueError("seats per node must be at least 1")
@@ -173,7 +178,11 @@ class SimCluster:
         them can be kept up to date without rereading every session."""
         self.pending: deque[SimSession] = deque()
         self.stats = Stats()
+        self.stats.starts.extend(sorted(earlier_starts))
         self._arrivals = arrivals
+        self._carried = carried
+        """Sessions running at 0 (``Workload.carried``), seated by the first add_ready."""
+        self._carried_seated = not carried
         self._next = 0
         self._events: list[tuple[float, int, int, object]] = []
         self._seq = 0
@@ -301,7 +310,11 @@ class SimCluster:
     # ---------------------------------------------------------------- machines and nodes
 
     def add_ready(self, count: int, labels: dict[str, str] | None = None) -> list[SimNode]:
-        """Nodes that are already part of the pool when the simulation starts."""
+        """Nodes that are already part of the pool when the simulation starts. The first
+        call opens the pool as it stood: at least enough nodes for the sessions carried
+        in, and those sessions seated on them."""
+        if not self._carried_seated:
+            count = max(count, math.ceil(len(self._carried) / self.seats_per_node))
         out = []
         for _ in range(count):
             n = SimNode(len(self.nodes), self.seats_per_node, self.now, self.now, joined=True)
@@ -309,8 +322,32 @@ class SimCluster:
             self.nodes.append(n)
             self.current.append(n)
             out.append(n)
+        if not self._carried_seated:
+            self._seat_carried()
         self._place_pending()
         return out
+
+    def carried_seated(self) -> bool:
+        """Whether the sessions carried in hold their seats (or there are none)."""
+        return self._carried_seated
+
+    def _seat_carried(self) -> None:
+        """Each running session on the active node with the fewest tasks (as Swarm spread
+        them when they started), ending when it ended. Not a start of the window: it is
+        not counted and no wait is recorded (its start is among ``earlier_starts``)."""
+        self._carried_seated = True
+        base = len(self._arrivals)
+        for i, a in enumerate(self._carried):
+            s = SimSession(base + i, a.at, a.length)
+            self.sessions[s.id] = s
+            self.session_changes.append(s.id)
+            node = min(
+                (n for n in self.current if n.in_swarm and n.availability == "active"),
+                key=lambda n: len(n.sessions),
+            )
+            node.sessions.add(s.id)
+            s.node, s.started = node, a.at
+            self._push(max(self.now, a.at + a.length), _END, s)
 
     def launch(self, count: int) -> list[SimNode]:
         out = []
@@ -356,8 +393,9 @@ class SimCluster:
         if left <= 0:
             return
         at = self.now + self.reopen_after
-        # ids above every arrival's index, so they never collide with one
-        self._push(at, _REOPEN, SimSession(len(self._arrivals) + self._seq, at, left))
+        # ids above every arrival's and carried session's, so they never collide with one
+        sid = len(self._arrivals) + len(self._carried) + self._seq
+        self._push(at, _REOPEN, SimSession(sid, at, left))
 
     def _reopen(self, s: SimSession) -> None:
         if s.arrival >= self.count_from:

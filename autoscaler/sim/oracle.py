@@ -65,7 +65,8 @@ def oracle(
     count_from: float = 0.0,
     cell: float = 15.0,
 ) -> OracleResult:
-    """Node-seconds of the oracle over [count_from, duration)."""
+    """Node-seconds of the oracle over [count_from, duration). Sessions with a negative
+    ``at`` (carried in) run from 0 and are not counted as sessions."""
     cells = max(1, math.ceil(duration / cell))
     need = [math.ceil(c / seats_per_node) for c in concurrency_per_cell(arrivals, cell, cells)]
     lead = max(0, math.ceil(ready_time / cell))

@@ -88,12 +88,25 @@ def markdown(params: Mapping[str, Any], results: Sequence[RunResult], command: s
         "failures count as failed starts; node-hours: machine time from launch to "
         "termination; oracle: ceil(concurrent sessions / seats) paid from one ready time "
         "ahead, the lower bound.\n\n"
+        f"{_carried(params)}"
         f"## Where the node-hours go\n\n{uses_table(results)}\n"
         "Seats by use, sampled at every pass, in node-hours (seat-hours / seats per node). "
         "Holding sessions is the same for every policy that ends no session early; a policy "
         "that kills sessions pays less for it. Free on paused nodes: nodes that take no new "
         "session and wait for their last ones to end (their seats are reserve).\n\n"
         f"## Actions\n\n{detail}\n\n## Parameters\n\n{rows}\n"
+    )
+
+
+def _carried(params: Mapping[str, Any]) -> str:
+    """The sessions running when the window opened, when there were any."""
+    n = params.get("carried_in") or 0
+    if not n:
+        return ""
+    return (
+        f"Carried in: {n:,} session{'s' if n != 1 else ''} already running when the window "
+        "opened. Every policy and the oracle start with them seated on the initial pool; "
+        "they are not counted as sessions, starts or failed starts.\n\n"
     )
 
 

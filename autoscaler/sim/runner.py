@@ -155,8 +155,12 @@ def simulate(
         params.service_wait,
         count_from=params.warmup,
         reopen_after=params.reopen_after,
+        carried=workload.carried,
+        earlier_starts=workload.earlier_starts,
     )
     controller.start(cluster)
+    if not cluster.carried_seated():  # a controller that opened no pool: one for them
+        cluster.add_ready(0)
     duration = workload.seconds
     timeline: list[Sample] = []
     usage = Usage()
@@ -223,8 +227,9 @@ def _sample(c: SimCluster) -> Sample:
 
 def simulate_oracle(workload: Workload, params: SimParams) -> RunResult:
     """The lower bound, with the same result fields (it fails, waits and kills nothing)."""
+    running = workload.carried + workload.arrivals  # carried in: running from 0, not counted
     r = oracle(
-        workload.arrivals,
+        running,
         params.seats_per_node,
         params.ready_time.median,
         workload.seconds,
@@ -238,8 +243,7 @@ def simulate_oracle(workload: Workload, params: SimParams) -> RunResult:
         if i % step == 0
     ]
     busy = sum(
-        max(0.0, min(a.at + a.length, workload.seconds) - max(a.at, params.warmup))
-        for a in workload.arrivals
+        max(0.0, min(a.at + a.length, workload.seconds) - max(a.at, params.warmup)) for a in running
     )
     paid = r.node_seconds * params.seats_per_node
     in_use = min(1.0, busy / paid) if paid > 0 else 0.0

@@ -8,7 +8,7 @@ import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from autoscaler.durations import parse_duration
@@ -91,6 +91,8 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
         "from": workload.start.isoformat(),
         "to": workload.end.isoformat(),
         "arrivals": len(workload.arrivals),
+        "carried_in": len(workload.carried),
+        "lookback_s": lookback(args) if args.influx else None,
         "peak_sessions": args.peak_sessions if args.trace else None,
         "session_median_min": lengths.median_minutes,
         "session_p90_min": lengths.p90_minutes,
@@ -121,6 +123,9 @@ def parse_baselines(text: str) -> list[str]:
 
 
 def load_workload(args: argparse.Namespace, lengths: SessionLengths, now: datetime) -> Workload:
+    if getattr(args, "lookback", None) is not None and args.influx is None:
+        # a sessions file gives both ends of every session: nothing to look back for
+        raise SetupError("--lookback is for --influx (events read before the window)")
     if args.trace is not None:
         points = read_rates(args.trace, args.start, args.end)
         try:
@@ -150,15 +155,29 @@ def load_workload(args: argparse.Namespace, lengths: SessionLengths, now: dateti
 
     begin = args.start or since(args.since, now)
     end = args.end or now
+    try:  # the lookback pairs the stops of sessions already running when the window opens
+        first = begin - timedelta(seconds=lookback(args))
+    except OverflowError:
+        raise SetupError(f"--lookback from {begin}: too far back") from None
     try:
-        events = read_events(args.influx, args.db, begin, end)
+        events = read_events(args.influx, args.db, first, end)
     except (SourceError, NoData) as e:
         raise SetupError(str(e)) from None
     source = f"InfluxDB {redact_url(args.influx)}"
-    try:  # only stops of sessions started before the window, say
+    try:  # only stops of sessions started before the lookback, say
         return from_sessions(pair_events(events, end), source, begin, end)
     except ValueError as e:
         raise SetupError(str(e)) from None
+
+
+LOOKBACK = 86400.0
+"""Seconds of events read before an InfluxDB window (--lookback): sessions started within
+it and still running when the window opens are carried in."""
+
+
+def lookback(args: argparse.Namespace) -> float:
+    value = getattr(args, "lookback", None)
+    return LOOKBACK if value is None else float(value)
 
 
 def since(text: str | None, now: datetime) -> datetime:
@@ -231,7 +250,10 @@ def controllers(setup: Setup, planner: Planner | None = None) -> list[Controller
     ]
     made: dict[str, Callable[[], Controller]] = {
         "static-peak": lambda: StaticPeak(
-            math.ceil(peak_concurrency(setup.workload.arrivals) / p.seats_per_node)
+            math.ceil(
+                peak_concurrency(setup.workload.carried + setup.workload.arrivals)
+                / p.seats_per_node
+            )
         ),
         "hpa-style": lambda: HpaStyle(p.max_nodes),
         "cluster-autoscaler-style": lambda: ClusterAutoscalerStyle(p.max_nodes),
