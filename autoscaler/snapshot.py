@@ -27,6 +27,11 @@ class Node(Frozen):
     labels: dict[str, str] = Field(default_factory=dict)
     nano_cpus: int = 0
     memory_bytes: int = 0
+    reserved_nano_cpus: int = 0
+    """Reservations of the tasks on the node that are not users' sessions (global services
+    such as node-exporter, ShinyProxy, ...): the Swarm scheduler places a session only in
+    what they leave."""
+    reserved_memory_bytes: int = 0
     joined_at: datetime | None = None
     """When the node joined the Swarm (its CreatedAt); None when unknown."""
 

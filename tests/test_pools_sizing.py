@@ -277,6 +277,30 @@ def test_seats_from_node_resources() -> None:
     assert p.pools[0].seats["free"] == 4  # min(8 cpus / 1, 16 GiB / 4 GiB)
 
 
+def test_seats_are_what_the_nodes_other_tasks_leave() -> None:
+    # node-exporter, cAdvisor, ... reserve their share: Swarm fits sessions in the rest
+    busy = node("a").model_copy(
+        update={
+            "nano_cpus": 4_000_000_000,
+            "memory_bytes": 16 << 30,
+            "reserved_nano_cpus": 150_000_000,
+            "reserved_memory_bytes": 256 << 20,
+        }
+    )
+    p = run(snapshot([busy]), pool(seat={"cpus": 0.5}, headroom={"seats": 1}))
+    assert p.pools[0].seats["free"] == 7  # 3.85 CPUs / 0.5, not 4 / 0.5
+    p = run(snapshot([busy]), pool(seat={"memory_mb": 2048}, headroom={"seats": 1}))
+    assert p.pools[0].seats["free"] == 7  # 15.75 GiB / 2 GiB
+
+
+def test_seats_count_whole_units_as_swarm_does() -> None:
+    left = node("a").model_copy(
+        update={"nano_cpus": 4_000_000_000, "reserved_nano_cpus": 700_000_000}
+    )
+    p = run(snapshot([left]), pool(seat={"cpus": 1.1}, headroom={"seats": 1}))
+    assert p.pools[0].seats["free"] == 3  # 3.3 / 1.1 in floating point is 2.999...
+
+
 def test_status_for_metrics() -> None:
     nodes = [node("a"), node("b")]
     p = run(snapshot(nodes, sessions("a", 3) + sessions("b", 1, user=False) + pending(2)), pool())

@@ -247,6 +247,24 @@ def test_the_newest_task_gives_a_session_its_state() -> None:
     assert session.created_at is None  # a bad timestamp label is no time, not the epoch
 
 
+def reserving(t: dict, cpus: int, memory: int) -> dict:
+    spec = {"Resources": {"Reservations": {"NanoCPUs": cpus, "MemoryBytes": memory}}}
+    return {**t, "Spec": spec}
+
+
+def test_a_node_carries_the_reservations_of_its_tasks_that_are_not_sessions() -> None:
+    exporter = {"ID": "g1", "Spec": {"Name": "node-exporter", "Mode": {"Global": {}}}}
+    tasks = [
+        reserving(task(1, "g1", "running"), 100_000_000, 64 << 20),
+        reserving(task(2, "g1", "preparing"), 50_000_000, 32 << 20),
+        reserving(task(3, "g1", "shutdown", desired="shutdown"), 900_000_000, 1 << 30),
+        reserving(task(4, "g1", "failed"), 900_000_000, 1 << 30),  # ended: holds nothing
+        reserving(task(5, "s1", "running"), 500_000_000, 1 << 30),  # a session: a seat
+    ]
+    (node,) = swarm_state([NODE], [exporter, SESSION], tasks).nodes
+    assert (node.reserved_nano_cpus, node.reserved_memory_bytes) == (150_000_000, 96 << 20)
+
+
 def test_tasks_on_a_down_node_do_not_count_as_running() -> None:
     down = {**NODE, "ID": "n2", "Status": {"State": "down"}}
     tasks = [task(1, "s1", "running", node="n2")]

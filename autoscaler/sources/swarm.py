@@ -71,13 +71,29 @@ def swarm_state(
     service_list: list[Service] = []
     sessions: list[Session] = []
     pending: list[PendingTask] = []
+    reserved: dict[str, tuple[int, int]] = {}
     for raw in services:
         svc_tasks = tasks_by_service.get(raw["ID"], [])
         service = _service(raw, svc_tasks, up_nodes)
         service_list.append(service)
         if service.is_session:
             sessions.append(_session(raw, svc_tasks))
+        else:
+            for t in svc_tasks:
+                _add_reservation(reserved, t)
         pending.extend(_pending(t, service) for t in svc_tasks if _is_pending(t))
+    if reserved:
+        node_list = [
+            n.model_copy(
+                update={
+                    "reserved_nano_cpus": reserved[n.id][0],
+                    "reserved_memory_bytes": reserved[n.id][1],
+                }
+            )
+            if n.id in reserved
+            else n
+            for n in node_list
+        ]
     return SwarmState(
         nodes=tuple(node_list),
         services=tuple(service_list),
@@ -168,6 +184,21 @@ def _session(raw: Mapping[str, Any], tasks: list[Mapping[str, Any]]) -> Session:
         created_at=_epoch_ms(labels.get(f"{p}sp-proxy-created-timestamp")),
         shared=delegate,
     )
+
+
+_TERMINAL = frozenset({"complete", "shutdown", "failed", "rejected", "orphaned", "remove"})
+
+
+def _add_reservation(into: dict[str, tuple[int, int]], task: Mapping[str, Any]) -> None:
+    """Count a task's reservations against its node while it holds them: placed there,
+    meant to run and not ended (as the Swarm scheduler keeps a task's resources)."""
+    node = task.get("NodeID")
+    state = task.get("Status", {}).get("State", "")
+    if not node or task.get("DesiredState") not in ("running", "ready") or state in _TERMINAL:
+        return
+    asked = (task.get("Spec", {}).get("Resources") or {}).get("Reservations") or {}
+    cpus, memory = into.get(node, (0, 0))
+    into[node] = (cpus + int(asked.get("NanoCPUs", 0)), memory + int(asked.get("MemoryBytes", 0)))
 
 
 def _is_pending(task: Mapping[str, Any]) -> bool:

@@ -225,15 +225,19 @@ def _loads(sessions: tuple[Session, ...]) -> Loads:
 
 def node_seats(node: Node, policy: PoolPolicy) -> int:
     """Seats of a Ready node: from its resources when the policy sizes a seat, else the set
-    number (also when the node reports no resources)."""
+    number (also when the node reports no resources). Its other tasks' reservations are
+    taken off first: the Swarm scheduler fits a session only in what they leave."""
     seat = policy.seat
     if seat is None:
         return policy.seats_per_node
     fits: list[int] = []
     if seat.cpus is not None and node.nano_cpus > 0:
-        fits.append(int(node.nano_cpus / 1e9 / seat.cpus))
+        # in whole units, as Swarm counts: 3 CPUs / 0.1 in floating point is 29.999...
+        free = max(0, node.nano_cpus - node.reserved_nano_cpus)
+        fits.append(free // max(1, round(seat.cpus * 1e9)))
     if seat.memory_mb is not None and node.memory_bytes > 0:
-        fits.append(int(node.memory_bytes / (seat.memory_mb * 1024 * 1024)))
+        free = max(0, node.memory_bytes - node.reserved_memory_bytes)
+        fits.append(free // max(1, round(seat.memory_mb * 1024 * 1024)))
     return min(fits) if fits else policy.seats_per_node
 
 
