@@ -645,6 +645,24 @@ def test_the_documented_shinyproxy_versions_read_the_spring_boot_3_names_of_its_
     assert default is not None and _version(default) >= minimum
 
 
+def test_docker_gives_a_stopping_shinyproxy_its_grace_and_upgrades_it_start_first(
+    rendered: dict[str, Any],
+) -> None:
+    """As the real docker CLI renders it: a ShinyProxy replica told to stop gets longer than
+    its graceful shutdown phase before SIGKILL (Docker's default is 10 s, Spring's phase
+    30 s), and an upgrade starts the new task before the old one stops (the state is in
+    Redis), so the users of the old one always have a replica to reconnect to."""
+    svc = rendered["services"]["shinyproxy"]
+    grace = re.fullmatch(r"(\d+)s", svc["stop_grace_period"])
+    assert grace, svc["stop_grace_period"]
+    app = yaml.safe_load(SHINYPROXY_CONFIG.read_text(encoding="utf-8"))
+    assert app["server"]["shutdown"] == "graceful"
+    phase = re.fullmatch(r"(\d+)s", app["spring"]["lifecycle"]["timeout-per-shutdown-phase"])
+    assert phase, app["spring"]["lifecycle"]
+    assert int(grace.group(1)) > int(phase.group(1))
+    assert svc["deploy"]["update_config"]["order"] == "start-first"
+
+
 def test_shinyproxys_login_cookie_is_secure_as_the_stack_serves_https_only() -> None:
     """Traefik redirects port 80 to 443, so the login cookie (ShinyProxy's
     server.secure-cookies, default false) can carry Secure: without it, a browser opening
