@@ -106,9 +106,20 @@ def hide_userinfo(entry: str) -> str:
     return scheme + rest
 
 
+_CREDENTIALS_IN_TEXT = re.compile(
+    r"\b(Basic|Bearer)(\s+)(?!(?:realm|scope|charset|error)=)[A-Za-z0-9._~+/\\-]+=*",
+    re.IGNORECASE,
+)
+"""An Authorization value (RFC 9110 11.4: scheme, then a token68; ``\\/`` as JSON escapes
+``/``); ``Bearer realm="x"`` is a challenge (RFC 6750 3), no credential."""
+
+
 def scrub_userinfo(text: str) -> str:
-    """Free text (an error message) with the ``user:pass@`` of every URL in it as ``***@``."""
-    return _USERINFO_IN_TEXT.sub(r"\1***@", text)
+    """Free text (an error message) with the ``user:pass@`` of every URL in it as ``***@``
+    and every ``Basic``/``Bearer`` credential as ``***``: a server or proxy that echoes the
+    request in its error page echoes the Authorization header too, whose base64 is the
+    password."""
+    return _CREDENTIALS_IN_TEXT.sub(r"\1\2***", _USERINFO_IN_TEXT.sub(r"\1***@", text))
 
 
 def latin1_problem(*values: str | None) -> bool:

@@ -121,7 +121,9 @@ class EmailIntegration:
 
     def send(self, notification: Notification) -> None:
         try:
-            password = read_secret(self.cfg.auth_password_file)
+            # errors name the key, not its value: that may be the secret itself, written
+            # where its file belongs
+            password = read_secret(self.cfg.auth_password_file, "auth_password_file")
         except RuntimeError as e:
             raise DeliveryError(f"email: {e}") from None
         try:

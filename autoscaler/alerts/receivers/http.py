@@ -15,11 +15,12 @@ from collections.abc import Callable
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
 import requests
 
 from autoscaler.alerts.dispatch import DeliveryError
-from autoscaler.sources.http_errors import UNENCODABLE, describe_request_error
+from autoscaler.sources.http_errors import UNENCODABLE, describe_request_error, scrub_userinfo
 
 MAX_RETRY_AFTER = 120.0
 _URLLIB3_LOGGERS = ("urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
@@ -149,7 +150,7 @@ def post_json(
                 why = refused(resp) if refused is not None else None
                 if why is None:
                     return resp
-                raise DeliveryError(f"{what}: HTTP {resp.status_code} {_hide(why, url)}")
+                raise DeliveryError(f"{what}: HTTP {resp.status_code} {_shown(why, url)}")
             last = f"HTTP {resp.status_code}"
             if resp.status_code == 429:
                 if attempt < attempts:
@@ -158,21 +159,49 @@ def post_json(
                 continue
             if 400 <= resp.status_code < 500:
                 detail = resp.text.strip().splitlines()[0] if resp.text.strip() else ""
-                detail = _hide(detail, url)[:80]
-                raise DeliveryError(f"{what}: HTTP {resp.status_code} {detail}".rstrip())
+                raise DeliveryError(
+                    f"{what}: HTTP {resp.status_code} {_shown(detail, url)}".rstrip()
+                )
         if attempt < attempts:
             sleep(delay)
             delay = min(delay * 2, max_backoff)
     raise DeliveryError(f"{what}: gave up after {attempts} attempts ({last})")
 
 
+MIN_PIECE = 8
+"""Pieces of a URL this long or longer are hidden on their own: a secret one (Slack's
+24-character token, a token in the query) is long, while the short ones ("api", "v1",
+"hook") are names that would mangle the server's own words."""
+
+
+def _shown(text: str, url: str, most: int = 120) -> str:
+    """An answer's text fit for a message: on one line, no part of the URL in it nor the
+    Authorization header its ``user:pass@`` became, cut to ``most`` characters (after
+    hiding: a cut secret would no longer be found)."""
+    text = "".join(c for c in " ".join(text.split()) if c.isprintable())
+    return _hide(scrub_userinfo(text), url)[:most]
+
+
 def _hide(text: str, url: str) -> str:
-    """An answer's text fit for a message: a server that echoes the request (``Cannot
-    POST /services/T0/B0/secret``) shows no part of the URL's path or query."""
-    for secret in sorted(_targets(url), key=len, reverse=True):
-        if len(secret) > 1:
-            text = text.replace(secret, "<secret>")
+    """A server that echoes the request (``Cannot POST /services/T0/B0/secret``) shows no
+    part of the URL's path or query, however it writes it: whole or a piece of it,
+    percent-encoded or decoded, or with ``/`` escaped as JSON may (``\\/``)."""
+    for secret in sorted(_echoes(url), key=len, reverse=True):
+        text = text.replace(secret, "<secret>")
     return text
+
+
+def _echoes(url: str) -> set[str]:
+    targets = {t for t in _targets(url) if len(t) > 1}
+    pieces: set[str] = set()
+    for target in targets:
+        path, _, query = target.partition("?")
+        pieces.update(path.split("/"))
+        pieces.update(pair.rpartition("=")[2] for pair in query.split("&"))
+    found = targets | {p for p in pieces if len(p) >= MIN_PIECE}
+    forms = {form for s in found for form in (s, unquote(s), unquote_plus(s))}
+    forms |= {s.replace("/", "\\/") for s in forms}
+    return {s for s in forms if len(s) > 1}
 
 
 class JsonPoster:

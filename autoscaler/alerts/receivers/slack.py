@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import re
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -102,7 +101,8 @@ def refused(resp: requests.Response) -> str | None:
         return None
     if not isinstance(body, dict) or body.get("ok") is not False:
         return None
-    why = re.sub(r"[^A-Za-z0-9_.-]", "", str(body.get("error") or ""))[:80]
+    # whole: post_json hides any part of the URL in it before it cuts it short
+    why = str(body.get("error") or "").strip()
     return f"ok: false ({why or 'no reason given'})"
 
 
@@ -136,7 +136,9 @@ class SlackIntegration:
 
     def send(self, notification: Notification) -> None:
         try:
-            url = read_secret(self.cfg.api_url_file)
+            # errors name the key, not its value: that may be the secret itself, written
+            # where its file belongs
+            url = read_secret(self.cfg.api_url_file, "api_url_file")
         except RuntimeError as e:
             raise DeliveryError(f"slack: {e}") from None
         if not url or not url.startswith(("http://", "https://")):

@@ -38,7 +38,9 @@ class WebhookIntegration(JsonPoster):
 
     def send(self, notification: Notification) -> None:
         try:
-            url = self.cfg.url or read_secret(self.cfg.url_file)
+            # errors name the key, not its value: that may be the secret itself, written
+            # where its file belongs
+            url = self.cfg.url or read_secret(self.cfg.url_file, "url_file")
         except RuntimeError as e:
             raise DeliveryError(f"webhook: {e}") from None
         if not url:
