@@ -247,3 +247,76 @@ def test_a_forward_to_alertmanager_never_quotes_the_credentials_the_server_echoe
     text = f"{e.value} {e.value!r}"
     assert not leaked(text), text
     assert "alertmanager: HTTP 401" in text and "Basic ***" in text
+
+
+def echo_text(status: int) -> Answer:
+    """A page (not the backend's format) that repeats the request line and its headers."""
+
+    def answer(req: BaseHTTPRequestHandler, body: str) -> tuple[int, str]:
+        # the credentials first: a message cut short must not hide them by luck
+        auth = req.headers.get("Authorization", "")
+        return status, f"<html>Authorization: {auth} for {req.command} {req.path}</html>\n"
+
+    return answer
+
+
+@pytest.mark.parametrize("status", [200, 400, 500])
+def test_an_influxdb_that_echoes_the_request_leaks_no_credentials(status: int) -> None:
+    from autoscaler.sources.influx import InfluxReader
+
+    server = EchoServer(echo_text(status))
+    try:
+        reader = InfluxReader(f"http://ops:{PASSWORD}@127.0.0.1:{server.port}", "db", None, None, 2)
+        with pytest.raises(SourceError) as e:
+            reader.query('SELECT count("data") FROM "event"')
+        reader.close()
+    finally:
+        server.stop()
+    text = f"{e.value} {e.value!r}"
+    assert not leaked(text), text
+
+
+def test_an_actuator_page_that_echoes_the_request_leaks_no_credentials() -> None:
+    from autoscaler.sources.actuator import ActuatorClient
+
+    server = EchoServer(echo_text(200))
+    try:
+        scrape = ActuatorClient(f"http://ops:{PASSWORD}@127.0.0.1:{server.port}", 2).scrape_all()
+    finally:
+        server.stop()
+    ((_, error),) = scrape.failed.items()
+    assert "invalid exposition text" in error
+    assert not leaked(error), error
+
+
+def test_a_routing_file_error_quotes_no_value(tmp_path: Path) -> None:
+    # pydantic's text quotes the input, YAML's a snippet of the line
+    secret = f"https://hooks.slack.com/services/T0/B0/{SLACK_TOKEN}"
+    bad_value = tmp_path / "am.yml"
+    # Alertmanager's global key, written where it does not belong
+    bad_value.write_text(
+        f"route:\n  receiver: ops\n  slack_api_url: '{secret}'\nreceivers: [{{name: ops}}]\n"
+    )
+    bad_yaml = tmp_path / "am2.yml"
+    bad_yaml.write_text(f"route:\n  receiver: ops\n  x: '{secret}' ]\n")
+    for path in (bad_value, bad_yaml):
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "autoscaler",
+                "alerts",
+                "test-route",
+                "--config",
+                str(path),
+                "a=b",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        assert run.returncode == 1, run.stderr
+        assert SLACK_TOKEN not in run.stdout + run.stderr, run.stderr
+        assert str(path) in run.stderr

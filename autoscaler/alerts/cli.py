@@ -109,6 +109,18 @@ def cmd_test_route(args: argparse.Namespace) -> int:
 
 
 def _one_line(e: Exception) -> str:
+    """The error without the values it is about: pydantic's text quotes each input and
+    YAML's a snippet of the line, either of which may be a webhook URL or a password."""
+    import yaml
+    from pydantic import ValidationError
+
+    if isinstance(e, ValidationError):
+        return "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+    if isinstance(e, yaml.MarkedYAMLError) and e.problem_mark is not None:
+        mark = e.problem_mark
+        return f"YAML: {e.problem} at line {mark.line + 1}, column {mark.column + 1}"
     return " ".join(str(e).split())
 
 

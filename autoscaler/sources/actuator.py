@@ -32,6 +32,7 @@ from autoscaler.sources.http_errors import (
     describe_request_error,
     hide_userinfo,
     require_latin1,
+    scrub_userinfo,
     split_base_url,
     url_credentials,
 )
@@ -217,8 +218,8 @@ class ActuatorClient:
             return _failed(replica, f"HTTP {resp.status_code}")
         try:
             families = parse(body.decode("utf-8", "replace"))  # the format's encoding
-        except ExpositionError as e:
-            return _failed(replica, str(e))
+        except ExpositionError as e:  # it quotes the page: a proxy's may echo the request
+            return _failed(replica, scrub_userinfo(str(e)))
         if not any(f.samples for f in families):  # a live actuator always has some
             return _failed(replica, "page without any sample")
         return ReplicaScrape(url=replica.url, fetched_at=fetched_at, families=families)

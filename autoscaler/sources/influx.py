@@ -23,6 +23,7 @@ from autoscaler.sources.http_errors import (
     hide_userinfo,
     redact_url,
     require_latin1,
+    scrub_userinfo,
     split_base_url,
 )
 from autoscaler.sources.reading import Reading
@@ -164,7 +165,8 @@ class InfluxReader:
     def _scrub(self, message: str) -> str:
         if self._password:
             message = message.replace(self._password, "***")
-        return message
+        # and an Authorization header the server (or a proxy) echoes back
+        return scrub_userinfo(message)
 
 
 class _AnswerRefused(requests.RequestException):
