@@ -108,9 +108,12 @@ def snapshot(
     at: datetime = T0,
     signals: dict[str, float | None] | None = None,
 ) -> Snapshot:
-    """Machines default to one running machine per pool node, launched an hour ago."""
+    """Machines default to one running machine per pool node (of the node's pool),
+    launched an hour ago."""
     if machines is None:
-        machines = [machine(n.hostname) for n in nodes if L.POOL in n.labels]
+        machines = [
+            machine(n.hostname, pool_name=n.labels[L.POOL]) for n in nodes if L.POOL in n.labels
+        ]
     values = {
         k: SignalValue(name=k, source="influx", value=v, observed_at=at, error=None)
         for k, v in (signals or {}).items()
@@ -132,6 +135,13 @@ def run(
     policies = Policies(pools={POOL: policy}, signals=signals or {})
     mem = Memory(pools={POOL: memory} if memory else {})
     return plan(snap, policies, mem)
+
+
+def run_pools(
+    snap: Snapshot, policies: dict[str, PoolPolicy], memory: dict[str, PoolMemory] | None = None
+) -> Plan:
+    """Several pools planned together, as the sidecar plans every pool of its rules."""
+    return plan(snap, Policies(pools=policies), Memory(pools=memory or {}))
 
 
 def kinds(p: Plan) -> list[str]:

@@ -141,7 +141,9 @@ class PoolPolicy(Written):
     """Sessions one node holds; with ``seat`` set, a Ready node's own resources decide instead."""
     seat: SeatSize | None = None
     apps: tuple[str, ...] = ()
-    """ShinyProxy spec ids whose sessions this pool serves; empty: every app."""
+    """ShinyProxy spec ids whose waiting sessions this pool launches for; empty: every app
+    no other enabled pool lists. Placement stays Swarm's: ShinyProxy sets no constraint, so
+    a session of any app may start on any pool's node."""
     images: tuple[str, ...] = ()
     """App images a new node pulls before it joins."""
     headroom: Headroom = Headroom()

@@ -22,12 +22,17 @@ def plan_pools(
     """Decide every pool, sorted by name. Pure.
 
     A pool whose decision raises (a defect) gets an error decision, keeps its memory and
-    acts on nothing; the other pools are decided as usual.
+    acts on nothing; the other pools are decided as usual. A pool without ``apps`` counts
+    the waiting sessions of the apps no other enabled pool lists: each waiting session is
+    launched for once, by the pool that names its app.
     """
     out: list[tuple[str, PoolOutcome]] = []
     for name in sorted(pools):
+        elsewhere = frozenset(
+            app for other, p in pools.items() if other != name and p.enabled for app in p.apps
+        )
         try:
-            outcome = decide_pool(name, pools[name], snapshot, signals, memory.get(name))
+            outcome = decide_pool(name, pools[name], snapshot, signals, memory.get(name), elsewhere)
         except Exception as e:
             outcome = PoolOutcome(
                 Decision(

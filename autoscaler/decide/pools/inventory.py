@@ -123,7 +123,11 @@ def machines_known(policy: PoolPolicy, snapshot: Snapshot) -> bool:
     return snapshot.instances is not None and configured
 
 
-def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Inventory:
+def take_inventory(
+    name: str, policy: PoolPolicy, snapshot: Snapshot, elsewhere: frozenset[str] = frozenset()
+) -> Inventory:
+    """``elsewhere``: the apps other enabled pools list, whose waiting sessions a pool
+    without ``apps`` leaves to them."""
     swarm = snapshot.swarm
     nodes = swarm.nodes if swarm is not None else ()
     sessions = swarm.sessions if swarm is not None else ()
@@ -132,7 +136,7 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
     alive = [i for i in instances if i.alive]
     mine = [n for n in nodes if n.labels.get(L.POOL) == name]
     newcomers = [n for n in nodes if L.POOL not in n.labels and n.role == "worker"]
-    app_sessions = [s for s in sessions if not policy.apps or s.spec_id in policy.apps]
+    app_sessions = [s for s in sessions if serves(policy, s.spec_id, elsewhere)]
 
     members: list[Member] = []
     matched: set[str] = set()
@@ -178,6 +182,13 @@ def take_inventory(name: str, policy: PoolPolicy, snapshot: Snapshot) -> Invento
         else:
             warm += 1
     return Inventory(name, tuple(members), pending, machines_known(policy, snapshot), warm)
+
+
+def serves(policy: PoolPolicy, spec_id: str, elsewhere: frozenset[str]) -> bool:
+    """Whether a waiting session of ``spec_id`` is this pool's to launch for: one of its
+    ``apps``, or, without ``apps``, one no other pool lists (else both would launch for
+    it). Where the session then runs is Swarm's choice, not the pool's."""
+    return spec_id in policy.apps if policy.apps else spec_id not in elsewhere
 
 
 def _joined_since(node: Node, inst: Instance) -> bool:

@@ -106,8 +106,10 @@ def decide_pool(
     snapshot: Snapshot,
     signals: Mapping[str, Signal],
     memory: PoolMemory | None,
+    elsewhere: frozenset[str] = frozenset(),
 ) -> PoolOutcome:
-    """Decide one pool. Pure: the result depends only on the arguments."""
+    """Decide one pool. Pure: the result depends only on the arguments. ``elsewhere``: the
+    apps other enabled pools list."""
     subject = f"pool {name}"
     if not policy.enabled:
         decision = Decision(
@@ -119,7 +121,7 @@ def decide_pool(
         decision = Decision(policy=name, subject=subject, outcome="error", reasons=(reason,))
         return PoolOutcome(decision, memory=memory)
     now = snapshot.taken_at
-    inv = take_inventory(name, policy, snapshot)
+    inv = take_inventory(name, policy, snapshot, elsewhere)
     arrivals = (
         read_signal(policy.headroom.signal, snapshot, signals) if policy.headroom.signal else None
     )
