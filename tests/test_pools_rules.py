@@ -65,6 +65,31 @@ def test_headroom_signal_must_exist() -> None:
     assert unknown.startswith("p.yml:7: pools.web.headroom.signal: unknown signal 'arrivls'")
 
 
+TWO = (
+    GOOD
+    + """\
+  gpu:
+    provider: local
+    max: 2
+    seats_per_node: 1
+"""
+)
+
+
+def test_two_pools_that_would_launch_for_the_same_session_are_refused() -> None:
+    (both_all,) = problems(TWO)
+    assert both_all.startswith("p.yml:6: pools.gpu: a second pool without 'apps'")
+    assert "pool 'web' at p.yml:2" in both_all
+    (same,) = problems(
+        TWO.replace("max: 4", "max: 4\n    apps: [dash]") + "    apps: [model, dash]\n"
+    )
+    assert same.startswith("p.yml:11: pools.gpu.apps[1]: app 'dash' is also listed by pool 'web'")
+    split = TWO + "    apps: [model]\n"
+    assert load_sources([RuleSource("p.yml", split.encode())]).policies is not None
+    off = TWO + "    enabled: false\n"  # a disabled pool counts nothing
+    assert load_sources([RuleSource("p.yml", off.encode())]).policies is not None
+
+
 def test_pool_defined_twice() -> None:
     result = load_sources([RuleSource("a.yml", GOOD.encode()), RuleSource("b.yml", GOOD.encode())])
     assert result.policies is None

@@ -547,6 +547,7 @@ def _cross_checks(docs: list[_Doc]) -> list[Problem]:
     if all(d.data is not None for d in docs):
         problems += _undefined_signals(docs)
     problems += _same_swarm_service(docs)
+    problems += _pools_share_apps(docs)
     problems += _schedule_bounds(docs)
     problems += _alerting(docs)
     problems += _ending_sessions_told(docs)
@@ -730,6 +731,38 @@ def _same_swarm_service(docs: list[_Doc]) -> list[Problem]:
                 problems.append(Problem(doc.name, _locate(doc.root, loc), _field(loc), message))
             else:
                 first[service] = f"'{name}' at {where}"
+    return problems
+
+
+def _pools_share_apps(docs: list[_Doc]) -> list[Problem]:
+    """Two enabled pools that count the same waiting sessions both launch for them: one app
+    listed twice, or two pools without ``apps`` (each takes every app no other lists)."""
+    problems = []
+    owner: dict[str, str] = {}
+    catch_all: str | None = None
+    for doc in docs:
+        if doc.rules is None:
+            continue
+        for name, pool in doc.rules.pools.items():
+            if not pool.enabled:
+                continue
+            where = f"pool '{name}' at {doc.name}:{_locate(doc.root, ('pools', name))}"
+            if not pool.apps:
+                if catch_all is not None:
+                    message = (
+                        f"a second pool without 'apps' (also {catch_all}): both would launch "
+                        "for the same waiting sessions; list the apps of one of them"
+                    )
+                    problems.append(_at(doc, ("pools", name), message))
+                else:
+                    catch_all = where
+                continue
+            for i, app in enumerate(pool.apps):
+                if app in owner:
+                    message = f"app '{app}' is also listed by {owner[app]}: list it in one pool"
+                    problems.append(_at(doc, ("pools", name, "apps", i), message))
+                else:
+                    owner[app] = where
     return problems
 
 
