@@ -232,6 +232,17 @@ def test_lookback_is_refused_without_influx(
     assert not (tmp_path / "o").exists()
 
 
+def test_since_is_refused_without_influx(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    csv = tmp_path / "sessions.csv"
+    csv.write_text(f"{T0.isoformat()},{at(60).isoformat()}\n", encoding="utf-8")
+    argv = ["simulate", "--sessions", str(csv), "--since", "2d", "--out", str(tmp_path / "o")]
+    assert main([*argv, "--no-plot", "--no-progress"]) == 1  # it was silently ignored
+    assert "--since is for --influx" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
 # ShinyProxy usage events around the window [T0, T0 + 2h) in a real influxd
 EVENTS = [
     (-3 * 3600, "alice", "ProxyStart", "euler"),

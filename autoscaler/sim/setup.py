@@ -126,6 +126,9 @@ def load_workload(args: argparse.Namespace, lengths: SessionLengths, now: dateti
     if getattr(args, "lookback", None) is not None and args.influx is None:
         # a sessions file gives both ends of every session: nothing to look back for
         raise SetupError("--lookback is for --influx (events read before the window)")
+    if getattr(args, "since", None) is not None and args.influx is None:
+        # a trace or a sessions file is windowed with --from and --to
+        raise SetupError("--since is for --influx; window a trace or sessions file with --from")
     if args.trace is not None:
         points = read_rates(args.trace, args.start, args.end)
         try:
