@@ -8,25 +8,8 @@ from datetime import UTC, datetime
 import pytest
 
 from autoscaler.decide.schedule import active_window
-from autoscaler.rules.loader import RuleSource, load_sources
 from autoscaler.rules.schema import Schedule
-
-POLICY = """\
-signals:
-  rps:
-    prometheus: {{query: up}}
-services:
-  api:
-    max: 4
-    target_tracking: [{{signal: rps, average_value: 20}}]
-    schedules:
-      - {{cron: '{cron}', duration: 1h, min: 2}}
-"""
-
-
-def _problems(cron: str) -> list[str]:
-    text = POLICY.format(cron=cron)
-    return [str(p) for p in load_sources([RuleSource("r.yml", text.encode())]).problems]
+from tests.test_rules_cron_fields import _problems
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,6 @@ Real parts: HTTP servers on loopback, requests, and the ``autoscaler`` command i
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import json
 import logging
 import os
@@ -26,13 +25,13 @@ import pytest
 
 from autoscaler.alerts.config import AlertmanagerForward, SlackConfig, WebhookConfig
 from autoscaler.alerts.dispatch import DeliveryError
-from autoscaler.alerts.model import Notification
 from autoscaler.alerts.receivers.alertmanager import AlertmanagerIntegration
 from autoscaler.alerts.receivers.http import RateLimiter
 from autoscaler.alerts.receivers.slack import SlackIntegration
 from autoscaler.alerts.receivers.webhook import WebhookIntegration
 from autoscaler.sources.errors import SourceError
 from autoscaler.sources.prometheus import PrometheusClient
+from tests.test_secret_leaks import notification
 
 ROOT = Path(__file__).resolve().parents[1]
 PASSWORD = "PromPassw0rd9"
@@ -156,20 +155,6 @@ def test_plan_and_ledger_show_no_echoed_credentials(tmp_path: Path) -> None:
 
 
 # ---------------------------------------------------------------- alert receivers
-
-
-def notification() -> Notification:
-    return Notification(
-        receiver="ops",
-        group_key="{}:{}",
-        status="firing",
-        alerts=(),
-        group_labels={},
-        common_labels={},
-        common_annotations={},
-        external_url="",
-        now=dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC),
-    )
 
 
 ECHOES: dict[str, Answer] = {

@@ -7,35 +7,20 @@ Real parts: the receivers and the file system.
 
 from __future__ import annotations
 
-import datetime as dt
 from pathlib import Path
 
 import pytest
 
 from autoscaler.alerts.config import EmailConfig, SlackConfig, WebhookConfig
 from autoscaler.alerts.dispatch import DeliveryError
-from autoscaler.alerts.model import Notification
 from autoscaler.alerts.receivers.email import EmailIntegration
 from autoscaler.alerts.receivers.http import RateLimiter
 from autoscaler.alerts.receivers.slack import SlackIntegration
 from autoscaler.alerts.receivers.webhook import WebhookIntegration
+from tests.test_secret_leaks import notification
 
 SLACK_URL = "https://hooks.slack.com/services/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"
 PASSWORD = "hunter2-SmtpPassw0rd"
-
-
-def notification() -> Notification:
-    return Notification(
-        receiver="ops",
-        group_key="{}:{}",
-        status="firing",
-        alerts=(),
-        group_labels={},
-        common_labels={},
-        common_annotations={},
-        external_url="",
-        now=dt.datetime(2026, 1, 5, 12, 0, tzinfo=dt.UTC),
-    )
 
 
 def never(s: float) -> None:
