@@ -21,7 +21,10 @@ class DockerEventWatcher:
     after a wait that doubles until an event comes through or a stream stays open for
     ``max_backoff``, so an engine that closes every stream at once is not asked again in a
     busy loop. Events of the time in between are lost: once the stream is open again, one
-    ``docker:reconnected`` pass makes up for them.
+    ``docker:reconnected`` pass makes up for them, also when the first attempt failed.
+
+    An outage is logged twice, not once per attempt: a warning when it begins and a line
+    when the stream works again; the attempts in between go to debug.
 
     A stream over TCP (``DOCKER_HOST=tcp://...``) gets TCP keepalive: an idle stream whose
     path silently died (a NAT gateway or load balancer dropped the flow after its idle
@@ -60,7 +63,8 @@ class DockerEventWatcher:
 
     def _run(self) -> None:
         delays = retry_delays(self.first_delay, self.max_backoff)
-        connected_before = False
+        outage = Outage()
+        attempted = False
         while not self._stop.is_set():
             stream = None
             try:
@@ -70,31 +74,65 @@ class DockerEventWatcher:
                 self.keepalive.apply(stream)
                 if self._stop.is_set():  # stop() came while connecting: it saw no stream
                     return
-                if connected_before:
+                # Not the first attempt: events were missed since the last stream, or since
+                # the first attempt failed (passes, failing too, may be backed off minutes).
+                if attempted:
                     self.on_event("docker:reconnected")
-                connected_before = True
                 opened = time.monotonic()
                 for ev in stream:
                     if self._stop.is_set():
                         return
                     delays = retry_delays(self.first_delay, self.max_backoff)
+                    outage.over(opened)
                     self.on_event(f"docker:{ev.get('Type', '?')}:{ev.get('Action', '?')}")
                 if self._stop.is_set():
                     return
                 if time.monotonic() - opened >= self.max_backoff:  # it worked for a while
                     delays = retry_delays(self.first_delay, self.max_backoff)
+                    outage.over(opened)
                 delay = next(delays)
-                log.warning("docker event stream ended; reconnecting in %.1fs", delay)
+                outage.failed("docker event stream ended; reconnecting in %.1fs", delay)
             except Exception as e:
                 if self._stop.is_set():
                     return
                 delay = next(delays)
-                log.warning("docker event stream failed (%s); retrying in %.1fs", e, delay)
+                outage.failed("docker event stream failed (%s); retrying in %.1fs", e, delay)
             finally:
+                attempted = True
                 with self._lock:
                     self._stream = None
                 _close(stream)
             self._stop.wait(delay)
+
+
+class Outage:
+    """Logs a broken event stream once when it breaks and once when it works again: an
+    engine down for an hour would otherwise leave a warning every ``max_backoff``."""
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.attempts = 0
+
+    def failed(self, msg: str, *args: object) -> None:
+        if self.since is None:
+            self.since, self.attempts = time.monotonic(), 1
+            log.warning(msg + " (further attempts are logged at debug level)", *args)
+        else:
+            self.attempts += 1
+            log.debug(msg, *args)
+
+    def over(self, opened: float) -> None:
+        """The stream opened at ``opened`` has proved to work (an event came through, or it
+        stayed open a while)."""
+        if self.since is None:
+            return
+        down, attempts = max(0.0, opened - self.since), self.attempts
+        self.since, self.attempts = None, 0
+        log.info(
+            "docker event stream works again after %.0fs and %d failure(s)",
+            down,
+            attempts,
+        )
 
 
 class Keepalive:
