@@ -651,3 +651,36 @@ def test_a_warm_machine_without_capacity_to_start_is_given_up_at_once(
     aws["ec2"].meta.events.register_first("before-send.ec2.StartInstances", refuse_start)
     (iid,) = provider(aws["ec2"]).launch("web", pol, 1, "web-after-warm-ice")
     assert iid != warm and len(starts) == 1
+
+
+def test_a_warm_machine_that_cannot_start_leaves_the_next_one_to_start(
+    aws: dict[str, Any],
+) -> None:
+    # StartInstances fails as a whole when one of its machines cannot start: the zone of one
+    # warm machine out of room must not keep every other warm machine stopped
+    pol = policy(aws, warm_pool=2)
+    first, second = provider(aws["ec2"]).fill_warm_pool("web", pol, "web-warm-two-zones")
+    aws["ec2"].stop_instances(InstanceIds=[first, second])
+    full = min(first, second)  # the one tried first
+    asked: list[list[str]] = []
+
+    def refuse_the_full_zone(request: Any, **_: Any) -> AWSResponse | None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        ids = [v[0] for k, v in parse_qs(body).items() if k.startswith("InstanceId.")]
+        asked.append(ids)
+        if full not in ids:
+            return None
+        xml = (
+            b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+            b"<Code>InsufficientInstanceCapacity</Code><Message>no room</Message></Error>"
+            b"</Errors><RequestID>6b8a4f7c-0000-4000-8000-000000000002</RequestID></Response>"
+        )
+        return AWSResponse(request.url, 500, {}, _Body(xml))
+
+    aws["ec2"].meta.events.register_first("before-send.ec2.StartInstances", refuse_the_full_zone)
+    ids = provider(aws["ec2"]).launch("web", pol, 2, "web-after-full-zone")
+    free = max(first, second)
+    assert ids[0] == free and len(ids) == 2 and full not in ids
+    states = {i.id: i.state for i in provider(aws["ec2"]).list_instances()}
+    assert states[free] in ("pending", "running") and states[full] == "stopped"
+    assert asked == [[full], [free]]

@@ -53,6 +53,13 @@ SPOT_ERRORS = CAPACITY_ERRORS | {
     "InsufficientSpotCapacity",
     "UnfulfillableCapacity",
 }
+START_SKIPPED = CAPACITY_ERRORS | {
+    "IncorrectInstanceState",
+    "InvalidInstanceID.NotFound",
+    "InvalidParameterValue",
+}
+"""Why one stopped machine did not start while the next may: its zone or type is full, it
+is no longer stopped (the list lagged), or it cannot start at all (no root volume)."""
 LAUNCH_CALLS = ("RunInstances", "StartInstances")
 LISTED_STATES = ("pending", "running", "stopping", "stopped", "shutting-down")
 INTERRUPTION_CODES = frozenset(
@@ -204,26 +211,38 @@ class Ec2Provider:
         return started + launched
 
     def _start_warm(self, pool: str, count: int) -> list[str]:
+        """Started one by one: StartInstances fails as a whole when any one machine cannot
+        start (no capacity for its type in its zone, not stopped after all), and a warm
+        machine that keeps failing would otherwise hold back every other one, each launch."""
         listed = self.list_instances()
         # any stopped machine of the pool: also one whose earlier start failed
-        warm = [i.id for i in listed if i.pool == pool and i.state == "stopped"][:count]
-        if not warm:
-            return []
-        try:
-            # no longer warm: from now on decide counts it as launching
-            self._ec2.create_tags(
-                Resources=warm,
-                Tags=[
-                    {"Key": TAG_WARM, "Value": "false"},
-                    {"Key": L.TAG_LAUNCHED_AT, "Value": L.stamp(self._clock())},
-                ],
-            )
-            self._ec2.start_instances(InstanceIds=warm)
-        except (ClientError, BotoCoreError) as exc:
-            log.warning("starting warm instances of %s failed: %s", pool, _text(exc))
-            return []
-        log.info("started %d warm instance(s) of %s", len(warm), pool)
-        return warm
+        stopped = [i.id for i in listed if i.pool == pool and i.state == "stopped"]
+        started: list[str] = []
+        for iid in stopped:
+            if len(started) >= count:
+                break
+            try:
+                # no longer warm: from now on decide counts it as launching
+                self._ec2.create_tags(
+                    Resources=[iid],
+                    Tags=[
+                        {"Key": TAG_WARM, "Value": "false"},
+                        {"Key": L.TAG_LAUNCHED_AT, "Value": L.stamp(self._clock())},
+                    ],
+                )
+                self._ec2.start_instances(InstanceIds=[iid])
+            except ClientError as exc:
+                log.warning("starting warm instance %s of %s failed: %s", iid, pool, _text(exc))
+                if _code(exc) in START_SKIPPED:
+                    continue  # this machine only: the next one may start
+                break
+            except BotoCoreError as exc:
+                log.warning("starting warm instances of %s failed: %s", pool, _text(exc))
+                break
+            started.append(iid)
+        if started:
+            log.info("started %d warm instance(s) of %s", len(started), pool)
+        return started
 
     def _run(
         self,
