@@ -24,6 +24,7 @@ from autoscaler.snapshot import Service, SwarmState
 from autoscaler.sources.collect import Backends
 from autoscaler.sources.errors import SourceError
 from autoscaler.sources.reading import Reading
+from tests.test_lifecycle_runner import wait_for
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -118,15 +119,6 @@ def setup(
         clock=clock,
     )
     return rec, swarm, prom, act, clock
-
-
-def wait_for(cond: Any, seconds: float = 5.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while not cond():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 def metric(rec: Reconciler, name: str, labels: dict[str, str] | None = None) -> float | None:

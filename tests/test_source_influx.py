@@ -14,7 +14,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -182,15 +182,13 @@ def test_several_series_are_refused_not_the_first_one_read(usagestats: InfluxLab
     assert reader(usagestats).query(one_type).value == 2.0
 
 
-@pytest.fixture
-def limited_influxd(backend_dir: Path) -> Iterator[InfluxLab]:
-    """A real influxd that returns at most 3 rows per answer (``max-row-limit``)."""
+def influxd_with(
+    backend_dir: Path, name: str, configure: Callable[[str], str]
+) -> Iterator[InfluxLab]:
+    """A real influxd whose configuration ``configure`` changes, with the usage database."""
     need_binary("influxd", "influxdb")
     http_port, rpc_port = free_port(), free_port()
-    config = influxd_config(backend_dir / "home", http_port, rpc_port).replace(
-        "auth-enabled = false", "auth-enabled = false\n  max-row-limit = 3"
-    )
-    assert "max-row-limit = 3" in config
+    config = configure(influxd_config(backend_dir / "home", http_port, rpc_port))
     (backend_dir / "influxd.conf").write_text(config)
     log_path = backend_dir / "influxd.log"
     log = log_path.open("ab")
@@ -198,15 +196,27 @@ def limited_influxd(backend_dir: Path) -> Iterator[InfluxLab]:
     process = subprocess.Popen(
         [binary, "run", "-config", str(backend_dir / "influxd.conf")], stdout=log, stderr=log
     )
-    backend = InfluxBackend(
-        "influxd-limited", process, f"http://127.0.0.1:{http_port}", log_path, log
-    )
+    backend = InfluxBackend(name, process, f"http://127.0.0.1:{http_port}", log_path, log)
     try:
         assert wait_ready(f"{backend.url}/ping", process, 30, (204,)), backend.log_tail()
         backend.create_database(USAGESTATS_DB)
         yield InfluxLab(backend, USAGESTATS_DB)
     finally:
         backend.stop()
+
+
+@pytest.fixture
+def limited_influxd(backend_dir: Path) -> Iterator[InfluxLab]:
+    """A real influxd that returns at most 3 rows per answer (``max-row-limit``)."""
+
+    def limit(config: str) -> str:
+        limited = config.replace(
+            "auth-enabled = false", "auth-enabled = false\n  max-row-limit = 3"
+        )
+        assert "max-row-limit = 3" in limited
+        return limited
+
+    yield from influxd_with(backend_dir, "influxd-limited", limit)
 
 
 def test_an_answer_cut_at_the_row_limit_is_refused(limited_influxd: InfluxLab) -> None:
@@ -253,26 +263,11 @@ def test_a_chunked_read_gets_every_chunk_and_fails_on_an_error_in_any(
 @pytest.fixture
 def one_query_influxd(backend_dir: Path) -> Iterator[InfluxLab]:
     """A real influxd that runs one query at a time (``max-concurrent-queries = 1``)."""
-    need_binary("influxd", "influxdb")
-    http_port, rpc_port = free_port(), free_port()
-    config = influxd_config(backend_dir / "home", http_port, rpc_port)
-    config += "\n[coordinator]\n  max-concurrent-queries = 1\n"
-    (backend_dir / "influxd.conf").write_text(config)
-    log_path = backend_dir / "influxd.log"
-    log = log_path.open("ab")
-    binary = shutil.which("influxd") or "influxd"
-    process = subprocess.Popen(
-        [binary, "run", "-config", str(backend_dir / "influxd.conf")], stdout=log, stderr=log
+    yield from influxd_with(
+        backend_dir,
+        "influxd-one-query",
+        lambda config: config + "\n[coordinator]\n  max-concurrent-queries = 1\n",
     )
-    backend = InfluxBackend(
-        "influxd-one-query", process, f"http://127.0.0.1:{http_port}", log_path, log
-    )
-    try:
-        assert wait_ready(f"{backend.url}/ping", process, 30, (204,)), backend.log_tail()
-        backend.create_database(USAGESTATS_DB)
-        yield InfluxLab(backend, USAGESTATS_DB)
-    finally:
-        backend.stop()
 
 
 def test_a_server_too_busy_to_run_the_query_is_down_not_a_rejected_query(
