@@ -5,8 +5,6 @@ rule's evaluation. Each case is run by the real ``promtool test rules`` too."""
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +19,7 @@ from autoscaler.loop import PassResult
 from autoscaler.rules.schema import Policies
 from autoscaler.sources.prometheus import PrometheusClient
 from tests.fixtures_backends import PrometheusLab
-from tests.realparts import missing_real_part
+from tests.test_alert_rules import promtool
 
 LABELS = {
     "team": "{{ $labels.owner | toUpper }}",
@@ -41,21 +39,11 @@ SERIES = [
 
 def _promtool(tmp_path: Path, rule: dict[str, Any], test: dict[str, Any]) -> str:
     """promtool's output; the test passed when it is empty of FAILED."""
-    exe = shutil.which("promtool")
-    if exe is None:
-        missing_real_part("promtool not installed (apt-get install prometheus)")
     rules = {"groups": [{"name": "g", "rules": [rule]}]}
     tests = {"rule_files": ["rules.yml"], "evaluation_interval": "1m", "tests": [test]}
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
     (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
-    res = subprocess.run(
-        [exe, "test", "rules", "tests.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    res = promtool("test", "rules", tmp_path / "tests.yml")
     return f"rc={res.returncode}\n{res.stdout}{res.stderr}"
 
 

@@ -3,15 +3,13 @@ same templates over the same values and must expect exactly what the sidecar wro
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
 
 from autoscaler.alerts.evaluate import RuleSpec, Sample, render_annotations
-from tests.realparts import missing_real_part
+from tests.test_alert_rules import promtool
 
 # Values around every prefix boundary, and beyond the last ones (Y, y).
 VALUES = [
@@ -36,9 +34,6 @@ TEMPLATES = {
 
 
 def test_annotations_render_as_promtool_expands_them(tmp_path: Path) -> None:
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        missing_real_part("promtool not installed (apt-get install prometheus)")
     rules = {
         "groups": [
             {
@@ -67,13 +62,7 @@ def test_annotations_render_as_promtool_expands_them(tmp_path: Path) -> None:
     }
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
     (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
-    res = subprocess.run(
-        [promtool, "test", "rules", "tests.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    res = promtool("test", "rules", tmp_path / "tests.yml")
     assert res.returncode == 0, res.stdout + res.stderr
 
 

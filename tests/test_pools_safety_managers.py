@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from autoscaler.decide.plan_types import PoolMemory
 from autoscaler.decide.pools import labels as L
 from tests.pools_builders import (
     T0,
@@ -20,8 +19,8 @@ from tests.pools_builders import (
     sessions,
     snapshot,
 )
+from tests.test_pools_lifecycle import LONG_AGO
 
-LONG_AGO = PoolMemory(unneeded_since=T0 - timedelta(minutes=11))
 RETIRING = ("pause_node", "drain_node", "remove_node", "terminate_instance")
 
 
