@@ -129,6 +129,7 @@ class Instance(Frozen):
     private_dns: str = ""
     """Host name the machine's engine reports to the Swarm (ip-10-0-1-5...)."""
     private_ip: str = ""
+    subnet: str = ""
     tags: dict[str, str] = Field(default_factory=dict)
     warm: bool = False
     """A warm-pool machine: pulling the images, then stopped until a launch starts it."""

@@ -684,3 +684,92 @@ def test_a_warm_machine_that_cannot_start_leaves_the_next_one_to_start(
     states = {i.id: i.state for i in provider(aws["ec2"]).list_instances()}
     assert states[free] in ("pending", "running") and states[full] == "stopped"
     assert asked == [[full], [free]]
+
+
+# ---------------------------------------------------------------- warm pool upkeep
+
+
+def stopped_warm(aws: dict[str, Any], p: Ec2Provider, pol: PoolPolicy, token: str) -> list[str]:
+    ids = p.fill_warm_pool("web", pol, token)
+    aws["ec2"].stop_instances(InstanceIds=ids)
+    states = {i["State"]["Name"] for i in describe(aws["ec2"], ids)}
+    if states != {"stopped"}:
+        pytest.skip(f"moto left the machines {sorted(states)}")
+    return ids
+
+
+def test_machines_carry_the_digest_of_what_they_were_launched_with(aws: dict[str, Any]) -> None:
+    from autoscaler.decide.pools.launch_config import launch_config
+
+    p = provider(aws["ec2"])
+    pol = policy(aws, warm_pool=1)
+    ids = p.launch("web", pol, 1, "web-digest") + p.fill_warm_pool("web", pol, "web-digest-w")
+    for inst in describe(aws["ec2"], ids):
+        assert {"Key": L.TAG_LAUNCH_CONFIG, "Value": launch_config(pol)} in inst["Tags"]
+    listed = {i.id: i for i in p.list_instances()}
+    assert {listed[i].subnet for i in ids} <= set(aws["subnets"])
+
+
+def test_a_stale_warm_machine_is_never_started_nor_counted(aws: dict[str, Any]) -> None:
+    p = provider(aws["ec2"])
+    (warm,) = stopped_warm(aws, p, policy(aws, warm_pool=1), "web-stale")
+    edited = policy(aws, warm_pool=1).model_copy(update={"images": ("r-app:2",)})
+    (fresh,) = p.fill_warm_pool("web", edited, "web-stale-refill")  # the stale one not counted
+    (launched,) = p.launch("web", edited, 1, "web-stale-launch")
+    assert launched not in (warm, fresh)  # fresh still pulls; warm is stale: a new machine
+    assert describe(aws["ec2"], [warm])[0]["State"]["Name"] == "stopped"
+
+
+def test_a_launch_starts_machines_still_tagged_warm_first(aws: dict[str, Any]) -> None:
+    p = provider(aws["ec2"])
+    pol = policy(aws, warm_pool=2)
+    first, second = sorted(stopped_warm(aws, p, pol, "web-order"))
+    # a launch tagged ``first`` and its start fell back to stopped: it may fail again
+    aws["ec2"].create_tags(Resources=[first], Tags=[{"Key": "autoscaler:warm", "Value": "false"}])
+    assert p.launch("web", pol, 1, "web-order-launch") == [second]
+    assert p.launch("web", pol, 1, "web-order-launch-2") == [first]  # still used when needed
+
+
+def test_retiring_a_warm_machine_spares_one_a_launch_started(aws: dict[str, Any]) -> None:
+    p = provider(aws["ec2"])
+    pol = policy(aws, warm_pool=2)
+    kept, extra = stopped_warm(aws, p, pol, "web-retire")
+    with pytest.raises(ProviderError, match="not an instance of pool other"):
+        p.retire_warm(extra, "other")
+    assert p.retire_warm(extra, "web") == f"terminated {extra}"
+    assert describe(aws["ec2"], [extra])[0]["State"]["Name"] in ("shutting-down", "terminated")
+    assert "already" in p.retire_warm(extra, "web")
+    assert p.launch("web", pol, 1, "web-retire-launch") == [kept]
+    with pytest.raises(ProviderError, match=f"{kept} was started by a launch: kept"):
+        p.retire_warm(kept, "web")
+    assert describe(aws["ec2"], [kept])[0]["State"]["Name"] in ("pending", "running")
+
+
+def test_decide_shrinks_and_renews_the_warm_pool(aws: dict[str, Any]) -> None:
+    """decide -> MachineActuator -> EC2: a lowered warm_pool terminates the extra stopped
+    machine; new app images replace the stale one."""
+    from autoscaler.actuate.machines import MachineActuator
+    from autoscaler.decide import plan
+    from autoscaler.decide.plan_types import PROVIDER_ACTIONS, Memory
+    from autoscaler.rules.schema import Policies
+    from autoscaler.snapshot import Snapshot, SwarmState
+
+    p = provider(aws["ec2"])
+    ids = stopped_warm(aws, p, policy(aws, warm_pool=2), "web-shrink")
+
+    def one_pass(pol: PoolPolicy, at: datetime) -> list[str]:
+        policies = Policies(pools={"web": pol})
+        act = MachineActuator({"ec2": p}, lambda: policies)
+        snap = Snapshot(taken_at=at, swarm=SwarmState(), instances=p.list_instances())
+        done = [act.execute(a) for a in plan(snap, policies, Memory()).actions]
+        assert all(r.ok for r in done), [r.message for r in done]
+        return [f"{r.action.kind}: {r.message}" for r in done if r.action.kind in PROVIDER_ACTIONS]
+
+    (message,) = one_pass(policy(aws, warm_pool=1), NOW + timedelta(minutes=5))
+    assert message.startswith("retire_warm_machine: terminated i-")
+    (left,) = [i.id for i in p.list_instances() if i.state == "stopped"]
+    assert left in ids and message.endswith(next(i for i in ids if i != left))
+    renewed = policy(aws, warm_pool=1).model_copy(update={"images": ("r-app:2",)})
+    messages = one_pass(renewed, NOW + timedelta(minutes=10))
+    assert messages[0] == f"retire_warm_machine: terminated {left}"
+    assert messages[1].startswith("fill_warm_pool: 1 warm machine(s) on their way")

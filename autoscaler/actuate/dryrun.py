@@ -15,6 +15,7 @@ from autoscaler.decide.plan_types import (
     PauseNode,
     RemoveNode,
     ResumeNode,
+    RetireWarmMachine,
     ScaleService,
     TerminateInstance,
 )
@@ -33,6 +34,8 @@ def describe(action: Action) -> str:
         what = f"launch {action.count} node(s) for pool {action.pool} ({action.provider})"
     elif isinstance(action, FillWarmPool):
         what = f"add {action.count} machine(s) to the warm pool of {action.pool}"
+    elif isinstance(action, RetireWarmMachine):
+        what = f"terminate warm-pool machine {action.instance_id} of {action.pool}"
     elif isinstance(action, TerminateInstance):
         what = f"terminate {action.instance_id} of pool {action.pool}"
     elif isinstance(action, PauseNode):

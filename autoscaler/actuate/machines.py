@@ -6,7 +6,13 @@ import logging
 from collections.abc import Callable, Mapping
 
 from autoscaler.actuate.base import ActionResult
-from autoscaler.decide.plan_types import Action, FillWarmPool, LaunchNodes, TerminateInstance
+from autoscaler.decide.plan_types import (
+    Action,
+    FillWarmPool,
+    LaunchNodes,
+    RetireWarmMachine,
+    TerminateInstance,
+)
 from autoscaler.providers.base import NodeProvider, ProviderError
 from autoscaler.rules.pools import PoolPolicy
 from autoscaler.rules.schema import Policies
@@ -30,7 +36,9 @@ class MachineActuator:
         self._before_launch = before_launch
 
     def execute(self, action: Action) -> ActionResult:
-        if not isinstance(action, LaunchNodes | FillWarmPool | TerminateInstance):
+        if not isinstance(
+            action, LaunchNodes | FillWarmPool | RetireWarmMachine | TerminateInstance
+        ):
             return _fail(action, f"{action.kind} is not a provider action")
         provider = self._providers.get(action.provider)
         if provider is None:
@@ -43,6 +51,11 @@ class MachineActuator:
                 message = self._launch(provider, action)
             elif isinstance(action, FillWarmPool):
                 message = self._fill_warm_pool(provider, action)
+            elif isinstance(action, RetireWarmMachine):
+                retire = getattr(provider, "retire_warm", None)
+                if retire is None:
+                    raise ProviderError(f"provider {action.provider} keeps no warm pool")
+                message = retire(action.instance_id, action.pool)
             else:
                 message = provider.terminate(action.instance_id, action.pool)
         except (ProviderError, SourceError) as exc:

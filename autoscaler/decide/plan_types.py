@@ -44,6 +44,18 @@ class FillWarmPool(Frozen):
     """Idempotency key, as for LaunchNodes."""
 
 
+class RetireWarmMachine(Frozen):
+    """Terminate a stopped warm-pool machine: one more than ``warm_pool`` asks for, or one
+    launched with what the pool no longer says. The provider refuses it once a launch has
+    started the machine (it is on its way to become a node)."""
+
+    kind: Literal["retire_warm_machine"] = "retire_warm_machine"
+    instance_id: str
+    pool: str
+    provider: str
+    reason: str
+
+
 class NodeAction(Frozen):
     node_id: str
     hostname: str
@@ -105,12 +117,13 @@ class Notify(Frozen):
 
 
 NODE_ACTIONS = ("pause_node", "resume_node", "drain_node", "remove_node", "label_node")
-PROVIDER_ACTIONS = ("launch_nodes", "terminate_instance", "fill_warm_pool")
+PROVIDER_ACTIONS = ("launch_nodes", "terminate_instance", "fill_warm_pool", "retire_warm_machine")
 
 Action = Annotated[
     ScaleService
     | LaunchNodes
     | FillWarmPool
+    | RetireWarmMachine
     | PauseNode
     | ResumeNode
     | DrainNode

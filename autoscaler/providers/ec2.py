@@ -27,6 +27,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from autoscaler.decide.pools import labels as L
+from autoscaler.decide.pools.launch_config import launch_config, stale_because
 from autoscaler.providers.aws_errors import unreachable
 from autoscaler.providers.base import ProviderError
 from autoscaler.rules.pools import Ec2Pool, PoolPolicy
@@ -193,7 +194,7 @@ class Ec2Provider:
         ec2 = policy.ec2
         if ec2 is None:
             raise ProviderError(f"pool {pool} has no ec2 section")
-        started = self._start_warm(pool, count)
+        started = self._start_warm(pool, policy, count)
         if len(started) >= count:
             return started
         try:
@@ -210,13 +211,20 @@ class Ec2Provider:
             raise ProviderError(f"{exc}{_before(started)}") from exc
         return started + launched
 
-    def _start_warm(self, pool: str, count: int) -> list[str]:
+    def _start_warm(self, pool: str, policy: PoolPolicy, count: int) -> list[str]:
         """Started one by one: StartInstances fails as a whole when any one machine cannot
         start (no capacity for its type in its zone, not stopped after all), and a warm
-        machine that keeps failing would otherwise hold back every other one, each launch."""
-        listed = self.list_instances()
-        # any stopped machine of the pool: also one whose earlier start failed
-        stopped = [i.id for i in listed if i.pool == pool and i.state == "stopped"]
+        machine that keeps failing would otherwise hold back every other one, each launch.
+        A stale machine (launched with what the pool no longer says) is never started."""
+        digest = launch_config(policy)
+        listed = [
+            i
+            for i in self.list_instances()
+            if i.pool == pool and i.state == "stopped" and stale_because(i, policy, digest) is None
+        ]
+        # still tagged warm first: a machine whose earlier start fell back to stopped may
+        # fail again, and would otherwise be tried first at every launch
+        stopped = [i.id for i in sorted(listed, key=lambda i: (not i.warm, i.id))]
         started: list[str] = []
         for iid in stopped:
             if len(started) >= count:
@@ -328,6 +336,7 @@ class Ec2Provider:
             {"Key": L.TAG_POOL, "Value": pool},
             {"Key": L.TAG_CLUSTER, "Value": self._cluster},
             {"Key": L.TAG_LAUNCHED_AT, "Value": L.stamp(self._clock())},
+            {"Key": L.TAG_LAUNCH_CONFIG, "Value": launch_config(policy)},
         ]
         if warm:
             tags.append({"Key": TAG_WARM, "Value": "true"})
@@ -422,25 +431,37 @@ class Ec2Provider:
     # ---------------------------------------------------------------- terminate
 
     def terminate(self, instance_id: str, pool: str) -> str:
+        found = self._own(instance_id, pool)
+        if found is None:
+            return f"{instance_id} already gone"
+        if found["State"]["Name"] in ("shutting-down", "terminated"):
+            return f"{instance_id} already terminating"
+        return self._terminate(instance_id)
+
+    def _own(self, instance_id: str, pool: str) -> Mapping[str, Any] | None:
+        """The machine as EC2 describes it now; None when it is gone. Refused unless it is
+        this cluster's and the pool's."""
         try:
             answer = self._ec2.describe_instances(InstanceIds=[instance_id])
         except ClientError as exc:
             if _code(exc) == "InvalidInstanceID.NotFound":
-                return f"{instance_id} already gone"
+                return None
             raise ProviderError(f"describe_instances refused ({_code(exc)})") from exc
         except BotoCoreError as exc:
             raise ProviderError(unreachable(exc, "EC2")) from exc
         found = [i for r in answer["Reservations"] for i in r["Instances"]]
         if not found:
-            return f"{instance_id} already gone"
+            return None
         tags = _tags(found[0].get("Tags", ()))
         if tags.get(L.TAG_CLUSTER) != self._cluster or tags.get(L.TAG_POOL) != pool:
             raise ProviderError(
                 f"{instance_id} is not an instance of pool {pool} in cluster {self._cluster}: "
                 "never terminated"
             )
-        if found[0]["State"]["Name"] in ("shutting-down", "terminated"):
-            return f"{instance_id} already terminating"
+        first: Mapping[str, Any] = found[0]
+        return first
+
+    def _terminate(self, instance_id: str) -> str:
         try:
             self._ec2.terminate_instances(InstanceIds=[instance_id])
         except (ClientError, BotoCoreError) as exc:
@@ -449,6 +470,20 @@ class Ec2Provider:
 
     # ---------------------------------------------------------------- warm pool
 
+    def retire_warm(self, instance_id: str, pool: str) -> str:
+        """Terminate a warm-pool machine the pool no longer wants; refused once a launch
+        has started it (no longer tagged warm, and running: it is becoming a node)."""
+        found = self._own(instance_id, pool)
+        if found is None:
+            return f"{instance_id} already gone"
+        state = found["State"]["Name"]
+        if state in ("shutting-down", "terminated"):
+            return f"{instance_id} already terminating"
+        warm = _tags(found.get("Tags", ())).get(TAG_WARM) == "true"
+        if state not in ("stopping", "stopped") and not warm:
+            raise ProviderError(f"{instance_id} was started by a launch: kept")
+        return self._terminate(instance_id)
+
     def fill_warm_pool(self, pool: str, policy: PoolPolicy, token: str) -> list[str]:
         """Launch stopped-to-be machines until the pool has ``warm_pool`` of them: they pull
         the images and power off; ``launch`` starts them later (much faster than a launch).
@@ -456,7 +491,12 @@ class Ec2Provider:
         ec2 = policy.ec2
         if ec2 is None or ec2.warm_pool <= 0:
             return []
-        warm = [i for i in self.list_instances() if i.pool == pool and i.in_warm_pool]
+        digest = launch_config(policy)
+        warm = [
+            i
+            for i in self.list_instances()
+            if i.pool == pool and i.in_warm_pool and stale_because(i, policy, digest) is None
+        ]
         missing = ec2.warm_pool - len(warm)
         if missing <= 0:
             return []
@@ -489,6 +529,7 @@ def _instance(raw: Mapping[str, Any]) -> Instance | None:
         instance_type=raw.get("InstanceType", ""),
         private_dns=raw.get("PrivateDnsName", ""),
         private_ip=raw.get("PrivateIpAddress", ""),
+        subnet=raw.get("SubnetId", ""),
         tags=tags,
         # pulling images or stopped: neither capacity nor a join (Instance.alive)
         warm=tags.get(TAG_WARM) == "true",

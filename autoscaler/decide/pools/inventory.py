@@ -91,8 +91,12 @@ class Inventory:
     pending: int
     """Session containers of the pool's apps that wait for a node."""
     instances_known: bool
-    warm: int = 0
+    warm_machines: tuple[Instance, ...] = ()
     """Warm-pool machines of the pool: stopped, or on their way to it."""
+
+    @property
+    def warm(self) -> int:
+        return len(self.warm_machines)
 
     @cached_property
     def _by_state(self) -> dict[State, list[Member]]:
@@ -172,7 +176,7 @@ def take_inventory(
         maybe = next((n.hostname for n in strangers if _joined_since(n, inst)), "")
         members.append(Member("join_timeout", instance=inst, maybe_node=maybe))
     pending = sum(1 for s in app_sessions if s.node_id is None and s.is_pending)
-    warm = 0
+    warm: list[Instance] = []
     for inst in instances:
         if not inst.in_warm_pool or inst.id in matched:
             continue
@@ -180,8 +184,9 @@ def take_inventory(
         if inst.state in ("pending", "running") and age >= policy.join_timeout:
             members.append(Member("join_timeout", instance=inst))  # never powered off
         else:
-            warm += 1
-    return Inventory(name, tuple(members), pending, machines_known(policy, snapshot), warm)
+            warm.append(inst)
+    known = machines_known(policy, snapshot)
+    return Inventory(name, tuple(members), pending, known, tuple(warm))
 
 
 def serves(policy: PoolPolicy, spec_id: str, elsewhere: frozenset[str]) -> bool:

@@ -23,6 +23,8 @@ TAG_POOL = "autoscaler:pool"
 TAG_CLUSTER = "autoscaler:cluster"
 TAG_LAUNCHED_AT = "autoscaler:launched-at"
 TAG_TOKEN = "autoscaler:launch-token"
+TAG_LAUNCH_CONFIG = "autoscaler:launch-config"
+"""The digest of what the machine was launched with (autoscaler.decide.pools.launch_config)."""
 
 
 def stamp(t: datetime) -> str:

@@ -34,7 +34,7 @@ from autoscaler.decide.pools import labels as L
 from autoscaler.decide.pools.inventory import Inventory, Member, take_inventory
 from autoscaler.decide.pools.sizing import Sizing, cost_cap_text, size
 from autoscaler.decide.pools.stabilize import stabilize
-from autoscaler.decide.pools.warm import top_up_warm_pool
+from autoscaler.decide.pools.warm import tend_warm_pool
 from autoscaler.decide.signals import read_signal
 from autoscaler.decide.text import clock, span, utc
 from autoscaler.rules.pools import PoolPolicy
@@ -150,7 +150,9 @@ def decide_pool(
         p.reasons.append("machines unknown (provider not read): no launch, no termination")
     resumed = _scale(p, inv, sizing, memory)
     _lifecycle(p, inv, resumed, sizing.headroom_known)
-    warm = top_up_warm_pool(name, policy, inv, memory, now, LAUNCH_SETTLE)
+    launching = any(isinstance(a, LaunchNodes) for a in p.actions)
+    warm = tend_warm_pool(name, policy, inv, memory, now, LAUNCH_SETTLE, launching)
+    p.actions += warm.retire
     if warm.action is not None:
         p.actions.append(warm.action)
     if warm.reason is not None:

@@ -1,50 +1,93 @@
-"""The warm pool of an EC2 pool: stopped machines with the images pulled, kept topped up.
+"""The warm pool of an EC2 pool: stopped machines with the images pulled, kept at its size.
 
 Pure. A launch starts warm machines before it runs new ones (seconds instead of minutes),
-so the pool asks for more whenever it holds fewer than ``ec2.warm_pool``: at start-up,
-after a launch used some, after one was lost. A fill counts as on its way for the settle
-time, as a launch does, because the provider's lists may lag.
+so the pool asks for more whenever it holds fewer current ones than ``ec2.warm_pool``: at
+start-up, after a launch used some, after one was lost. A fill counts as on its way for
+the settle time, as a launch does, because the provider's lists may lag.
+
+Stopped machines the pool no longer wants are terminated: those beyond ``warm_pool`` (it
+was lowered), and stale ones, launched with another image, disk, profile, app images or
+boot script than the pool says now (launch_config). A stopped machine runs nothing, so no
+session is ever at stake; one still pulling images is left to power off first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from autoscaler.decide.plan_types import FillWarmPool, PoolMemory
+from autoscaler.decide.plan_types import FillWarmPool, PoolMemory, RetireWarmMachine
 from autoscaler.decide.pools.inventory import Inventory
+from autoscaler.decide.pools.launch_config import launch_config, stale_because
 from autoscaler.decide.text import clock, utc
 from autoscaler.rules.pools import PoolPolicy
+from autoscaler.snapshot import Instance
 
 
 @dataclass(frozen=True)
 class WarmPoolMove:
     action: FillWarmPool | None = None
     reason: str | None = None
+    retire: tuple[RetireWarmMachine, ...] = field(default=())
 
 
-def top_up_warm_pool(
+def tend_warm_pool(
     name: str,
     policy: PoolPolicy,
     inv: Inventory,
     memory: PoolMemory | None,
     now: datetime,
     settle: timedelta,
+    launching: bool = False,
 ) -> WarmPoolMove:
+    """``launching``: this pass launches, and a launch starts warm machines first, so the
+    ones beyond ``warm_pool`` are left to it rather than terminated."""
+    if policy.provider != "ec2" or not inv.instances_known:
+        return WarmPoolMove()
     wanted = policy.ec2.warm_pool if policy.ec2 is not None else 0
-    if policy.provider != "ec2" or wanted <= 0 or not inv.instances_known:
-        return WarmPoolMove()
-    missing = wanted - inv.warm
+    digest = launch_config(policy)
+    stale = {i.id: why for i in inv.warm_machines if (why := stale_because(i, policy, digest))}
+    current = [i for i in inv.warm_machines if i.id not in stale]
+    retire = [
+        RetireWarmMachine(
+            instance_id=i.id,
+            pool=name,
+            provider=policy.provider,
+            reason=f"warm-pool machine {i.id} is stale: {why}",
+        )
+        for i in inv.warm_machines
+        if i.state == "stopped" and (why := stale.get(i.id))
+    ]
+    surplus = len(current) - wanted
+    if surplus > 0 and not launching:
+        stopped = sorted((i for i in current if i.state == "stopped"), key=_first_to_go)
+        retire += [
+            RetireWarmMachine(
+                instance_id=i.id,
+                pool=name,
+                provider=policy.provider,
+                reason=f"warm pool {len(current)} of {wanted}: {i.id} not needed",
+            )
+            for i in stopped[:surplus]
+        ]
+    missing = wanted - len(current)
     if missing <= 0:
-        return WarmPoolMove()
+        return WarmPoolMove(retire=tuple(retire))
     filled = memory.warm_filled_at if memory is not None else None
     if filled is not None and utc(now) - utc(filled) < settle:
-        return WarmPoolMove(reason=f"warm pool {inv.warm} of {wanted}: filled at {clock(filled)}")
+        waiting = f"warm pool {len(current)} of {wanted}: filled at {clock(filled)}"
+        return WarmPoolMove(reason=waiting, retire=tuple(retire))
     action = FillWarmPool(
         pool=name,
         provider=policy.provider,
         count=missing,
-        reason=f"warm pool {inv.warm} of {wanted}",
+        reason=f"warm pool {len(current)} of {wanted}",
         token=f"{name}-warm-{int(utc(now).timestamp())}-{missing}",
     )
-    return WarmPoolMove(action=action)
+    return WarmPoolMove(action=action, retire=tuple(retire))
+
+
+def _first_to_go(inst: Instance) -> tuple[bool, datetime, str]:
+    """A machine whose start fell back to stopped (no longer tagged warm) first, since it
+    may not start again; then the oldest."""
+    return (inst.warm, utc(inst.launched_at), inst.id)
