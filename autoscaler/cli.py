@@ -208,6 +208,7 @@ def once_exit_code(result: PassResult) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from autoscaler.alerts.wiring import build_alerting
+    from autoscaler.event_batching import EventBatching
     from autoscaler.events import DockerEventWatcher
     from autoscaler.ledger import Ledger
     from autoscaler.loop import Reconciler, Runner
@@ -253,7 +254,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         return once_exit_code(result)
 
     started_at = datetime.now(UTC)
-    runner = Runner(reconciler, settings.interval, settings.max_backoff)
+    batching = EventBatching(
+        idle=settings.event_batch_idle, max=settings.event_batch_max, gap=settings.event_min_gap
+    )
+    runner = Runner(reconciler, settings.interval, settings.max_backoff, batching)
     window = settings.interval * settings.healthz_intervals
 
     def healthy() -> tuple[bool, dict[str, Any]]:
@@ -273,7 +277,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         metrics=metrics,
         healthy=healthy,
         last_plan=last_plan,
-        trigger=runner.trigger,
+        trigger=runner.trigger_now,
         webhook_token=read_secret(settings.webhook_token_file, env_name("webhook_token_file")),
         webhook_max_bytes=settings.webhook_max_bytes,
         alerts=alerting,

@@ -2,7 +2,8 @@
 
 One pass: reload rules -> collect a Snapshot -> plan (pure) -> actuate -> metrics,
 ledger. Passes never overlap; triggers that arrive during a pass are coalesced into
-exactly one more pass after it.
+exactly one more pass after it. Event triggers are batched and spaced (EventBatching), and
+while passes fail they wait for the scheduled pass, which backs off.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from autoscaler.decide.plan_types import (
     ScaleService,
     TerminateInstance,
 )
+from autoscaler.event_batching import EventBatching, event_pass_due
 from autoscaler.ledger import Ledger
 from autoscaler.metrics import SidecarMetrics
 from autoscaler.rules.reload import ReloadOutcome, RulesStore
@@ -212,19 +214,37 @@ class Reconciler:
 
 
 class Runner:
-    """APScheduler interval passes plus immediate, coalesced passes on events."""
+    """APScheduler interval passes plus batched, coalesced passes on events."""
 
-    def __init__(self, reconciler: Reconciler, interval: timedelta, max_backoff: timedelta) -> None:
+    def __init__(
+        self,
+        reconciler: Reconciler,
+        interval: timedelta,
+        max_backoff: timedelta,
+        batching: EventBatching | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.reconciler = reconciler
         self.interval = interval
         self.max_backoff = max_backoff
+        self.batching = batching or EventBatching()
+        self._monotonic = monotonic
         self.failures = 0
         self._pending: list[str] = []
         self._pending_lock = threading.Lock()
+        self._first_event: float | None = None
+        self._last_event: float | None = None
+        """When the first and the last event ask not taken by a pass yet came."""
+        self._ended: float | None = None
+        """When the last pass ended."""
+        self._running = False
+        """A pass is running: the event asks that come meanwhile are arranged at its end,
+        when the gap after it is known."""
         self._asked = False
-        """A drain job is added and has not taken the pending asks yet: later asks join it.
-        A job added per ask would, past ``max_instances`` drains waiting behind a long
-        pass, make APScheduler log a warning for each (events during a rolling update)."""
+        """An events drain job is added and has not taken the pending asks yet: later asks
+        join it (it looks again when it fires). A job added per ask would, past
+        ``max_instances`` drains waiting behind a long pass, make APScheduler log a warning
+        for each (events during a rolling update)."""
         self._drain_lock = threading.Lock()
         self._scheduling = threading.Lock()
         """Held to change jobs, and by stop() to set the reconciler's ``stopping``:
@@ -250,40 +270,97 @@ class Runner:
         self.scheduler.start()
 
     def trigger(self, reason: str) -> None:
-        """Ask for a pass as soon as possible; many asks during one pass make one pass."""
+        """Ask for a pass once events are quiet (``batching``); many asks make one pass."""
         self._ask(reason)
 
+    def trigger_now(self, reason: str) -> None:
+        """Ask for a pass at once, whatever the batching: an Alertmanager webhook, which
+        Alertmanager has grouped and spaced already, and which is sent to be acted on."""
+        self._ask(reason, always=True)
+
     def _ask(self, reason: str, always: bool = False) -> None:
-        """``always`` (the scheduled asks) adds a drain job even when one is asked for: a
-        job that never ran would otherwise leave event passes waiting for ever."""
+        """``always`` (the scheduled asks and ``trigger_now``) adds a drain job at once even
+        when one is asked for: a job that never ran would otherwise leave event passes
+        waiting for ever. The pass it starts takes the pending event asks too."""
         with self._scheduling:
             if self.reconciler.stopping.is_set():
                 return
+            now = self._monotonic()
             with self._pending_lock:
                 self._pending.append(reason)
-                if not self.scheduler.running or (self._asked and not always):
-                    return
+                if not always:
+                    self._first_event = now if self._first_event is None else self._first_event
+                    self._last_event = now
+                now_job = always and self.scheduler.running
+            if now_job:
+                self.scheduler.add_job(
+                    self._drain,
+                    "date",
+                    id="now",
+                    replace_existing=True,
+                    max_instances=3,
+                    misfire_grace_time=None,
+                )
+        if not always:
+            self._arrange_events()
+
+    def _arrange_events(self, fired: bool = False) -> bool:
+        """Adds the events drain job for when the pending event asks are due, unless one is
+        added, a pass runs (its end arranges them) or passes are failing: the scheduled
+        pass, backed off, takes them then, as an event must not bring it forward. ``fired``:
+        called by that job, which learns whether they are due now."""
+        with self._scheduling:
+            if self.reconciler.stopping.is_set() or not self.scheduler.running:
+                return False
+            now = self._monotonic()
+            with self._pending_lock:
+                if not fired and (self._asked or self._running):
+                    return False
+                if self.failures or self._first_event is None or self._last_event is None:
+                    self._asked = False
+                    return False
+                due = event_pass_due(
+                    self._first_event, self._last_event, self._ended, self.batching
+                )
                 self._asked = True
+                if fired and due <= now:
+                    return True
+            # A scheduled pass comes within this and takes the asks: no date overflows.
+            horizon = max(self.interval, self.max_backoff).total_seconds()
+            wait = timedelta(seconds=min(max(due - now, 0.0), horizon))
             self.scheduler.add_job(
                 self._drain,
                 "date",
-                id="now",
+                run_date=datetime.now(UTC) + wait,
+                args=[True],
+                id="events",
                 replace_existing=True,
                 max_instances=3,
                 misfire_grace_time=None,
             )
+            return False
 
-    def _drain(self) -> None:
+    def _drain(self, events: bool = False) -> None:
         with self._drain_lock:
             if self.reconciler.stopping.is_set():  # queued behind the pass a stop let finish
                 return
+            if events and not self._arrange_events(fired=True):
+                return  # not due yet (added again), or left to the scheduled pass
             with self._pending_lock:
                 reasons, self._pending = self._pending, []
+                self._first_event = self._last_event = None
                 self._asked = False
+                self._running = bool(reasons)
             if not reasons:
                 return  # an earlier drain already ran a pass that started after these asks
-            result = self.reconciler.run_pass(",".join(dict.fromkeys(reasons)))
-            self._adjust_backoff(result.ok)
+            try:
+                result = self.reconciler.run_pass(",".join(dict.fromkeys(reasons)))
+                self._adjust_backoff(result.ok)
+            finally:
+                with self._pending_lock:
+                    self._running = False
+                    self._ended = self._monotonic()
+            self._arrange_events()  # the event asks that came during the pass
             self.passes_done.set()
 
     def _adjust_backoff(self, ok: bool) -> None:

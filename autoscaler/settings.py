@@ -91,6 +91,12 @@ class Settings(BaseSettings):
     """/healthz fails when no pass has succeeded for this many intervals."""
     max_backoff: Duration = timedelta(minutes=5)
     """Cap of the delay between passes while passes keep failing."""
+    event_batch_idle: Duration = timedelta(0)
+    """A pass asked for by events waits until no event came for this long (0: at once)..."""
+    event_batch_max: Duration = timedelta(seconds=10)
+    """...but not longer than this after the first of them (Karpenter's batch window)."""
+    event_min_gap: Duration = timedelta(seconds=1)
+    """Least time from the end of a pass to the start of one asked for by events."""
     webhook_max_bytes: int = Field(default=1024 * 1024, ge=1024)
     alerts_state_dir: Path | None = Path("state/alerts")
     """Notification log and silences (keep it on a volume); empty keeps them in memory."""
@@ -106,6 +112,15 @@ class Settings(BaseSettings):
     def _positive(cls, v: timedelta) -> timedelta:
         if v <= timedelta(0):  # 0 would spin the loop, or time out every backend read
             raise ValueError(f"must be more than 0s, not {format_duration(v)}")
+        return v
+
+    @field_validator("event_batch_max")
+    @classmethod
+    def _not_shorter_than_idle(cls, v: timedelta, info: ValidationInfo) -> timedelta:
+        idle = info.data.get("event_batch_idle")  # absent when it was invalid itself
+        if idle is not None and v < idle:  # the idle wait could then never end a batch
+            why = f"must be at least {env_name('event_batch_idle')} ({format_duration(idle)})"
+            raise ValueError(f"{why}, not {format_duration(v)}")
         return v
 
     @field_validator("healthz_intervals")

@@ -201,7 +201,7 @@ def bench_webhook(backends: Backends, rules: Path, client: Any, target: Expositi
         metrics=rec.metrics,
         healthy=lambda: (True, {}),
         last_plan=lambda: None,
-        trigger=runner.trigger,
+        trigger=runner.trigger_now,
         webhook_token=TOKEN,
     )
     server = HttpServer("127.0.0.1:0", hooks)

@@ -7,7 +7,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ import pytest
 import autoscaler.loop
 from autoscaler.actuate.base import ActionResult
 from autoscaler.decide.plan_types import Action
+from autoscaler.event_batching import EventBatching
 from autoscaler.ledger import Ledger
 from autoscaler.loop import Reconciler, Runner
 from autoscaler.metrics import SidecarMetrics
@@ -103,10 +104,25 @@ def wait_for(cond: Any, seconds: float = 5.0) -> bool:
     return True
 
 
+AT_ONCE = EventBatching(idle=timedelta(0), max=timedelta(0), gap=timedelta(0))
+"""Event passes as soon as no pass runs: what coalescing and stopping are tested with."""
+
+
 @contextlib.contextmanager
-def running(rec: Reconciler, every: timedelta = timedelta(hours=1)) -> Iterator[Runner]:
+def running(
+    rec: Reconciler,
+    every: timedelta = timedelta(hours=1),
+    batching: EventBatching = AT_ONCE,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Iterator[Runner]:
     """A started runner (its first pass at once), stopped on leaving, even on failure."""
-    runner = Runner(rec, interval=every, max_backoff=max(every, timedelta(seconds=1)))
+    runner = Runner(
+        rec,
+        interval=every,
+        max_backoff=max(every, timedelta(seconds=1)),
+        batching=batching,
+        monotonic=monotonic,
+    )
     runner.start()
     try:
         yield runner
@@ -220,7 +236,7 @@ def test_events_spread_over_a_pass_make_one_more_pass_and_log_no_skipped_jobs(
             for i in range(6):
                 runner.trigger(f"docker:service:update{i}")
                 # its drain job, if one was added, is handed to the executor before the next
-                assert wait_for(lambda: runner.scheduler.get_job("now") is None)
+                assert wait_for(lambda: runner.scheduler.get_job("events") is None)
             assert wait_for(lambda: swarm.reads == 2)
     assert swarm.reads == 2
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

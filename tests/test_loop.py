@@ -24,7 +24,7 @@ from autoscaler.snapshot import Service, SwarmState
 from autoscaler.sources.collect import Backends
 from autoscaler.sources.errors import SourceError
 from autoscaler.sources.reading import Reading
-from tests.test_lifecycle_runner import wait_for
+from tests.test_lifecycle_runner import AT_ONCE, wait_for
 
 T0 = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 
@@ -308,7 +308,9 @@ def test_backoff_is_capped() -> None:
 def test_runner_coalesces_triggers_during_a_pass(tmp_path: Path) -> None:
     rec, swarm, *_ = setup(tmp_path)
     swarm.delay = 0.3
-    runner = Runner(rec, interval=timedelta(hours=1), max_backoff=timedelta(hours=1))
+    runner = Runner(
+        rec, interval=timedelta(hours=1), max_backoff=timedelta(hours=1), batching=AT_ONCE
+    )
     runner.start()
     try:
         deadline = time.monotonic() + 5
@@ -339,8 +341,7 @@ def test_runner_backs_off_while_passes_fail(tmp_path: Path) -> None:
     try:
         assert wait_for(lambda: interval() == timedelta(seconds=2)), interval()
         assert runner.failures == 1
-        swarm.down = False
-        runner.trigger("test")
+        swarm.down = False  # the next scheduled pass, 2 s later, succeeds
         assert wait_for(lambda: interval() == timedelta(seconds=1)), interval()
         assert runner.failures == 0
     finally:

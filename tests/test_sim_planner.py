@@ -311,3 +311,26 @@ def test_a_pool_that_allows_ending_sessions_ends_them_after_the_notice() -> None
     assert ended.actions["notify"] >= 3 * 5 * 4
     assert ended.failed_starts == kept.failed_starts == 0
     assert ended.node_hours < kept.node_hours - 5
+
+
+def test_event_passes_are_timed_by_the_sidecars_own_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same function decides when the sidecar and the simulator run an event pass, and
+    the simulator's default GAP is the sidecar's default gap, its other settings too."""
+    import autoscaler.sim.runner
+    from autoscaler.cli import build_parser
+    from autoscaler.event_batching import EventBatching, event_pass_due
+    from autoscaler.settings import Settings
+
+    seen: list[EventBatching] = []
+
+    def spy(first: float, last: float, ended: float | None, batching: EventBatching) -> float:
+        seen.append(batching)
+        return event_pass_due(first, last, ended, batching)
+
+    monkeypatch.setattr(autoscaler.sim.runner, "event_pass_due", spy)
+    args = ["simulate", "--trace", "t.csv", "--event-passes"]
+    gap = build_parser().parse_args(args).event_passes
+    simulate(burst(), PlannerController("p", "web", policies(), T0), replace(PARAMS, event_gap=gap))
+    s = Settings()
+    sidecar = EventBatching(idle=s.event_batch_idle, max=s.event_batch_max, gap=s.event_min_gap)
+    assert seen and set(seen) == {sidecar}

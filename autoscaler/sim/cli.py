@@ -185,7 +185,8 @@ def add_simulate_parser(subparsers: Any) -> None:
         const=1.0,
         metavar="GAP",
         help="also a pass of the policy at every arrival, session end, failed start and join, "
-        "at most one per GAP (1s), as the sidecar's passes on Docker events",
+        "timed as the sidecar's passes on Docker events: none sooner than GAP after the "
+        "last pass (1s, as AUTOSCALER_EVENT_MIN_GAP)",
     )
     run.add_argument("--warmup", type=_SECONDS_0, default=3600.0, help="not counted (1h)")
     run.add_argument(

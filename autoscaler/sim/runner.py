@@ -6,7 +6,9 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
+from autoscaler.event_batching import EventBatching, event_pass_due
 from autoscaler.sim.arrivals import Workload
 from autoscaler.sim.cluster import ReadyTime, SimCluster
 from autoscaler.sim.controller import Controller
@@ -209,16 +211,25 @@ def simulate(
 def _event_passes(
     cluster: SimCluster, controller: Controller, until: float, gap: float, last: float
 ) -> float:
-    """The passes events ask for before the interval pass at ``until``. Events within
-    ``gap`` of the last pass wait and share one pass, as the sidecar coalesces the events
-    that come while a pass runs. Returns when the last pass ran."""
+    """The passes events ask for before the interval pass at ``until``, timed as the
+    sidecar times them (event_pass_due, its default batching with ``gap``): events within
+    the gap after the last pass wait and share one pass. Returns when the last pass ran."""
+    batching = EventBatching(gap=timedelta(seconds=gap))
     while True:
-        at = max(cluster.next_event_at(), last + gap)
-        if at >= until:  # the interval pass at ``until`` sees it
+        first = latest = cluster.next_event_at()
+        if first >= until:
             return last
-        cluster.advance(at)
+        cluster.advance(first)
+        due = event_pass_due(first, latest, last, batching)
+        while (later := cluster.next_event_at()) < min(due, until):
+            cluster.advance(later)  # one more event for the same pass
+            latest = later
+            due = event_pass_due(first, latest, last, batching)
+        if due >= until:  # the interval pass at ``until`` sees them
+            return last
+        cluster.advance(due)
         controller.step(cluster)
-        last = at
+        last = due
 
 
 def _sample(c: SimCluster) -> Sample:
