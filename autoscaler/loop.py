@@ -245,6 +245,11 @@ class Runner:
         join it (it looks again when it fires). A job added per ask would, past
         ``max_instances`` drains waiting behind a long pass, make APScheduler log a warning
         for each (events during a rolling update)."""
+        self._now_asked = False
+        """A "now" drain job is added and no drain has taken the asks since: later
+        ``always`` asks join it. A job per webhook would, past ``max_instances`` drains
+        waiting behind a long pass, be skipped with a warning each (alerts firing at once).
+        At most two "now" drains are then ever in flight, so none is skipped."""
         self._drain_lock = threading.Lock()
         self._scheduling = threading.Lock()
         """Held to change jobs, and by stop() to set the reconciler's ``stopping``:
@@ -280,8 +285,8 @@ class Runner:
 
     def _ask(self, reason: str, always: bool = False) -> None:
         """``always`` (the scheduled asks and ``trigger_now``) adds a drain job at once even
-        when one is asked for: a job that never ran would otherwise leave event passes
-        waiting for ever. The pass it starts takes the pending event asks too."""
+        when an events one is asked for: that one may wait for the batch, or be left to the
+        scheduled pass. The pass it starts takes the pending event asks too."""
         with self._scheduling:
             if self.reconciler.stopping.is_set():
                 return
@@ -291,7 +296,8 @@ class Runner:
                 if not always:
                     self._first_event = now if self._first_event is None else self._first_event
                     self._last_event = now
-                now_job = always and self.scheduler.running
+                now_job = always and self.scheduler.running and not self._now_asked
+                self._now_asked = self._now_asked or now_job
             if now_job:
                 self.scheduler.add_job(
                     self._drain,
@@ -349,7 +355,7 @@ class Runner:
             with self._pending_lock:
                 reasons, self._pending = self._pending, []
                 self._first_event = self._last_event = None
-                self._asked = False
+                self._asked = self._now_asked = False
                 self._running = bool(reasons)
             if not reasons:
                 return  # an earlier drain already ran a pass that started after these asks

@@ -745,6 +745,33 @@ def test_retiring_a_warm_machine_spares_one_a_launch_started(aws: dict[str, Any]
     assert describe(aws["ec2"], [kept])[0]["State"]["Name"] in ("pending", "running")
 
 
+def test_retiring_spares_a_machine_a_launch_took_while_it_is_still_described_stopped(
+    aws: dict[str, Any],
+) -> None:
+    # a launch retags and stamps a machine, then starts it, and describe_instances may say
+    # stopped for a while: the retag is what tells it is on its way to become a node
+    p = provider(aws["ec2"])
+    (taken,) = stopped_warm(aws, p, policy(aws, warm_pool=1), "web-retire-lag")
+    retag = [
+        {"Key": "autoscaler:warm", "Value": "false"},
+        {"Key": L.TAG_LAUNCHED_AT, "Value": L.stamp(NOW - timedelta(seconds=30))},
+    ]
+    aws["ec2"].create_tags(Resources=[taken], Tags=retag)
+    with pytest.raises(ProviderError, match=f"{taken} was started by a launch: kept"):
+        p.retire_warm(taken, "web")
+    assert describe(aws["ec2"], [taken])[0]["State"]["Name"] == "stopped"
+    # minutes later it is one whose start fell back to stopped: retired
+    later = Ec2Provider(aws["ec2"], CLUSTER, user_data, clock=lambda: NOW + timedelta(minutes=3))
+    assert later.retire_warm(taken, "web") == f"terminated {taken}"
+
+
+def test_the_provider_spares_taken_machines_as_long_as_decide_counts_a_launch_on_its_way() -> None:
+    from autoscaler.decide.pools.planner import LAUNCH_SETTLE
+    from autoscaler.providers.ec2 import STARTED_LATELY
+
+    assert STARTED_LATELY == LAUNCH_SETTLE
+
+
 def test_decide_shrinks_and_renews_the_warm_pool(aws: dict[str, Any]) -> None:
     """decide -> MachineActuator -> EC2: a lowered warm_pool terminates the extra stopped
     machine; new app images replace the stale one."""

@@ -244,6 +244,27 @@ def test_events_spread_over_a_pass_make_one_more_pass_and_log_no_skipped_jobs(
     assert rec.last.trigger == ",".join(f"docker:service:update{i}" for i in range(6))
 
 
+def test_webhooks_spread_over_a_pass_make_one_more_pass_and_log_no_skipped_jobs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alertmanager sends a webhook per alert group: several during one pass make one
+    more pass, and none of them is a warning."""
+    swarm = Swarm(delay=1.0)
+    rec = reconciler(tmp_path, swarm, SlowActuator())
+    with running(rec) as runner:
+        assert swarm.reading.wait(5)
+        with caplog.at_level(logging.WARNING):
+            for i in range(6):
+                runner.trigger_now(f"alertmanager:group{i}")
+                # its drain job, if one was added, is handed to the executor before the next
+                assert wait_for(lambda: runner.scheduler.get_job("now") is None)
+            assert wait_for(lambda: swarm.reads == 2)
+    assert swarm.reads == 2
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert rec.last is not None
+    assert rec.last.trigger == ",".join(f"alertmanager:group{i}" for i in range(6))
+
+
 def test_sigterm_during_a_pass_records_it_and_exits_0(tmp_path: Path) -> None:
     """`autoscaler run` as Swarm stops it: the pass in progress ends in its ledger line."""
     import os

@@ -249,3 +249,56 @@ def test_no_warm_machine_is_retired_while_the_machines_are_unknown_or_elsewhere(
     assert retired(run(unknown, ec2_pool(0))) == []
     local = pool(ec2={**EC2, "warm_pool": 0})
     assert retired(run(snapshot([node("a")], machines=machines), local)) == []
+
+
+def test_no_warm_machine_goes_as_one_too_many_while_a_launch_is_on_its_way() -> None:
+    # the last pass launched and started w1; EC2's list still says stopped (its tags too),
+    # so the pool looks one too many: a retirement would end the machine the launch needs
+    taken = warm_machine("w1", "stopped", launched_at=T0 - timedelta(days=3))
+    machines = [machine("a"), taken, warm_machine("w2", "stopped"), warm_machine("w3", "stopped")]
+    snap = snapshot([node("a")], machines=machines)
+    launched = PoolMemory(launched_at=T0 - timedelta(seconds=20), launched=1)
+    assert retired(run(snap, ec2_pool(2), launched)) == []
+    settled = PoolMemory(launched_at=T0 - timedelta(minutes=3), launched=1)
+    assert [r.instance_id for r in retired(run(snap, ec2_pool(2), settled))] == ["i-w1"]
+
+
+def test_a_machine_a_launch_took_lately_is_never_retired() -> None:
+    # its retag (warm=false, launched-at now) is listed before its start: whether it is one
+    # too many or stale, it is on its way to become a node (also after a sidecar restart)
+    taken = ec2_machine("w1", "stopped", timedelta(seconds=30), warm=False)
+    machines = [machine("a"), taken, warm_machine("w2", "stopped"), warm_machine("w3", "stopped")]
+    assert retired(run(snapshot([node("a")], machines=machines), ec2_pool(2))) == []
+    stale = taken.model_copy(update={"tags": {}})
+    assert retired(run(snapshot([node("a")], machines=[machine("a"), stale]), ec2_pool(0))) == []
+    # once the launch has settled it is one whose start fell back to stopped: it goes first
+    fell_back = ec2_machine("w1", "stopped", timedelta(minutes=3), warm=False)
+    machines[1] = fell_back
+    p = run(snapshot([node("a")], machines=machines), ec2_pool(2))
+    assert [r.instance_id for r in retired(p)] == ["i-w1"]
+
+
+def test_a_machine_listed_stopped_that_a_node_runs_on_is_never_retired() -> None:
+    # minutes after a launch started it, w1 has joined and holds sessions, and EC2's list
+    # still says stopped (its tags too): its node, unlabelled yet or labelled without the
+    # machine's id, has its host name
+    lagging = warm_machine("w1", "stopped", launched_at=T0 - timedelta(days=3))
+    busy = sessions("w1", 2)
+    for joined in (node("w1", pool_name=None), node("w1", extra={L.INSTANCE: ""})):
+        snap = snapshot([node("a"), joined], busy, [machine("a"), lagging])
+        for policy in (ec2_pool(0), ec2_pool(1, images=["r-app:2"])):  # one too many; stale
+            p = run(snap, policy)
+            assert retired(p) == [], policy
+            assert p.pools[0].nodes["warm"] == 0
+    # a node elsewhere does not keep a warm machine
+    other = node("b", pool_name=None)
+    p = run(snapshot([node("a"), other], machines=[machine("a"), lagging]), ec2_pool(0))
+    assert [r.instance_id for r in retired(p)] == ["i-w1"]
+
+
+def test_the_order_of_images_or_security_groups_renews_nothing() -> None:
+    two = {"security_groups": ["sg-1", "sg-2"]}
+    before = launch_config(pool(provider="ec2", images=["a:1", "b:1"], ec2={**EC2, **two}))
+    turned = {"security_groups": ["sg-2", "sg-1"]}
+    after = launch_config(pool(provider="ec2", images=["b:1", "a:1"], ec2={**EC2, **turned}))
+    assert before == after

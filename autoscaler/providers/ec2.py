@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.config import Config
@@ -67,6 +67,9 @@ INTERRUPTION_CODES = frozenset(
     {"marked-for-termination", "marked-for-stop", "marked-for-hibernation"}
 )
 """Spot request status codes of an interruption notice: the machine goes within 2 minutes."""
+STARTED_LATELY = timedelta(minutes=2)
+"""How long a warm machine a launch took is kept from retirement whatever state is listed
+(EC2's lists lag a start); as long as decide counts a launch on its way (LAUNCH_SETTLE)."""
 
 
 class OutOfCapacity(ProviderError):
@@ -472,16 +475,21 @@ class Ec2Provider:
 
     def retire_warm(self, instance_id: str, pool: str) -> str:
         """Terminate a warm-pool machine the pool no longer wants; refused once a launch
-        has started it (no longer tagged warm, and running: it is becoming a node)."""
+        has started it (no longer tagged warm, and running: it is becoming a node), and
+        while its start may not be described yet: a launch retags and stamps a machine
+        before it starts it, and describe_instances may say stopped for a while after."""
         found = self._own(instance_id, pool)
         if found is None:
             return f"{instance_id} already gone"
         state = found["State"]["Name"]
         if state in ("shutting-down", "terminated"):
             return f"{instance_id} already terminating"
-        warm = _tags(found.get("Tags", ())).get(TAG_WARM) == "true"
-        if state not in ("stopping", "stopped") and not warm:
-            raise ProviderError(f"{instance_id} was started by a launch: kept")
+        tags = _tags(found.get("Tags", ()))
+        if tags.get(TAG_WARM) != "true":
+            taken = L.parse_stamp(tags.get(L.TAG_LAUNCHED_AT))
+            lately = taken is not None and self._clock() - taken < STARTED_LATELY
+            if lately or state not in ("stopping", "stopped"):
+                raise ProviderError(f"{instance_id} was started by a launch: kept")
         return self._terminate(instance_id)
 
     def fill_warm_pool(self, pool: str, policy: PoolPolicy, token: str) -> list[str]:

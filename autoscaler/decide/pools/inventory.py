@@ -176,9 +176,15 @@ def take_inventory(
         maybe = next((n.hostname for n in strangers if _joined_since(n, inst)), "")
         members.append(Member("join_timeout", instance=inst, maybe_node=maybe))
     pending = sum(1 for s in app_sessions if s.node_id is None and s.is_pending)
+    claimed = {m.node.id for m in members if m.node is not None and m.instance is not None}
+    loose = [n for n in (*mine, *newcomers) if n.id not in claimed]
     warm: list[Instance] = []
     for inst in instances:
         if not inst.in_warm_pool or inst.id in matched:
+            continue
+        if any(_instance_of(n, [inst], {inst.id: inst}) is inst for n in loose):
+            # a node of the Swarm has its host name or address: a launch started it, and
+            # EC2's list still says stopped. Not the warm pool's: never terminated as such
             continue
         age = utc(snapshot.taken_at) - utc(inst.launched_at)
         if inst.state in ("pending", "running") and age >= policy.join_timeout:

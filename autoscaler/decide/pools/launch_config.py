@@ -30,11 +30,11 @@ def _script_digest() -> str:
 
 def launch_config(policy: PoolPolicy) -> str:
     """16 hex digits; the same for every policy that launches the same machine."""
-    shape: dict[str, object] = {"images": list(policy.images), "script": _script_digest()}
+    # sets, not sequences: listed in another order, they make the same machine
+    shape: dict[str, object] = {"images": sorted(policy.images), "script": _script_digest()}
     if policy.ec2 is not None:
-        shape["ec2"] = policy.ec2.model_dump(
-            mode="json", exclude=set(PER_MACHINE | NOT_THE_MACHINE)
-        )
+        ec2 = policy.ec2.model_dump(mode="json", exclude=set(PER_MACHINE | NOT_THE_MACHINE))
+        shape["ec2"] = {**ec2, "security_groups": sorted(policy.ec2.security_groups)}
     text = json.dumps(shape, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

@@ -8,7 +8,10 @@ the settle time, as a launch does, because the provider's lists may lag.
 Stopped machines the pool no longer wants are terminated: those beyond ``warm_pool`` (it
 was lowered), and stale ones, launched with another image, disk, profile, app images or
 boot script than the pool says now (launch_config). A stopped machine runs nothing, so no
-session is ever at stake; one still pulling images is left to power off first.
+session is ever at stake; one still pulling images is left to power off first. EC2's lists
+lag: a machine a launch started may be listed stopped for a while after, so none is
+terminated as one too many while a launch is on its way, and none a launch took lately
+(no longer tagged warm, its launched-at stamp reset) is terminated at all.
 """
 
 from __future__ import annotations
@@ -41,13 +44,17 @@ def tend_warm_pool(
     launching: bool = False,
 ) -> WarmPoolMove:
     """``launching``: this pass launches, and a launch starts warm machines first, so the
-    ones beyond ``warm_pool`` are left to it rather than terminated."""
+    ones beyond ``warm_pool`` are left to it rather than terminated; so does a launch of
+    the last ``settle`` (``memory``), whose started machines may still be listed stopped."""
     if policy.provider != "ec2" or not inv.instances_known:
         return WarmPoolMove()
     wanted = policy.ec2.warm_pool if policy.ec2 is not None else 0
     digest = launch_config(policy)
     stale = {i.id: why for i in inv.warm_machines if (why := stale_because(i, policy, digest))}
     current = [i for i in inv.warm_machines if i.id not in stale]
+    taken = {i.id for i in inv.warm_machines if _taken_lately(i, now, settle)}
+    launched = memory.launched_at if memory is not None else None
+    on_its_way = launched is not None and utc(now) - utc(launched) < settle
     retire = [
         RetireWarmMachine(
             instance_id=i.id,
@@ -56,10 +63,10 @@ def tend_warm_pool(
             reason=f"warm-pool machine {i.id} is stale: {why}",
         )
         for i in inv.warm_machines
-        if i.state == "stopped" and (why := stale.get(i.id))
+        if i.state == "stopped" and i.id not in taken and (why := stale.get(i.id))
     ]
     surplus = len(current) - wanted
-    if surplus > 0 and not launching:
+    if surplus > 0 and not (launching or on_its_way or taken):
         stopped = sorted((i for i in current if i.state == "stopped"), key=_first_to_go)
         retire += [
             RetireWarmMachine(
@@ -85,6 +92,12 @@ def tend_warm_pool(
         token=f"{name}-warm-{int(utc(now).timestamp())}-{missing}",
     )
     return WarmPoolMove(action=action, retire=tuple(retire))
+
+
+def _taken_lately(inst: Instance, now: datetime, settle: timedelta) -> bool:
+    """A launch started it (it retags it warm=false and stamps it first) less than
+    ``settle`` ago: it is on its way to become a node, whatever state is listed."""
+    return not inst.warm and utc(now) - utc(inst.launched_at) < settle
 
 
 def _first_to_go(inst: Instance) -> tuple[bool, datetime, str]:
