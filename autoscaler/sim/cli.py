@@ -79,6 +79,29 @@ _PRICE = _number(float, "a finite number, 0 or more", zero=True)
 _SECONDS = _number(_seconds, _DURATION, least=0.001, most=_LONGEST)
 _SECONDS_0 = _number(_seconds, "0 or " + _DURATION, least=0.001, most=_LONGEST, zero=True)
 _MINUTES = _number(_seconds, _DURATION, least=0.001, most=_LONGEST, scale=1 / 60)
+_WARM_SPREAD = 1.5
+"""A warm ready time's 90th percentile over its median when only the median is given (the
+default's, 60 s over 40 s)."""
+
+
+def _ready_times(text: str) -> tuple[float, float]:
+    """An argparse type: ``MEDIAN[,P90]``, two durations, the 90th percentile not below the
+    median (without it: 1.5 x the median)."""
+    refused = argparse.ArgumentTypeError(
+        f"must be MEDIAN[,P90], each {_DURATION}, the 90th percentile not below the median "
+        f"(got {text})"
+    )
+    parts = text.split(",")
+    if len(parts) > 2:
+        raise refused
+    try:
+        median = _SECONDS(parts[0])
+        p90 = _SECONDS(parts[1]) if len(parts) == 2 else median * _WARM_SPREAD
+    except argparse.ArgumentTypeError:
+        raise refused from None
+    if p90 < median:
+        raise refused
+    return median, p90
 
 
 def _time(text: str) -> datetime:
@@ -169,6 +192,26 @@ def add_simulate_parser(subparsers: Any) -> None:
     pol.add_argument("--ready-time-p90", type=_SECONDS, help="90th percentile (4/3 x median)")
     pol.add_argument("--service-wait", type=_SECONDS_0, default=60.0, help="start timeout (60s)")
     pol.add_argument("--price", type=_PRICE, help="per node-hour (default: the pool's price, 1)")
+    pol.add_argument(
+        "--warm-pool",
+        type=_whole(0),
+        metavar="N",
+        help="simulate an EC2 warm pool of N stopped machines (ec2.warm_pool); a pool of "
+        "another provider is run as an ec2 pool (default: none)",
+    )
+    pol.add_argument(
+        "--warm-ready-time",
+        type=_ready_times,
+        metavar="MEDIAN[,P90]",
+        help="with --warm-pool: start-to-Ready time of a stopped warm machine (40s,60s; "
+        "P90 1.5 x MEDIAN when left out)",
+    )
+    pol.add_argument(
+        "--warm-price",
+        type=_PRICE,
+        metavar="PER_HOUR",
+        help="with --warm-pool: per hour of a stopped warm machine, its disk (0.008)",
+    )
     pol.add_argument(
         "--reopen-after",
         type=_SECONDS_0,

@@ -8,6 +8,9 @@
   left of their session: a new start, which takes a seat or fails like any other.
 - A launched machine joins as a Ready node after a drawn ready time; a paused node takes
   no new session and is resumed at once; a terminated machine stops costing money.
+- An EC2 pool's warm machines (autoscaler.sim.warm) are filled with the launch ready time
+  (they pull the images), and a launch starts stopped ones first: each joins after a
+  draw of the shorter warm ready time.
 - Sessions carried in (running when the window opens) are seated on the initial pool,
   which is made large enough for them, by the same spread placement; they are neither
   arrivals nor starts of the window.
@@ -27,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Literal, cast
 
 from autoscaler.sim.arrivals import Z90, Arrival
+from autoscaler.sim.warm import WarmMachine, WarmPool
 
 Availability = Literal["active", "pause", "drain"]
 
@@ -47,6 +51,11 @@ class ReadyTime:
             return self.median
         sigma = math.log(self.p90 / self.median) / Z90
         return rng.lognormvariate(math.log(self.median), sigma)
+
+
+WARM_READY = ReadyTime(40.0, 60.0)
+"""Start-to-Ready time of a stopped warm machine (start, boot, Docker, join; the images
+are there already): an assumption, docs/simulate.md."""
 
 
 @dataclass
@@ -127,6 +136,8 @@ class Stats:
     starts: deque[float] = field(default_factory=deque)
     """Times of successful starts (for arrival-rate signals)."""
     failed_at: list[float] = field(default_factory=list)
+    warm_started: int = 0
+    """Stopped warm machines a launch started."""
 
 
 _READY, _END, _TIMEOUT, _REOPEN = 0, 1, 2, 3
@@ -158,6 +169,7 @@ class SimCluster:
         reopen_after: float | None = None,
         carried: Sequence[Arrival] = (),
         earlier_starts: Sequence[float] = (),
+        warm_ready_time: ReadyTime = WARM_READY,
     ) -> None:
         if seats_per_node < 1:
             raise ValueError("seats per node must be at least 1")
@@ -188,6 +200,10 @@ class SimCluster:
         self._seq = 0
         self._ready_time = ready_time
         self._rng = random.Random(seed)
+        self.warm = WarmPool()
+        self._warm_ready_time = warm_ready_time
+        # a stream of its own: the launches draw the same ready times with a warm pool
+        self._warm_rng = random.Random(f"{seed}:warm")
 
     # ---------------------------------------------------------------- time
 
@@ -350,14 +366,32 @@ class SimCluster:
             self._push(max(self.now, a.at + a.length), _END, s)
 
     def launch(self, count: int) -> list[SimNode]:
+        return [self._machine(self._ready_time.draw(self._rng)) for _ in range(count)]
+
+    def _machine(self, ready_in: float) -> SimNode:
+        """A machine paid from now, joining as a node ``ready_in`` seconds later."""
+        ready = self.now + ready_in
+        n = SimNode(len(self.nodes), self.seats_per_node, self.now, ready)
+        self.nodes.append(n)
+        self.current.append(n)
+        self._push(ready, _READY, n)
+        return n
+
+    def fill_warm(self, count: int) -> list[WarmMachine]:
+        """Warm machines that pull the images (the launch ready time) and power off."""
+        return [
+            self.warm.add(self.now, self.now + self._ready_time.draw(self._warm_rng))
+            for _ in range(count)
+        ]
+
+    def start_warm(self, count: int) -> list[SimNode]:
+        """Up to ``count`` stopped warm machines started: each is a machine paid as a node
+        from now, joining after a draw of the warm ready time."""
         out = []
-        for _ in range(count):
-            ready = self.now + self._ready_time.draw(self._rng)
-            n = SimNode(len(self.nodes), self.seats_per_node, self.now, ready)
-            self.nodes.append(n)
-            self.current.append(n)
-            self._push(ready, _READY, n)
-            out.append(n)
+        for _ in self.warm.take(self.now, count):
+            out.append(self._machine(self._warm_ready_time.draw(self._warm_rng)))
+            if self.now >= self.count_from:
+                self.stats.warm_started += 1
         return out
 
     def _join(self, n: SimNode) -> None:

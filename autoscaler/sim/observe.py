@@ -12,12 +12,14 @@ import bisect
 import functools
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
 
 from autoscaler.decide.pools import labels as L
 from autoscaler.rules.schema import Signal
 from autoscaler.sim.cluster import SimCluster, SimNode, SimSession
+from autoscaler.sim.warm import WarmMachine
 from autoscaler.snapshot import (
     Instance,
     Node,
@@ -36,15 +38,29 @@ _COUNT = re.compile(r"^\s*SELECT\s+count\([^)]*\)\s*(?:([*/])\s*(\d+(?:\.\d+)?))
 _UNIT = {"s": 1, "m": 60, "h": 3600}
 
 
+@dataclass(frozen=True)
+class MachineLook:
+    """What the EC2 provider lists of a warm machine besides its state: the planner takes
+    one of another type, subnet or launch configuration for stale (launch_config)."""
+
+    instance_type: str = ""
+    subnet: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
 class Observer:
     """Builds the Snapshot of one pool's simulated cluster at the cluster's current time."""
 
-    def __init__(self, cluster: SimCluster, start: datetime, pool: str) -> None:
+    def __init__(
+        self, cluster: SimCluster, start: datetime, pool: str, warm_look: MachineLook | None = None
+    ) -> None:
         self.cluster = cluster
         self.start = start
         self.pool = pool
+        self.warm_look = warm_look or MachineLook()
         self._nodes: dict[int, tuple[int, Node]] = {}
         self._machines: dict[int, Instance] = {}
+        self._warm: dict[tuple[int, bool], Instance] = {}
         self._sessions: dict[int, Session] = {}
         self._waiting: dict[int, PendingTask] = {}
         self._views: tuple[tuple[Session, ...], tuple[PendingTask, ...]] = ((), ())
@@ -59,6 +75,8 @@ class Observer:
         now = self.at(c.now)
         nodes = tuple(self._node(n) for n in c.current if n.in_swarm)
         machines = tuple(self._machine(n) for n in c.current if n.alive)
+        if c.warm.current:
+            machines += tuple(self._warm_machine(m) for m in c.warm.current)
         sessions, pending = self._session_views()
         swarm = SwarmState.model_construct(
             nodes=nodes, services=(), sessions=sessions, pending_tasks=pending
@@ -111,6 +129,29 @@ class Observer:
                 tags={},
             )
             self._machines[n.index] = cached
+        return cached
+
+    def _warm_machine(self, m: WarmMachine) -> Instance:
+        """Running while it pulls the images, then stopped; tagged warm either way."""
+        stopped = m.stopped(self.cluster.now)
+        cached = self._warm.get((m.index, stopped))
+        if cached is None:
+            look = self.warm_look
+            cached = Instance.model_construct(
+                id=m.instance_id,
+                pool=self.pool,
+                state="stopped" if stopped else "running",
+                launched_at=self.at(m.launched_at),
+                instance_type=look.instance_type,
+                private_dns="",
+                private_ip="",
+                subnet=look.subnet,
+                tags=dict(look.tags),
+                warm=True,
+                interrupted=False,
+            )
+            self._warm.pop((m.index, not stopped), None)
+            self._warm[(m.index, stopped)] = cached
         return cached
 
     def _session_views(self) -> tuple[tuple[Session, ...], tuple[PendingTask, ...]]:

@@ -1,7 +1,8 @@
 """The policy under test: every pass builds a real Snapshot of the simulated pool, calls the
 production planner ``autoscaler.decide.plan`` and carries out the returned actions with the
 node actuator's rules (a drain follows a pause and is refused while user sessions run unless
-the action says to end them; only drained or down nodes are removed)."""
+the action says to end them; only drained or down nodes are removed) and the EC2 provider's
+for a warm pool (a launch starts stopped warm machines first)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from datetime import datetime
 from autoscaler.decide.plan_types import (
     Action,
     DrainNode,
+    FillWarmPool,
     LabelNode,
     LaunchNodes,
     Memory,
@@ -19,12 +21,14 @@ from autoscaler.decide.plan_types import (
     Plan,
     RemoveNode,
     ResumeNode,
+    RetireWarmMachine,
     TerminateInstance,
 )
 from autoscaler.decide.pools import labels as L
+from autoscaler.rules.pools import PoolPolicy
 from autoscaler.rules.schema import Policies
 from autoscaler.sim.cluster import SimCluster, SimNode
-from autoscaler.sim.observe import Observer
+from autoscaler.sim.observe import MachineLook, Observer
 from autoscaler.snapshot import Snapshot
 
 Planner = Callable[[Snapshot, Policies, Memory], Plan]
@@ -74,8 +78,9 @@ class PlannerController:
         self._observer: Observer | None = None
 
     def start(self, cluster: SimCluster) -> None:
-        self._observer = Observer(cluster, self.start_at, self.pool)
-        initial = max(1, self.policies.pools[self.pool].min)
+        policy = self.policies.pools[self.pool]
+        self._observer = Observer(cluster, self.start_at, self.pool, warm_look(self.pool, policy))
+        initial = max(1, policy.min)
         labels = {L.POOL: self.pool, L.STATE: "active", L.INSTANCE: "{instance}"}
         cluster.add_ready(initial, labels)
 
@@ -91,9 +96,12 @@ class PlannerController:
 
     def apply(self, c: SimCluster, a: Action) -> None:
         """Carry out one action as the actuators would (refusals are counted)."""
-        if isinstance(a, LaunchNodes):
-            c.launch(a.count)
-            self.actions[a.kind] += a.count
+        if isinstance(a, LaunchNodes | FillWarmPool | RetireWarmMachine):
+            self._provider_action(c, a)
+            return
+        if isinstance(a, TerminateInstance) and c.warm.by_id(a.instance_id) is not None:
+            # a warm machine still pulling images after join_timeout
+            self._end_warm(c, a, a.instance_id)
             return
         if isinstance(a, TerminateInstance):
             n = c.by_id(a.instance_id)
@@ -127,6 +135,31 @@ class PlannerController:
             c.label(n, a.labels)
         self.actions[a.kind] += 1
 
+    def _provider_action(
+        self, c: SimCluster, a: LaunchNodes | FillWarmPool | RetireWarmMachine
+    ) -> None:
+        """As the EC2 provider carries them out (a pool without warm machines launches)."""
+        if isinstance(a, LaunchNodes):
+            started = c.start_warm(a.count)  # stopped warm machines first
+            c.launch(a.count - len(started))
+            self.actions[a.kind] += a.count
+        elif isinstance(a, FillWarmPool):
+            # the provider counts again: a fill decided on an older listing adds no more
+            ec2 = self.policies.pools[self.pool].ec2
+            missing = (ec2.warm_pool if ec2 is not None else 0) - len(c.warm.current)
+            self.actions[a.kind] += len(c.fill_warm(max(0, missing)))
+        else:
+            self._end_warm(c, a, a.instance_id)
+
+    def _end_warm(self, c: SimCluster, a: Action, instance_id: str) -> None:
+        """Terminate a warm machine; refused once a launch has started it (or it is gone)."""
+        m = c.warm.by_id(instance_id)
+        if m is None or m.ended_at is not None:
+            self.refused[a.kind] += 1
+            return
+        c.warm.end(m, c.now)
+        self.actions[a.kind] += 1
+
     @staticmethod
     def _allowed(n: SimNode, a: Action) -> bool:
         if isinstance(a, PauseNode):
@@ -138,3 +171,15 @@ class PlannerController:
         if isinstance(a, RemoveNode):
             return not n.alive or (n.availability == "drain" and not n.sessions)
         return True
+
+
+def warm_look(pool: str, policy: PoolPolicy) -> MachineLook | None:
+    """How the EC2 provider lists the pool's warm machines: the first instance type and
+    subnet, tagged with the pool's launch configuration, so the planner counts them as
+    current. None for a pool without an ec2 section (it has no warm pool)."""
+    if policy.ec2 is None:
+        return None
+    from autoscaler.decide.pools.launch_config import launch_config
+
+    tags = {L.TAG_POOL: pool, L.TAG_LAUNCH_CONFIG: launch_config(policy)}
+    return MachineLook(policy.ec2.instance_types[0], policy.ec2.subnets[0], tags)

@@ -31,6 +31,9 @@ def table(results: Sequence[RunResult], oracle: str = "oracle") -> str:
     columns = list(COLUMNS)
     if any(r.sessions_reopened for r in results):  # only when killed users come back
         columns.insert(4, ("sessions_reopened", "reopened"))
+    if any(r.warm_price is not None for r in results):  # only with a warm pool
+        at = columns.index(("node_hours", "node-hours")) + 1
+        columns[at:at] = [("warm_starts", "warm starts"), ("warm_stopped_hours", "stopped h")]
     head = ["policy", *(title for _, title in columns), "x oracle"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
@@ -88,6 +91,7 @@ def markdown(params: Mapping[str, Any], results: Sequence[RunResult], command: s
         "failures count as failed starts; node-hours: machine time from launch to "
         "termination; oracle: ceil(concurrent sessions / seats) paid from one ready time "
         "ahead, the lower bound.\n\n"
+        f"{_warm(params)}"
         f"{_carried(params)}"
         f"## Where the node-hours go\n\n{uses_table(results)}\n"
         "Seats by use, sampled at every pass, in node-hours (seat-hours / seats per node). "
@@ -95,6 +99,18 @@ def markdown(params: Mapping[str, Any], results: Sequence[RunResult], command: s
         "that kills sessions pays less for it. Free on paused nodes: nodes that take no new "
         "session and wait for their last ones to end (their seats are reserve).\n\n"
         f"## Actions\n\n{detail}\n\n## Parameters\n\n{rows}\n"
+    )
+
+
+def _warm(params: Mapping[str, Any]) -> str:
+    """What the warm-pool columns mean, in a run with a warm pool."""
+    if not params.get("warm_pool"):
+        return ""
+    return (
+        f"Warm pool of {params['warm_pool']}: warm starts are launches that started a stopped "
+        "warm machine; stopped h: hours warm machines waited stopped, at "
+        f"{params['warm_price_per_hour']:g} per hour, included in the cost. Node-hours "
+        "include the warm machines' time pulling images, paid as nodes.\n\n"
     )
 
 

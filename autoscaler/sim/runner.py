@@ -10,12 +10,15 @@ from datetime import timedelta
 
 from autoscaler.event_batching import EventBatching, event_pass_due
 from autoscaler.sim.arrivals import Workload
-from autoscaler.sim.cluster import ReadyTime, SimCluster
+from autoscaler.sim.cluster import WARM_READY, ReadyTime, SimCluster
 from autoscaler.sim.controller import Controller
 from autoscaler.sim.oracle import oracle
 
 Progress = Callable[[float], None]
 """Called with simulated seconds done since the last call."""
+WARM_PRICE = 0.008
+"""Per hour of a stopped warm machine: its disk, 100 GB of gp3 at 0.08 per GB-month (an
+assumption, docs/simulate.md)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +43,13 @@ class SimParams:
     """Seconds at the start not counted (the pool settles from its initial size)."""
     sample: float = 300.0
     """Seconds between two timeline samples."""
+    warm_pool: int = 0
+    """The policy's ``ec2.warm_pool`` (setup.override): with a value, the results report
+    the warm pool's stopped hours and their cost."""
+    warm_ready_time: ReadyTime = WARM_READY
+    """Start-to-Ready time of a stopped warm machine."""
+    warm_price: float = WARM_PRICE
+    """Per hour of a stopped warm machine."""
 
 
 @dataclass
@@ -67,6 +77,8 @@ class Usage:
 
     def add(self, c: SimCluster, dt: float) -> None:
         acc = self.seat_seconds
+        if c.warm.current:  # warm machines pulling images: paid as nodes, not yet nodes
+            acc["booting"] += c.warm.pulling(c.now) * c.seats_per_node * dt
         for n in c.current:
             if not n.alive:
                 continue  # a terminated machine costs nothing
@@ -108,6 +120,11 @@ class RunResult:
     """Share of the paid node time by use (USES), summing to 1."""
     sessions_reopened: int = 0
     """Starts of users whose session was killed (SimParams.reopen_after)."""
+    warm_price: float | None = None
+    """Per stopped warm-machine hour, in a run with a warm pool; None: no warm pool."""
+    warm_stopped_seconds: float = 0.0
+    """Stopped warm machines' time (``node_seconds`` has the time they pulled images)."""
+    warm_started: int = 0
 
     @property
     def node_hours(self) -> float:
@@ -122,12 +139,33 @@ class RunResult:
             "sessions_killed": self.sessions_killed,
             "sessions_reopened": self.sessions_reopened,
             "node_hours": round(self.node_hours, 2),
-            "cost": round(self.node_hours * self.price, 2),
+            "cost": round(self.cost, 2),
             "seat_wait_p95_s": round(percentile(self.waits, 95), 1),
             "actions": sum(self.actions.values()),
             "node_hours_by_use": {
                 k: round(self.node_hours * self.usage.get(k, 0.0), 2) for k in USES
             },
+            **self._warm_summary(),
+        }
+
+    @property
+    def cost(self) -> float:
+        if self.warm_price is None:
+            return self.node_hours * self.price
+        return self.node_hours * self.price + self.warm_stopped_hours * self.warm_price
+
+    @property
+    def warm_stopped_hours(self) -> float:
+        return self.warm_stopped_seconds / 3600.0
+
+    def _warm_summary(self) -> dict[str, object]:
+        """Only in runs with a warm pool: the results of the others keep their shape."""
+        if self.warm_price is None:
+            return {}
+        return {
+            "warm_starts": self.warm_started,
+            "warm_stopped_hours": round(self.warm_stopped_hours, 2),
+            "warm_stopped_cost": round(self.warm_stopped_hours * self.warm_price, 2),
         }
 
 
@@ -159,6 +197,7 @@ def simulate(
         reopen_after=params.reopen_after,
         carried=workload.carried,
         earlier_starts=workload.earlier_starts,
+        warm_ready_time=params.warm_ready_time,
     )
     controller.start(cluster)
     if not cluster.carried_seated():  # a controller that opened no pool: one for them
@@ -191,12 +230,14 @@ def simulate(
     if progress is not None:
         progress(duration - done)
     stats = cluster.stats
+    pulling, stopped = cluster.warm.seconds(params.warmup, duration)
     return RunResult(
         name=controller.name,
         sessions=stats.sessions,
         failed_starts=stats.failed,
         sessions_killed=stats.killed,
-        node_seconds=cluster.node_seconds(params.warmup, duration),
+        # warm machines pulling images are paid as nodes
+        node_seconds=cluster.node_seconds(params.warmup, duration) + pulling,
         price=params.price,
         waits=stats.waits,
         actions=Counter(controller.actions),
@@ -205,6 +246,9 @@ def simulate(
         seconds=time.perf_counter() - began,
         usage=usage.shares(),
         sessions_reopened=stats.reopened,
+        warm_price=params.warm_price if params.warm_pool else None,
+        warm_stopped_seconds=stopped,
+        warm_started=stats.warm_started,
     )
 
 
@@ -269,4 +313,5 @@ def simulate_oracle(workload: Workload, params: SimParams) -> RunResult:
         actions=Counter({"launch_nodes": r.launches}),
         timeline=timeline,
         usage={**dict.fromkeys(USES, 0.0), "sessions": in_use, "free_active": 1.0 - in_use},
+        warm_price=params.warm_price if params.warm_pool else None,
     )

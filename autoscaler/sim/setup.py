@@ -24,11 +24,18 @@ from autoscaler.sim.arrivals import (
     read_session_csv,
 )
 from autoscaler.sim.baselines import NAMES as BASELINES
-from autoscaler.sim.cluster import ReadyTime
+from autoscaler.sim.cluster import WARM_READY, ReadyTime
 from autoscaler.sim.controller import Controller
 from autoscaler.sim.oracle import peak_concurrency
 from autoscaler.sim.planner import Planner, PlannerController
-from autoscaler.sim.runner import Progress, RunResult, SimParams, simulate, simulate_oracle
+from autoscaler.sim.runner import (
+    WARM_PRICE,
+    Progress,
+    RunResult,
+    SimParams,
+    simulate,
+    simulate_oracle,
+)
 from autoscaler.sim.trace import not_utf8, parse_time, read_rates
 
 MOST_ARRIVALS = 10_000_000
@@ -59,6 +66,7 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
     workload = load_workload(args, lengths, now or datetime.now(UTC))
     policies, pool = load_pool(args)
     policy = policies.pools[pool]
+    warm_pool, warm_ready, warm_price = warm_options(args, warm_size(policy))
     p90 = args.ready_time_p90 if args.ready_time_p90 is not None else args.ready_time * 4 / 3
     try:
         ready = ReadyTime(args.ready_time, p90)
@@ -84,6 +92,9 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
         price=args.price if args.price is not None else (policy.node_price() or 1.0),
         seed=args.seed,
         warmup=min(args.warmup, workload.seconds / 2),
+        warm_pool=warm_pool,
+        warm_ready_time=warm_ready,
+        warm_price=warm_price,
     )
     baselines = parse_baselines(args.baselines)
     described = {
@@ -111,7 +122,32 @@ def prepare(args: argparse.Namespace, now: datetime | None = None) -> Setup:
         "warmup_s": params.warmup,
         "price_per_node_hour": params.price,
     }
+    if warm_pool:  # recorded only when simulated: runs without one keep their parameters
+        described |= {
+            "warm_pool": warm_pool,
+            "warm_ready_time_median_s": warm_ready.median,
+            "warm_ready_time_p90_s": warm_ready.p90,
+            "warm_price_per_hour": warm_price,
+        }
     return Setup(workload, policies, pool, params, described, tuple(baselines))
+
+
+def warm_size(policy: PoolPolicy) -> int:
+    """The warm pool the planner tends for the pool (EC2 pools only)."""
+    return policy.ec2.warm_pool if policy.provider == "ec2" and policy.ec2 is not None else 0
+
+
+def warm_options(args: argparse.Namespace, size: int) -> tuple[int, ReadyTime, float]:
+    """``size``: the pool's warm pool, as --warm-pool or the rules set it; then
+    --warm-ready-time (median, p90) and --warm-price, which only mean something with a
+    warm pool, so they are refused without one."""
+    times = getattr(args, "warm_ready_time", None)
+    price = getattr(args, "warm_price", None)
+    for given, option in ((times, "--warm-ready-time"), (price, "--warm-price")):
+        if given is not None and not size:
+            raise SetupError(f"{option} is for a warm pool (--warm-pool N, N above 0)")
+    ready = ReadyTime(*times) if times is not None else WARM_READY
+    return size, ready, WARM_PRICE if price is None else float(price)
 
 
 def parse_baselines(text: str) -> list[str]:
@@ -215,17 +251,33 @@ def load_pool(args: argparse.Namespace) -> tuple[Policies, str]:
         name = pools[0]
     if name not in policies.pools:
         raise SetupError(f"no pool {name!r} in {args.rules} (pools: {', '.join(pools) or 'none'})")
-    policy = override(policies.pools[name], args.seats_per_node, args.max_nodes)
+    warm = getattr(args, "warm_pool", None)
+    policy = override(policies.pools[name], args.seats_per_node, args.max_nodes, warm)
     return policies.model_copy(update={"pools": {**policies.pools, name: policy}}), name
 
 
-def override(policy: PoolPolicy, seats: int | None, max_nodes: int | None) -> PoolPolicy:
+def override(
+    policy: PoolPolicy, seats: int | None, max_nodes: int | None, warm_pool: int | None = None
+) -> PoolPolicy:
     """The pool with other seats or max; a cost cap below the new max is raised to it (the
-    cap is a budget, not part of the sizing under test). A warm pool is not simulated:
-    every machine takes the ready time, so none is asked for."""
+    cap is a budget, not part of the sizing under test). ``warm_pool`` replaces its own
+    ``ec2.warm_pool`` (without it, the rules' stands). The planner tends a warm pool for ec2
+    pools only, so with one a pool of another provider is run as an ec2 pool, with a
+    placeholder ec2 section that launches its own instance types (their prices and the cost
+    cap stay as they are)."""
     data = policy.model_dump()
+    if warm_pool and policy.provider != "ec2":
+        data["provider"] = "ec2"
     if data.get("ec2"):
-        data["ec2"]["warm_pool"] = 0
+        if warm_pool is not None:
+            data["ec2"]["warm_pool"] = warm_pool
+    elif warm_pool:
+        data["ec2"] = {
+            "ami": "ami-simulated",
+            "instance_types": list(policy.instance_types()),
+            "subnets": ["subnet-simulated"],
+            "warm_pool": warm_pool,
+        }
     if seats is not None:
         data.update(seats_per_node=seats, seat=None)
     if max_nodes is not None:
