@@ -223,31 +223,17 @@ def test_a_burst_of_events_during_a_pass_logs_no_skipped_jobs(
     assert rec.last.trigger == ",".join(f"docker:service:update{i}" for i in range(3))
 
 
-def test_events_spread_over_a_pass_make_one_more_pass_and_log_no_skipped_jobs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("ask", "job", "reason"),
+    [
+        ("trigger", "events", "docker:service:update"),  # a rolling update's events
+        ("trigger_now", "now", "alertmanager:group"),  # Alertmanager, a webhook per group
+    ],
+)
+def test_asks_spread_over_a_pass_make_one_more_pass_and_log_no_skipped_jobs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, ask: str, job: str, reason: str
 ) -> None:
-    """A rolling update sends its events throughout a pass, each seen by the scheduler
-    before the next: they still make one more pass, and none of them is a warning."""
-    swarm = Swarm(delay=1.0)
-    rec = reconciler(tmp_path, swarm, SlowActuator())
-    with running(rec) as runner:
-        assert swarm.reading.wait(5)
-        with caplog.at_level(logging.WARNING):
-            for i in range(6):
-                runner.trigger(f"docker:service:update{i}")
-                # its drain job, if one was added, is handed to the executor before the next
-                assert wait_for(lambda: runner.scheduler.get_job("events") is None)
-            assert wait_for(lambda: swarm.reads == 2)
-    assert swarm.reads == 2
-    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
-    assert rec.last is not None
-    assert rec.last.trigger == ",".join(f"docker:service:update{i}" for i in range(6))
-
-
-def test_webhooks_spread_over_a_pass_make_one_more_pass_and_log_no_skipped_jobs(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    """Alertmanager sends a webhook per alert group: several during one pass make one
+    """Asks throughout a pass, each seen by the scheduler before the next, still make one
     more pass, and none of them is a warning."""
     swarm = Swarm(delay=1.0)
     rec = reconciler(tmp_path, swarm, SlowActuator())
@@ -255,14 +241,14 @@ def test_webhooks_spread_over_a_pass_make_one_more_pass_and_log_no_skipped_jobs(
         assert swarm.reading.wait(5)
         with caplog.at_level(logging.WARNING):
             for i in range(6):
-                runner.trigger_now(f"alertmanager:group{i}")
+                getattr(runner, ask)(f"{reason}{i}")
                 # its drain job, if one was added, is handed to the executor before the next
-                assert wait_for(lambda: runner.scheduler.get_job("now") is None)
+                assert wait_for(lambda: runner.scheduler.get_job(job) is None)
             assert wait_for(lambda: swarm.reads == 2)
     assert swarm.reads == 2
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     assert rec.last is not None
-    assert rec.last.trigger == ",".join(f"alertmanager:group{i}" for i in range(6))
+    assert rec.last.trigger == ",".join(f"{reason}{i}" for i in range(6))
 
 
 def test_sigterm_during_a_pass_records_it_and_exits_0(tmp_path: Path) -> None:
