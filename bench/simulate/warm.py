@@ -2,7 +2,7 @@
 warm pool of 1 and a shorter ``headroom.node_ready_time`` (most launches then start a warm
 machine, Ready in about 40 s instead of 150 s).
 
-    python bench/simulate/warm.py           # about a minute on 2 cores
+    python bench/simulate/warm.py           # about 2 minutes on 2 cores
 
 Runs the July scenario of run.py (the shipped rules/pools.yml, run as an ec2 pool) with
 ``autoscaler simulate --warm-pool N`` and the oracle, at the default warm ready time
