@@ -580,6 +580,16 @@ class _Body:
         yield self._data
 
 
+def no_room(url: str) -> AWSResponse:
+    """StartInstances as EC2 answers it when the machine's zone has no room: HTTP 500."""
+    xml = (
+        b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+        b"<Code>InsufficientInstanceCapacity</Code><Message>no room</Message></Error>"
+        b"</Errors><RequestID>6b8a4f7c-0000-4000-8000-000000000001</RequestID></Response>"
+    )
+    return AWSResponse(url, 500, {}, _Body(xml))
+
+
 def test_insufficient_capacity_moves_on_at_once_not_after_botocore_retries(
     aws: dict[str, Any],
 ) -> None:
@@ -641,12 +651,7 @@ def test_a_warm_machine_without_capacity_to_start_is_given_up_at_once(
 
     def refuse_start(request: Any, **_: Any) -> AWSResponse:
         starts.append(request.url)
-        xml = (
-            b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
-            b"<Code>InsufficientInstanceCapacity</Code><Message>no room</Message></Error>"
-            b"</Errors><RequestID>6b8a4f7c-0000-4000-8000-000000000001</RequestID></Response>"
-        )
-        return AWSResponse(request.url, 500, {}, _Body(xml))
+        return no_room(request.url)
 
     aws["ec2"].meta.events.register_first("before-send.ec2.StartInstances", refuse_start)
     (iid,) = provider(aws["ec2"]).launch("web", pol, 1, "web-after-warm-ice")
@@ -668,14 +673,7 @@ def test_a_warm_machine_that_cannot_start_leaves_the_next_one_to_start(
         body = request.body.decode() if isinstance(request.body, bytes) else request.body
         ids = [v[0] for k, v in parse_qs(body).items() if k.startswith("InstanceId.")]
         asked.append(ids)
-        if full not in ids:
-            return None
-        xml = (
-            b'<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
-            b"<Code>InsufficientInstanceCapacity</Code><Message>no room</Message></Error>"
-            b"</Errors><RequestID>6b8a4f7c-0000-4000-8000-000000000002</RequestID></Response>"
-        )
-        return AWSResponse(request.url, 500, {}, _Body(xml))
+        return None if full not in ids else no_room(request.url)
 
     aws["ec2"].meta.events.register_first("before-send.ec2.StartInstances", refuse_the_full_zone)
     ids = provider(aws["ec2"]).launch("web", pol, 2, "web-after-full-zone")
