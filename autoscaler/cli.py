@@ -288,7 +288,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as e:  # in use, not an address of this host, a name that does not resolve
         where = f"{_setting_name(args, 'listen')}: cannot listen on {settings.listen!r}"
         raise RuntimeError(f"{where} ({e.strerror or type(e).__name__})") from None
-    watcher = DockerEventWatcher(client, runner.trigger)
+    watcher = DockerEventWatcher(client, runner.trigger, on_reconnect=runner.trigger_now)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

@@ -21,7 +21,10 @@ class DockerEventWatcher:
     after a wait that doubles until an event comes through or a stream stays open for
     ``max_backoff``, so an engine that closes every stream at once is not asked again in a
     busy loop. Events of the time in between are lost: once the stream is open again, one
-    ``docker:reconnected`` pass makes up for them, also when the first attempt failed.
+    ``docker:reconnected`` pass makes up for them, also when the first attempt failed. It
+    goes to ``on_reconnect`` (by default ``on_event``): the sidecar runs it at once, past
+    the spacing of event passes and past the backoff of failing ones, since a manager
+    reachable again is what ends such a streak.
 
     An outage is logged twice, not once per attempt: a warning when it begins and a line
     when the stream works again; the attempts in between go to debug.
@@ -40,10 +43,12 @@ class DockerEventWatcher:
         max_backoff: float = 30.0,
         first_delay: float = 1.0,
         keepalive: Keepalive | None = None,
+        on_reconnect: Callable[[str], None] | None = None,
     ) -> None:
         self.client = client
         self.keepalive = keepalive or Keepalive()
         self.on_event = on_event
+        self.on_reconnect = on_reconnect or on_event
         self.max_backoff = max_backoff
         self.first_delay = first_delay
         self._stop = threading.Event()
@@ -77,7 +82,7 @@ class DockerEventWatcher:
                 # Not the first attempt: events were missed since the last stream, or since
                 # the first attempt failed (passes, failing too, may be backed off minutes).
                 if attempted:
-                    self.on_event("docker:reconnected")
+                    self.on_reconnect("docker:reconnected")
                 opened = time.monotonic()
                 for ev in stream:
                     if self._stop.is_set():

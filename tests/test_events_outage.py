@@ -132,3 +132,20 @@ def test_a_stream_open_at_the_first_attempt_asks_for_no_extra_pass() -> None:
     finally:
         watcher.stop()
     assert seen == ["docker:service:create"]
+
+
+def test_the_catch_up_pass_goes_where_it_is_run_at_once() -> None:
+    """Events are spaced and held while passes fail; the catch-up after an outage is not:
+    a manager reachable again is what ends a streak of failing passes."""
+    engine = FlakyEngine(down=2)
+    events: list[str] = []
+    at_once: list[str] = []
+    watcher = DockerEventWatcher(
+        engine, events.append, max_backoff=0.02, first_delay=0.01, on_reconnect=at_once.append
+    )
+    watcher.start()
+    try:
+        wait_until(lambda: "docker:service:create" in events, 10, "the first event")
+    finally:
+        watcher.stop()
+    assert (at_once, events) == (["docker:reconnected"], ["docker:service:create"])

@@ -258,3 +258,5 @@ def test_autoscaler_run_passes_webhooks_at_once_and_docker_events_batched() -> N
         if isinstance(n, ast.Call) and ast.unparse(n.func) == "DockerEventWatcher"
     )
     assert [ast.unparse(a) for a in watcher.args][1] == "runner.trigger"
+    reconnect = {k.arg: ast.unparse(k.value) for k in watcher.keywords}["on_reconnect"]
+    assert reconnect == "runner.trigger_now"
