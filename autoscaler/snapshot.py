@@ -118,6 +118,22 @@ class SwarmState(Frozen):
         return None
 
 
+class LaunchTemplateNow(Frozen):
+    """The launch template a machine was launched from, as EC2 describes it in this pass:
+    the versions its $Default and $Latest give now, or why they are not known."""
+
+    id: str
+    name: str = ""
+    default_version: int | None = None
+    latest_version: int | None = None
+    error: str | None = None
+    """Why the versions are not known (template not found, EC2 unreadable): never a value."""
+
+    def version(self, selector: str) -> int | None:
+        """The number ``$Default`` or ``$Latest`` gives now; None when not known."""
+        return self.default_version if selector == "$Default" else self.latest_version
+
+
 class Instance(Frozen):
     """A machine a node provider launched for a pool, as its provider lists it."""
 
@@ -135,6 +151,9 @@ class Instance(Frozen):
     """A warm-pool machine: pulling the images, then stopped until a launch starts it."""
     interrupted: bool = False
     """A Spot interruption notice: the provider takes the machine back within two minutes."""
+    launch_template: LaunchTemplateNow | None = None
+    """A warm-pool machine launched from a launch template: that template now. None for the
+    others, and when not read (the lab, the simulator, older snapshots)."""
 
     @property
     def alive(self) -> bool:

@@ -178,6 +178,9 @@ def sidecar_calls(moto_url: str) -> Calls:
     (warm,) = p.fill_warm_pool("web", pool(warm_pool=1), "t-3")
     setup.stop_instances(InstanceIds=[warm])  # the machine powers itself off
     p.launch("web", pool(warm_pool=1), 1, "t-4")
+    template = {"ImageId": ami}
+    setup.create_launch_template(LaunchTemplateName="calls-worker", LaunchTemplateData=template)
+    p.launch("web", pool(ami=None, launch_template="calls-worker"), 1, "t-5")  # reads $Default
     p.terminate(worker, "web")
     return calls
 

@@ -19,6 +19,7 @@ from autoscaler.providers.base import ProviderError
 from autoscaler.providers.ec2 import Ec2Provider, boto_config
 from autoscaler.providers.ssm import JoinParameter
 from autoscaler.rules.pools import PoolPolicy
+from autoscaler.snapshot import LaunchTemplateNow
 from autoscaler.sources.errors import SourceError
 from autoscaler.userdata import JoinSettings, render_user_data
 
@@ -798,3 +799,191 @@ def test_decide_shrinks_and_renews_the_warm_pool(aws: dict[str, Any]) -> None:
     messages = one_pass(renewed, NOW + timedelta(minutes=10))
     assert messages[0] == f"retire_warm_machine: terminated {left}"
     assert messages[1].startswith("fill_warm_pool: 1 warm machine(s) on their way")
+
+
+# ---------------------------------------------------------------- launch template versions
+
+
+def template_pool(aws: dict[str, Any], warm_pool: int) -> tuple[PoolPolicy, str]:
+    """A pool launching from a new launch template's $Default (version 1: the fixture's
+    image), and the template's id."""
+    created = aws["ec2"].create_launch_template(
+        LaunchTemplateName=template_name(aws), LaunchTemplateData={"ImageId": aws["ami"]}
+    )
+    return from_template(aws, warm_pool), created["LaunchTemplate"]["LaunchTemplateId"]
+
+
+def template_name(aws: dict[str, Any]) -> str:
+    return f"shiny-worker-{aws['sg'][-6:]}"
+
+
+def from_template(aws: dict[str, Any], warm_pool: int) -> PoolPolicy:
+    return policy(aws, ami=None, launch_template=template_name(aws), warm_pool=warm_pool)
+
+
+def new_default(aws: dict[str, Any], template_id: str) -> str:
+    """Version 2 of the template, with another image, made its default."""
+    images = aws["ec2"].describe_images(Owners=["amazon"], Filters=[AMAZON_LINUX])["Images"]
+    image = next(i["ImageId"] for i in images if i["ImageId"] != aws["ami"])
+    aws["ec2"].create_launch_template_version(
+        LaunchTemplateId=template_id, LaunchTemplateData={"ImageId": image}
+    )
+    aws["ec2"].modify_launch_template(LaunchTemplateId=template_id, DefaultVersion="2")
+    return str(image)
+
+
+def tag(inst: dict[str, Any], key: str) -> str | None:
+    return next((t["Value"] for t in inst.get("Tags", ()) if t["Key"] == key), None)
+
+
+def test_a_new_default_version_renews_the_warm_pool(aws: dict[str, Any]) -> None:
+    """decide -> MachineActuator -> EC2: with the template's default unchanged the warm
+    machine is current; once a new version is its default, it is never started, retired,
+    and replaced by one of the new version."""
+    from autoscaler.actuate.machines import MachineActuator
+    from autoscaler.decide import plan
+    from autoscaler.decide.plan_types import PROVIDER_ACTIONS, Memory
+    from autoscaler.decide.pools.launch_config import EC2_TEMPLATE_VERSION, launch_config
+    from autoscaler.rules.schema import Policies
+    from autoscaler.snapshot import Snapshot, SwarmState
+
+    pol, template_id = template_pool(aws, warm_pool=1)
+    client = Recording(aws["ec2"])
+    p = provider(client)
+    (warm,) = stopped_warm(aws, p, pol, "web-lt")
+    (inst,) = describe(aws["ec2"], [warm])
+    assert client.runs[-1]["LaunchTemplate"]["Version"] == "1"  # the number, not $Default
+    assert (tag(inst, EC2_TEMPLATE_VERSION), inst["ImageId"]) == ("1", aws["ami"])
+    assert tag(inst, L.TAG_LAUNCH_CONFIG) == launch_config(pol, 1)
+
+    def one_pass(at: datetime) -> list[str]:
+        policies = Policies(pools={"web": pol})
+        act = MachineActuator({"ec2": p}, lambda: policies)
+        snap = Snapshot(taken_at=at, swarm=SwarmState(), instances=p.list_instances())
+        done = [act.execute(a) for a in plan(snap, policies, Memory()).actions]
+        assert all(r.ok for r in done), [r.message for r in done]
+        return [f"{r.action.kind}: {r.message}" for r in done if r.action.kind in PROVIDER_ACTIONS]
+
+    assert one_pass(NOW + timedelta(minutes=3)) == []  # the default is still version 1
+    image = new_default(aws, template_id)
+    (launched,) = p.launch("web", pol, 1, "web-lt-launch")
+    assert launched != warm  # the stale machine is never started
+    assert describe(aws["ec2"], [warm])[0]["State"]["Name"] == "stopped"
+    # within the launched machine's join timeout: the pass is about the warm pool only
+    retire, fill = one_pass(NOW + timedelta(minutes=5))
+    assert retire == f"retire_warm_machine: terminated {warm}"
+    assert fill.startswith("fill_warm_pool: 1 warm machine(s) on their way")
+    (fresh,) = [i for i in p.list_instances() if i.warm]
+    (raw,) = describe(aws["ec2"], [fresh.id])
+    assert (tag(raw, EC2_TEMPLATE_VERSION), raw["ImageId"]) == ("2", image)
+    assert fresh.tags[L.TAG_LAUNCH_CONFIG] == launch_config(pol, 2)
+    assert client.runs[-1]["LaunchTemplate"]["Version"] == "2"
+
+
+def test_pools_sharing_a_template_read_it_once_per_listing(aws: dict[str, Any]) -> None:
+    pol, template_id = template_pool(aws, warm_pool=1)
+    p = provider(aws["ec2"])
+    ids = p.fill_warm_pool("web", pol, "web-shared") + p.fill_warm_pool("api", pol, "api-shared")
+    asked: list[dict[str, Any]] = []
+    aws["ec2"].meta.events.register(
+        "before-parameter-build.ec2.DescribeLaunchTemplates",
+        lambda params, **_: asked.append(dict(params)),
+    )
+    listed = {i.id: i for i in p.list_instances()}
+    assert len(asked) == 1 and asked[0]["LaunchTemplateIds"] == [template_id]
+    for iid in ids:
+        lt = listed[iid].launch_template
+        assert lt is not None and (lt.id, lt.default_version, lt.error) == (template_id, 1, None)
+    assert all(i.launch_template is None for i in listed.values() if i.id not in ids)
+
+
+def ec2_error(url: str, code: str, status: int) -> AWSResponse:
+    """An error answer as EC2 sends it."""
+    xml = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Response><Errors><Error>'
+        f"<Code>{code}</Code><Message>refused</Message></Error></Errors>"
+        "<RequestID>6b8a4f7c-0000-4000-8000-000000000002</RequestID></Response>"
+    ).encode()
+    return AWSResponse(url, status, {}, _Body(xml))
+
+
+def refuse_templates(client: Any, code: str) -> None:
+    """DescribeLaunchTemplates refused as EC2 refuses it (HTTP 403), whatever is asked."""
+
+    def send(request: Any, **_: Any) -> AWSResponse:
+        return ec2_error(request.url, code, 403)
+
+    client.meta.events.register_first("before-send.ec2.DescribeLaunchTemplates", send)
+
+
+def test_templates_that_cannot_be_read_judge_no_machine_stale(aws: dict[str, Any]) -> None:
+    """A role without ec2:DescribeLaunchTemplates: launched with $Default as named, as
+    before; a warm machine is still started, and decide says why it does not judge it."""
+    from autoscaler.decide import plan
+    from autoscaler.decide.plan_types import Memory
+    from autoscaler.decide.pools.launch_config import launch_config
+    from autoscaler.rules.schema import Policies
+    from autoscaler.snapshot import Snapshot, SwarmState
+
+    one, template_id = template_pool(aws, warm_pool=1)
+    p = provider(aws["ec2"])
+    (launched_before,) = stopped_warm(aws, p, one, "web-lt-down")  # digest with the number
+    pol = from_template(aws, warm_pool=2)
+    refuse_templates(aws["ec2"], "UnauthorizedOperation")
+    client = Recording(aws["ec2"])
+    p = provider(client)
+    (as_named,) = stopped_warm(aws, p, pol, "web-lt-down-2")  # digest with $Default
+    assert client.runs[-1]["LaunchTemplate"]["Version"] == "$Default"
+    assert tag(describe(aws["ec2"], [as_named])[0], L.TAG_LAUNCH_CONFIG) == launch_config(pol)
+    listed = p.list_instances()
+    assert {i.launch_template.error for i in listed if i.launch_template} == {
+        "EC2 refused (UnauthorizedOperation)"
+    }
+    snap = Snapshot(taken_at=NOW + timedelta(minutes=5), swarm=SwarmState(), instances=listed)
+    result = plan(snap, Policies(pools={"web": pol}), Memory())
+    assert [a.kind for a in result.actions] == []
+    (decision,) = [d for d in result.decisions if d.policy == "web"]
+    assert (
+        f"launch template {template_name(aws)} $Default unknown (EC2 refused "
+        "(UnauthorizedOperation)): warm machines not judged on its version"
+    ) in decision.reasons
+    new_default(aws, template_id)  # unseen: nothing is judged on it
+    started = p.launch("web", pol, 2, "web-lt-down-launch")
+    assert sorted(started) == sorted([launched_before, as_named])
+
+
+def test_a_deleted_template_leaves_the_others_read(aws: dict[str, Any]) -> None:
+    # EC2 refuses a whole DescribeLaunchTemplates when one id is gone, without saying which
+    # (moto leaves it out instead: the refusal is sent as EC2 sends it)
+    ec2 = aws["ec2"]
+    made = {
+        pool_name: ec2.create_launch_template(
+            LaunchTemplateName=f"{template_name(aws)}-{pool_name}",
+            LaunchTemplateData={"ImageId": aws["ami"]},
+        )["LaunchTemplate"]["LaunchTemplateId"]
+        for pool_name in ("web", "api")
+    }
+    p = provider(ec2)
+    warm = {
+        pool_name: p.fill_warm_pool(
+            pool_name,
+            policy(aws, ami=None, launch_template=template_id, warm_pool=1),
+            f"{pool_name}-deleted",
+        )[0]
+        for pool_name, template_id in made.items()
+    }
+    ec2.delete_launch_template(LaunchTemplateId=made["api"])
+
+    def send(request: Any, **_: Any) -> AWSResponse | None:
+        body = request.body.decode() if isinstance(request.body, bytes) else request.body
+        asked = [
+            v for k, vs in parse_qs(body).items() if k.startswith("LaunchTemplateId") for v in vs
+        ]
+        if made["api"] not in asked:
+            return None
+        return ec2_error(request.url, "InvalidLaunchTemplateId.NotFound", 400)
+
+    ec2.meta.events.register_first("before-send.ec2.DescribeLaunchTemplates", send)
+    listed = {i.id: i.launch_template for i in p.list_instances()}
+    assert listed[warm["web"]] is not None and listed[warm["web"]].default_version == 1
+    assert listed[warm["api"]] == LaunchTemplateNow(id=made["api"], error="not found")

@@ -13,13 +13,16 @@
 - Warm pool (``warm_pool``): machines tagged autoscaler:warm=true pull the images and power
   off; decide asks for new ones whenever the pool has fewer (``fill_warm_pool``), and a
   launch starts them before it runs any new instance.
+- A launch template named by $Default or $Latest: the number it gives is read at each launch
+  and launched with, so the machine is what its digest says; each listing reads what it
+  gives now for the warm machines' templates, one call for them all (launch_config).
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,11 +30,16 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from autoscaler.decide.pools import labels as L
-from autoscaler.decide.pools.launch_config import launch_config, stale_because
+from autoscaler.decide.pools.launch_config import (
+    EC2_TEMPLATE_ID,
+    follows_template,
+    launch_config,
+    stale_because,
+)
 from autoscaler.providers.aws_errors import unreachable
 from autoscaler.providers.base import ProviderError
 from autoscaler.rules.pools import Ec2Pool, PoolPolicy
-from autoscaler.snapshot import Instance
+from autoscaler.snapshot import Instance, LaunchTemplateNow
 from autoscaler.sources.errors import SourceError
 
 log = logging.getLogger(__name__)
@@ -67,6 +75,14 @@ INTERRUPTION_CODES = frozenset(
     {"marked-for-termination", "marked-for-stop", "marked-for-hibernation"}
 )
 """Spot request status codes of an interruption notice: the machine goes within 2 minutes."""
+TEMPLATE_NOT_FOUND = frozenset(
+    {
+        "InvalidLaunchTemplateId.NotFound",
+        "InvalidLaunchTemplateId.Malformed",
+        "InvalidLaunchTemplateName.NotFoundException",
+    }
+)
+"""One launch template named that EC2 does not know: it refuses the whole call."""
 STARTED_LATELY = timedelta(minutes=2)
 """How long a warm machine a launch took is kept from retirement whatever state is listed
 (EC2's lists lag a start); as long as decide counts a launch on its way (LAUNCH_SETTLE)."""
@@ -142,13 +158,18 @@ class Ec2Provider:
         self._user_data = user_data
         self._clock = clock
         self._spot_error: str | None = None
+        self._template_error: str | None = None
         self._root_devices: dict[str, tuple[str, int]] = {}
         """Per image: its root device's name and its snapshot's size in GB."""
 
     # ---------------------------------------------------------------- read
 
     def list_instances(self) -> tuple[Instance, ...]:
-        """The cluster's machines, warm-pool ones marked ``warm``."""
+        """The cluster's machines, warm-pool ones marked ``warm``; a warm-pool machine
+        launched from a launch template carries that template as EC2 describes it now."""
+        return tuple(self._with_templates(self._listed()))
+
+    def _listed(self) -> list[Instance]:
         try:
             pages = self._ec2.get_paginator("describe_instances").paginate(
                 Filters=[
@@ -167,7 +188,7 @@ class Ec2Provider:
         marked = [
             i.model_copy(update={"interrupted": True}) if i.id in noticed else i for i in found
         ]
-        return tuple(sorted(marked, key=_by_id))
+        return sorted(marked, key=_by_id)
 
     def _interruption_notices(self, instance_ids: list[str]) -> set[str]:
         """The Spot machines EC2 has given an interruption notice. Unreadable (a policy
@@ -191,17 +212,89 @@ class Ec2Provider:
         self._spot_error = None
         return noticed
 
+    def _with_templates(self, found: list[Instance]) -> list[Instance]:
+        """Only warm-pool machines are judged by their template: no call without one."""
+        judged = {i.id: i.tags[EC2_TEMPLATE_ID] for i in found if _from_template(i)}
+        if not judged:
+            return found
+        now = self._templates(set(judged.values()))
+        return [
+            i.model_copy(update={"launch_template": now[judged[i.id]]}) if i.id in judged else i
+            for i in found
+        ]
+
+    def _templates(self, refs: Collection[str]) -> dict[str, LaunchTemplateNow]:
+        """The launch templates named (ids or names) as EC2 describes them now, one call per
+        kind; one it could not describe says why, which is logged once per cause."""
+        ids = sorted(r for r in refs if r.startswith("lt-"))
+        names = sorted(r for r in refs if not r.startswith("lt-"))
+        found: dict[str, LaunchTemplateNow] = {}
+        if ids:
+            found |= self._describe_templates(ids, by_id=True)
+        if names:
+            found |= self._describe_templates(names, by_id=False)
+        why = "; ".join(sorted({f"{r}: {t.error}" for r, t in found.items() if t.error})) or None
+        if why is not None and why != self._template_error:
+            log.warning(
+                "launch template versions unknown (%s): $Default or $Latest launched as named, "
+                "and warm machines not judged on their version",
+                why,
+            )
+        self._template_error = why
+        return found
+
+    def _describe_templates(self, refs: list[str], by_id: bool) -> dict[str, LaunchTemplateNow]:
+        # by name a filter: with LaunchTemplateNames, one name EC2 does not know fails them all
+        params: dict[str, Any] = (
+            {"LaunchTemplateIds": refs}
+            if by_id
+            else {"Filters": [{"Name": "launch-template-name", "Values": refs}]}
+        )
+        try:
+            pages = self._ec2.get_paginator("describe_launch_templates").paginate(**params)
+            raw = [t for page in pages for t in page.get("LaunchTemplates", [])]
+        except ClientError as exc:
+            code = _code(exc)
+            if code in TEMPLATE_NOT_FOUND and len(refs) > 1:
+                # EC2 does not say which one: asked one by one, the others are still read
+                return {r: self._describe_templates([r], by_id)[r] for r in refs}
+            why = "not found" if code in TEMPLATE_NOT_FOUND else f"EC2 refused ({code})"
+            return {r: _unknown_template(r, why) for r in refs}
+        except BotoCoreError as exc:
+            return {r: _unknown_template(r, unreachable(exc, "EC2")) for r in refs}
+        described: dict[str, LaunchTemplateNow] = {}
+        for t in raw:
+            lt = LaunchTemplateNow(
+                id=str(t["LaunchTemplateId"]),
+                name=str(t.get("LaunchTemplateName", "")),
+                default_version=t.get("DefaultVersionNumber"),
+                latest_version=t.get("LatestVersionNumber"),
+            )
+            described[lt.id] = described[lt.name] = lt
+        return {r: described.get(r) or _unknown_template(r, "not found") for r in refs}
+
+    def _in_force(self, policy: PoolPolicy) -> int | None:
+        """The number the pool's $Default or $Latest gives now, launched with so that the
+        machine is what its digest says even if the template changes meanwhile. None for a
+        pool that names a number or no template, or when unknown: launched as named then."""
+        ec2 = policy.ec2
+        if ec2 is None or ec2.launch_template is None or not follows_template(policy):
+            return None
+        lt = self._templates([ec2.launch_template])[ec2.launch_template]
+        return lt.version(ec2.launch_template_version)
+
     # ---------------------------------------------------------------- launch
 
     def launch(self, pool: str, policy: PoolPolicy, count: int, token: str) -> list[str]:
         ec2 = policy.ec2
         if ec2 is None:
             raise ProviderError(f"pool {pool} has no ec2 section")
-        started = self._start_warm(pool, policy, count)
+        version = self._in_force(policy)
+        started = self._start_warm(pool, policy, count, version)
         if len(started) >= count:
             return started
         try:
-            launched = self._run(pool, policy, ec2, count - len(started), token)
+            launched = self._run(pool, policy, ec2, count - len(started), token, version=version)
         except OutOfCapacity as exc:
             if not started:
                 raise
@@ -214,16 +307,21 @@ class Ec2Provider:
             raise ProviderError(f"{exc}{_before(started)}") from exc
         return started + launched
 
-    def _start_warm(self, pool: str, policy: PoolPolicy, count: int) -> list[str]:
+    def _start_warm(
+        self, pool: str, policy: PoolPolicy, count: int, version: int | None
+    ) -> list[str]:
         """Started one by one: StartInstances fails as a whole when any one machine cannot
         start (no capacity for its type in its zone, not stopped after all), and a warm
         machine that keeps failing would otherwise hold back every other one, each launch.
-        A stale machine (launched with what the pool no longer says) is never started."""
-        digest = launch_config(policy)
+        A stale machine (launched with what the pool no longer says) is never started;
+        ``version``: what the pool's $Default or $Latest gives now (_in_force)."""
+        digest = launch_config(policy, version)
         listed = [
             i
-            for i in self.list_instances()
-            if i.pool == pool and i.state == "stopped" and stale_because(i, policy, digest) is None
+            for i in self._listed()
+            if i.pool == pool
+            and i.state == "stopped"
+            and stale_because(i, policy, digest, version) is None
         ]
         # still tagged warm first: a machine whose earlier start fell back to stopped may
         # fail again, and would otherwise be tried first at every launch
@@ -263,8 +361,10 @@ class Ec2Provider:
         count: int,
         token: str,
         warm: bool = False,
+        version: int | None = None,
     ) -> list[str]:
-        """``warm``: machines for the warm pool (on-demand only: Spot cannot be stopped)."""
+        """``warm``: machines for the warm pool (on-demand only: Spot cannot be stopped);
+        ``version``: the launch template version to launch with (_in_force)."""
         launched: list[str] = []
         errors: list[str] = []
         markets = ("spot", "on-demand") if ec2.spot and not warm else ("on-demand",)
@@ -274,7 +374,9 @@ class Ec2Provider:
                     missing = count - len(launched)
                     if missing <= 0:
                         return launched
-                    params = self._params(pool, policy, ec2, itype, subnet, market, missing, warm)
+                    params = self._params(
+                        pool, policy, ec2, itype, subnet, market, missing, warm, version
+                    )
                     client_token = _client_token(token, self._cluster, itype, subnet, market)
                     params["ClientToken"] = client_token
                     for spec in params["TagSpecifications"]:
@@ -333,13 +435,14 @@ class Ec2Provider:
         market: str,
         count: int,
         warm: bool = False,
+        version: int | None = None,
     ) -> dict[str, Any]:
         tags = [
             {"Key": "Name", "Value": f"{self._cluster}-{pool}"},
             {"Key": L.TAG_POOL, "Value": pool},
             {"Key": L.TAG_CLUSTER, "Value": self._cluster},
             {"Key": L.TAG_LAUNCHED_AT, "Value": L.stamp(self._clock())},
-            {"Key": L.TAG_LAUNCH_CONFIG, "Value": launch_config(policy)},
+            {"Key": L.TAG_LAUNCH_CONFIG, "Value": launch_config(policy, version)},
         ]
         if warm:
             tags.append({"Key": TAG_WARM, "Value": "true"})
@@ -368,7 +471,7 @@ class Ec2Provider:
             )
             params["LaunchTemplate"] = {
                 key: ec2.launch_template,
-                "Version": ec2.launch_template_version,
+                "Version": ec2.launch_template_version if version is None else str(version),
             }
         if ec2.ami:
             params["ImageId"] = ec2.ami
@@ -499,16 +602,19 @@ class Ec2Provider:
         ec2 = policy.ec2
         if ec2 is None or ec2.warm_pool <= 0:
             return []
-        digest = launch_config(policy)
+        version = self._in_force(policy)
+        digest = launch_config(policy, version)
         warm = [
             i
-            for i in self.list_instances()
-            if i.pool == pool and i.in_warm_pool and stale_because(i, policy, digest) is None
+            for i in self._listed()
+            if i.pool == pool
+            and i.in_warm_pool
+            and stale_because(i, policy, digest, version) is None
         ]
         missing = ec2.warm_pool - len(warm)
         if missing <= 0:
             return []
-        return self._run(pool, policy, ec2, missing, token, warm=True)
+        return self._run(pool, policy, ec2, missing, token, warm=True, version=version)
 
 
 def _tags(raw: Iterable[Mapping[str, str]]) -> dict[str, str]:
@@ -542,6 +648,16 @@ def _instance(raw: Mapping[str, Any]) -> Instance | None:
         # pulling images or stopped: neither capacity nor a join (Instance.alive)
         warm=tags.get(TAG_WARM) == "true",
     )
+
+
+def _from_template(inst: Instance) -> bool:
+    return inst.in_warm_pool and EC2_TEMPLATE_ID in inst.tags
+
+
+def _unknown_template(ref: str, why: str) -> LaunchTemplateNow:
+    if ref.startswith("lt-"):
+        return LaunchTemplateNow(id=ref, error=why)
+    return LaunchTemplateNow(id="", name=ref, error=why)
 
 
 def _before(ids: list[str]) -> str:

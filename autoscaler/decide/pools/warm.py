@@ -7,7 +7,8 @@ the settle time, as a launch does, because the provider's lists may lag.
 
 Stopped machines the pool no longer wants are terminated: those beyond ``warm_pool`` (it
 was lowered), and stale ones, launched with another image, disk, profile, app images or
-boot script than the pool says now (launch_config). A stopped machine runs nothing, so no
+boot script than the pool says now, or another version of its launch template than its
+$Default or $Latest gives now (launch_config). A stopped machine runs nothing, so no
 session is ever at stake; one still pulling images is left to power off first. EC2's lists
 lag: a machine a launch started may be listed stopped for a while after, so none is
 terminated as one too many while a launch is on its way, and none a launch took lately
@@ -21,7 +22,7 @@ from datetime import datetime, timedelta
 
 from autoscaler.decide.plan_types import FillWarmPool, PoolMemory, RetireWarmMachine
 from autoscaler.decide.pools.inventory import Inventory
-from autoscaler.decide.pools.launch_config import launch_config, stale_because
+from autoscaler.decide.pools.launch_config import InForce, in_force, launch_config, stale_because
 from autoscaler.decide.text import clock, utc
 from autoscaler.rules.pools import PoolPolicy
 from autoscaler.snapshot import Instance
@@ -49,8 +50,14 @@ def tend_warm_pool(
     if policy.provider != "ec2" or not inv.instances_known:
         return WarmPoolMove()
     wanted = policy.ec2.warm_pool if policy.ec2 is not None else 0
-    digest = launch_config(policy)
-    stale = {i.id: why for i in inv.warm_machines if (why := stale_because(i, policy, digest))}
+    version = in_force(policy, inv.warm_machines)
+    digest = launch_config(policy, version.number)
+    stale = {
+        i.id: why
+        for i in inv.warm_machines
+        if (why := stale_because(i, policy, digest, version.number))
+    }
+    unknown = _unknown_version(policy, version)
     current = [i for i in inv.warm_machines if i.id not in stale]
     taken = {i.id for i in inv.warm_machines if _taken_lately(i, now, settle)}
     launched = memory.launched_at if memory is not None else None
@@ -79,11 +86,12 @@ def tend_warm_pool(
         ]
     missing = wanted - len(current)
     if missing <= 0:
-        return WarmPoolMove(retire=tuple(retire))
+        return WarmPoolMove(reason=unknown, retire=tuple(retire))
     filled = memory.warm_filled_at if memory is not None else None
     if filled is not None and utc(now) - utc(filled) < settle:
         waiting = f"warm pool {len(current)} of {wanted}: filled at {clock(filled)}"
-        return WarmPoolMove(reason=waiting, retire=tuple(retire))
+        reason = "; ".join(r for r in (waiting, unknown) if r)
+        return WarmPoolMove(reason=reason, retire=tuple(retire))
     action = FillWarmPool(
         pool=name,
         provider=policy.provider,
@@ -91,7 +99,18 @@ def tend_warm_pool(
         reason=f"warm pool {len(current)} of {wanted}",
         token=f"{name}-warm-{int(utc(now).timestamp())}-{missing}",
     )
-    return WarmPoolMove(action=action, retire=tuple(retire))
+    return WarmPoolMove(action=action, reason=unknown, retire=tuple(retire))
+
+
+def _unknown_version(policy: PoolPolicy, version: InForce) -> str | None:
+    """Why the warm machines are not judged on their launch template version, if so."""
+    if version.unknown is None or policy.ec2 is None:
+        return None
+    ec2 = policy.ec2
+    return (
+        f"launch template {ec2.launch_template} {ec2.launch_template_version} unknown "
+        f"({version.unknown}): warm machines not judged on its version"
+    )
 
 
 def _taken_lately(inst: Instance, now: datetime, settle: timedelta) -> bool:
