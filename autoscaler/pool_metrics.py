@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Gauge
 from autoscaler.decide.plan_types import Plan
 
 SEAT_KINDS = ("used", "free", "headroom", "wanted")
+STRAY_KINDS = ("running", "stopped", "nodes", "sessions")
 
 Labels = tuple[str, ...]
 
@@ -70,6 +71,13 @@ class PoolMetrics:
             ["pool"],
             registry=r,
         )
+        self.strays = Gauge(
+            "autoscaler_pool_strays",
+            "Machines (running, stopped) and Swarm nodes (nodes, and their sessions) of a "
+            "pool the rules lack: nothing looks after them.",
+            ["pool", "kind"],
+            registry=r,
+        )
         self._published: dict[int, set[Labels]] = {}
 
     def observe(self, plan: Plan) -> None:
@@ -93,7 +101,12 @@ class PoolMetrics:
             live[(p,)] = status.live_sessions
             pending[(p,)] = status.pending_sessions
             join_wait[(p,)] = status.join_wait_seconds
+        strays: dict[Labels, float] = {}
+        for stray in plan.strays:
+            for kind in STRAY_KINDS:
+                strays[(stray.pool, kind)] = getattr(stray, kind)
         for gauge, values in (
+            (self.strays, strays),
             (self.nodes, nodes),
             (self.seats, seats),
             (self.wanted_nodes, wanted),

@@ -357,12 +357,16 @@ def test_pool_conditions_come_from_the_plan() -> None:
     from datetime import UTC, datetime
 
     from autoscaler.alerts.builtin import pool_conditions
-    from autoscaler.decide.plan_types import Notify, Plan, PoolStatus
+    from autoscaler.decide.plan_types import Notify, Plan, PoolStatus, StrayPool
 
     at = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
     plan = Plan(
         at=at,
         pools=(PoolStatus(pool="a", short_nodes=2), PoolStatus(pool="b", short_nodes=0)),
+        strays=(
+            StrayPool(pool="old", running=2, stopped=1, nodes=2, sessions=3),
+            StrayPool(pool="hand", nodes=1),
+        ),
         actions=(
             Notify(
                 alert="PoolNodeJoinTimeout", summary="x", labels={"pool": "a", "instance": "i-1"}
@@ -374,13 +378,42 @@ def test_pool_conditions_come_from_the_plan() -> None:
     assert [(s.labels, s.value) for s in c["pool_at_max"]] == [({"pool": "a"}, 2)]
     assert [s.labels for s in c["node_did_not_join"]] == [{"pool": "a", "instance": "i-1"}]
     assert [s.labels for s in c["sessions_ended_by_scale_in"]] == [{"pool": "b", "node": "w2"}]
+    # machines when it has any, else its nodes (labelled by hand, no machine of ours)
+    assert [(s.labels, s.value) for s in c["pool_not_in_rules"]] == [
+        ({"pool": "old"}, 3),
+        ({"pool": "hand"}, 1),
+    ]
+    detail = c["pool_not_in_rules"][0].info["summary_detail"]
+    assert "3 machine(s) (2 running, 1 stopped)" in detail
+    assert "2 Swarm node(s) holding 3 session(s)" in detail
     assert pool_conditions(None) == {
         "pool_at_max": [],
         "node_did_not_join": [],
         "sessions_ended_by_scale_in": [],
         "pool_provider_missing": [],
         "spot_interruption": [],
+        "pool_not_in_rules": [],
     }
+
+
+def test_machines_of_a_pool_the_rules_lack_alert_after_ten_minutes() -> None:
+    from autoscaler.decide.plan_types import StrayPool
+
+    clock = Clock()
+    alerting = Alerting(clock=clock)
+    stray = StrayPool(pool="old", running=2)
+    for minute in range(11):
+        plan = Plan(at=clock.now, strays=(stray,))
+        alerting.after_pass(PassResult("t", True, 0, plan=plan))
+        want = "firing" if minute == 10 else "pending"
+        assert states(alerting)["AutoscalerPoolNotInRules,pool=old"] == want
+        clock.now += timedelta(minutes=1)
+    got = [
+        x for x in alerting.list_alerts() if x["labels"]["alertname"] == "AutoscalerPoolNotInRules"
+    ]
+    assert got[0]["state"] == "firing" and got[0]["labels"]["pool"] == "old"
+    assert got[0]["annotations"]["summary"].startswith("2 machine(s) or node(s) of pool old")
+    assert "2 running" in got[0]["annotations"]["summary_detail"]
 
 
 def join_timeout_pass(pool: str, instance: str = "i-1") -> PassResult:

@@ -256,7 +256,10 @@ def machine_nodes(snap: Snapshot, instance_id: str) -> list[Node]:
 def test_pool_plans_keep_their_invariants(case: Case) -> None:
     policy, snap, memory = case
     p = run(policy, snap, memory)
-    (decision,) = p.decisions
+    (decision,) = [d for d in p.decisions if d.policy == POOL]
+    # machines of other pools are the rules' strays: reported, never acted on
+    assert {s.pool for s in p.strays} <= {"other"}
+    assert all(d.outcome == "hold" for d in p.decisions if d.policy != POOL)
     assert decision.outcome != "error", decision.reasons
     assert decision.reasons
     removed = set()

@@ -34,7 +34,7 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from autoscaler.actuate.base import ActionResult
-from autoscaler.decide.plan_types import Plan, PoolStatus, ScaleService
+from autoscaler.decide.plan_types import Plan, PoolStatus, ScaleService, StrayPool
 from autoscaler.lab.backends import PrometheusBackend, start_prometheus
 from autoscaler.ledger import Ledger
 from autoscaler.loop import Reconciler
@@ -117,7 +117,8 @@ def busy_sidecar(tmp_path: Path) -> SidecarMetrics:
     prom.value = None  # Prometheus down: the signal goes missing, its source down
     assert rec.run_pass().ok
     metrics = rec.metrics
-    metrics.pools.observe(Plan(at=datetime.now(UTC), pools=POOLS))
+    stray = StrayPool(pool="old", running=1, stopped=1, nodes=1, sessions=2)
+    metrics.pools.observe(Plan(at=datetime.now(UTC), pools=POOLS, strays=(stray,)))
     action = ScaleService(service="api", current=2, desired=4, reason="test")
     metrics.observe_results([ActionResult(action=action, ok=True, message="would", dry_run=True)])
     metrics.notifications.labels("slack", "error").inc()

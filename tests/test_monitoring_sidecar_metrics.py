@@ -190,3 +190,22 @@ def test_version_start_time_and_skipped_actions_are_exported() -> None:
     assert get(actions, {"kind": "remove_node", "result": "error"}) == 1
     assert get(actions, {"kind": "terminate_instance", "result": "skipped"}) == 1
     assert get(actions, {"kind": "terminate_instance", "result": "error"}) is None
+
+
+def test_machines_of_a_pool_the_rules_lack_are_exported_and_go_with_them() -> None:
+    from tests.pools_builders import machine
+
+    registry = CollectorRegistry()
+    metrics = SidecarMetrics(registry)
+    machines = [
+        machine("a"),
+        machine("o", pool_name="old"),
+        machine("w", pool_name="old", state="stopped"),
+    ]
+    nodes = [node("a"), node("o", pool_name="old")]
+    metrics.observe_plan(run(snapshot(nodes, sessions("o", 2), machines), pool()), {})
+    get = registry.get_sample_value
+    want = {"running": 1, "stopped": 1, "nodes": 1, "sessions": 2}
+    assert {k: get("autoscaler_pool_strays", {"pool": "old", "kind": k}) for k in want} == want
+    metrics.observe_plan(run(snapshot([node("a")]), pool()), {})
+    assert get("autoscaler_pool_strays", {"pool": "old", "kind": "running"}) is None

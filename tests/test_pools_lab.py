@@ -357,6 +357,51 @@ def test_sigkill_during_scale_in_converges(pool_lab: PoolLab, kill_after: float)
     lab.end_session(keep)
 
 
+def test_a_deleted_pool_is_reported_then_retired_without_ending_a_session(
+    pool_lab: PoolLab,
+) -> None:
+    """Deleted from the rules, the pool's node and machine are reported and left alone; put
+    back with max 0, the node is paused, waits for its session, then leaves."""
+    lab = pool_lab
+    rules = lab.root / "rules" / "pools.yml"
+    rules.write_text(RULES.format(join_timeout="30s"))
+    lab.end_all_sessions()
+    lab.run_until(lab.at_min, 90, "the pool at its minimum")
+    user = lab.session("stays")
+    lab.run_until(lambda: lab.task_state(user) == "running", 60, "the session placed")
+    (node,) = lab.pool_nodes()
+    (machine,) = lab.provider.list_instances()
+
+    rules.write_text("pools: {}\n")
+    for _ in range(3):
+        result = lab.reconciler.run_pass("test")
+        assert result.ok and result.plan is not None, result.error
+        assert result.plan.actions == ()
+    (stray,) = result.plan.strays
+    assert (stray.pool, stray.running, stray.nodes, stray.sessions) == ("web", 1, 1, 1)
+    assert {n["ID"] for n in lab.pool_nodes()} == {node["ID"]}
+    assert lab.active() and lab.task_state(user) == "running"
+
+    rules.write_text(
+        RULES.format(join_timeout="30s").replace("min: 1", "min: 0").replace("max: 3", "max: 0")
+    )
+
+    def paused() -> bool:
+        return [n["Spec"]["Availability"] for n in lab.pool_nodes()] == ["pause"]
+
+    lab.run_until(paused, 30, "the node paused")
+    for _ in range(5):
+        lab.run_until(lambda: True, 1, "a pass")
+        assert paused() and lab.task_state(user) == "running"
+    lab.end_session(user)
+
+    def gone() -> bool:
+        return not lab.pool_nodes() and not lab.provider.list_instances()
+
+    lab.run_until(gone, 60, "the retired pool's node and machine gone")
+    assert machine.private_dns not in {w.name for w in lab.engines()}
+
+
 def stop_everything(cluster: SwarmCluster, root: Path) -> None:
     """Also the engines the provider added: they are in engines.json, not in ``cluster``."""
     try:

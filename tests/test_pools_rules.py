@@ -88,6 +88,8 @@ def test_two_pools_that_would_launch_for_the_same_session_are_refused() -> None:
     assert load_sources([RuleSource("p.yml", split.encode())]).policies is not None
     off = TWO + "    enabled: false\n"  # a disabled pool counts nothing
     assert load_sources([RuleSource("p.yml", off.encode())]).policies is not None
+    retired = TWO.replace("max: 2", "max: 0")  # nor does a retired one
+    assert load_sources([RuleSource("p.yml", retired.encode())]).policies is not None
 
 
 def test_pool_defined_twice() -> None:

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from autoscaler.actuate.base import ActionResult
 from autoscaler.alerts.evaluate import RuleSpec, Sample
 from autoscaler.decide.plan_types import Notify, Plan
+from autoscaler.decide.pools.strays import describe
 from autoscaler.decide.signals import reading_of
 from autoscaler.rules.schema import Signal
 from autoscaler.snapshot import Snapshot
@@ -155,7 +156,8 @@ def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
 
     A pool is short when its seats call for more nodes than max or the cost cap allow;
     the planner raises Notify actions for machines that never joined and, before ending
-    any session, for nodes whose sessions a policy allows to end.
+    any session, for nodes whose sessions a policy allows to end; machines and nodes of a
+    pool the rules lack are the plan's strays.
     """
     out: dict[str, list[Sample]] = {
         "pool_at_max": [],
@@ -163,9 +165,14 @@ def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
         "sessions_ended_by_scale_in": [],
         "pool_provider_missing": [],
         "spot_interruption": [],
+        "pool_not_in_rules": [],
     }
     if plan is None:
         return out
+    for stray in plan.strays:
+        value = stray.running + stray.stopped or stray.nodes
+        info = {"summary_detail": describe(stray)}
+        out["pool_not_in_rules"].append(Sample({"pool": stray.pool}, value, info))
     for status in plan.pools:
         if status.short_nodes > 0:
             out["pool_at_max"].append(Sample({"pool": status.pool}, status.short_nodes))
@@ -218,6 +225,17 @@ BUILTINS: tuple[BuiltinAlert, ...] = (
         "(AUTOSCALER_AWS_REGION for ec2) or set the pool's enabled: false.",
         _reported("pool_provider_missing"),
         for_=timedelta(minutes=5),
+    ),
+    BuiltinAlert(
+        "AutoscalerPoolNotInRules",
+        "warning",
+        "{{ $value }} machine(s) or node(s) of pool {{ $labels.pool }}, which the rules lack",
+        "Machines or Swarm nodes carry the name of a pool the rules do not have (deleted or "
+        "renamed): nothing scales, pauses or terminates them, and they are paid for. Put the "
+        "pool back with min: 0 and max: 0 to retire them as their sessions end "
+        "(summary_detail: how many, and the sessions on them).",
+        _reported("pool_not_in_rules"),
+        for_=timedelta(minutes=10),
     ),
     BuiltinAlert(
         "AutoscalerNodeDidNotJoin",

@@ -12,6 +12,7 @@ from autoscaler.decide.plan_types import (
     ServiceMemory,
 )
 from autoscaler.decide.pools import plan_pools
+from autoscaler.decide.pools.strays import find_strays, stray_decision
 from autoscaler.decide.services import ServiceOutcome, decide_service, subject_of
 from autoscaler.rules.schema import Policies, ServicePolicy
 from autoscaler.snapshot import Snapshot
@@ -20,7 +21,8 @@ __all__ = ["plan"]
 
 
 def plan(snapshot: Snapshot, policies: Policies, memory: Memory) -> Plan:
-    """Decide every service policy, then every node pool (each sorted by name).
+    """Decide every service policy, then every node pool (each sorted by name), and report
+    the machines and nodes of pools the rules do not have.
 
     Pure: no I/O and no clock; the time is ``snapshot.taken_at`` and the result depends
     only on the arguments, so a live pass, a dry run and a replay agree. The returned
@@ -54,12 +56,15 @@ def plan(snapshot: Snapshot, policies: Policies, memory: Memory) -> Plan:
             pools[name] = pool.memory
         if pool.status is not None:
             statuses.append(pool.status)
+    strays = find_strays(policies.pools.keys(), snapshot)
+    decisions += [stray_decision(s) for s in strays]
     return Plan(
         at=snapshot.taken_at,
         actions=tuple(actions),
         decisions=tuple(decisions),
         memory=Memory(services=services, pools=pools),
         pools=tuple(statuses),
+        strays=strays,
     )
 
 

@@ -219,6 +219,21 @@ class PoolStatus(Frozen):
     """The pool's provider when this sidecar has not configured it (nothing is launched)."""
 
 
+class StrayPool(Frozen):
+    """Machines or Swarm nodes that name a pool the rules do not have (deleted or renamed):
+    nothing launches, pauses or terminates them, and they are still paid for."""
+
+    pool: str
+    running: int = 0
+    """Machines pending or running."""
+    stopped: int = 0
+    """Machines stopped or stopping (a warm pool's)."""
+    nodes: int = 0
+    """Swarm nodes labelled with the pool."""
+    sessions: int = 0
+    """User sessions and pre-initialised containers on those nodes."""
+
+
 class Plan(Frozen):
     at: datetime
     snapshot_digest: str = ""
@@ -226,3 +241,4 @@ class Plan(Frozen):
     decisions: tuple[Decision, ...] = ()
     memory: Memory = Memory()
     pools: tuple[PoolStatus, ...] = ()
+    strays: tuple[StrayPool, ...] = ()

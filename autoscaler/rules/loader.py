@@ -735,8 +735,9 @@ def _same_swarm_service(docs: list[_Doc]) -> list[Problem]:
 
 
 def _pools_share_apps(docs: list[_Doc]) -> list[Problem]:
-    """Two enabled pools that count the same waiting sessions both launch for them: one app
-    listed twice, or two pools without ``apps`` (each takes every app no other lists)."""
+    """Two pools that count the same waiting sessions both launch for them: one app listed
+    twice, or two pools without ``apps`` (each takes every app no other lists). Disabled
+    and retired (``max: 0``) pools launch for none."""
     problems = []
     owner: dict[str, str] = {}
     catch_all: str | None = None
@@ -744,7 +745,7 @@ def _pools_share_apps(docs: list[_Doc]) -> list[Problem]:
         if doc.rules is None:
             continue
         for name, pool in doc.rules.pools.items():
-            if not pool.enabled:
+            if not pool.launches:
                 continue
             where = f"pool '{name}' at {doc.name}:{_locate(doc.root, ('pools', name))}"
             if not pool.apps:

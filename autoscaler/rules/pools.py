@@ -142,8 +142,8 @@ class PoolPolicy(Written):
     seat: SeatSize | None = None
     apps: tuple[str, ...] = ()
     """ShinyProxy spec ids whose waiting sessions this pool launches for; empty: every app
-    no other enabled pool lists. Placement stays Swarm's: ShinyProxy sets no constraint, so
-    a session of any app may start on any pool's node."""
+    no other enabled, unretired pool lists. Placement stays Swarm's: ShinyProxy sets no
+    constraint, so a session of any app may start on any pool's node."""
     images: tuple[str, ...] = ()
     """App images a new node pulls before it joins."""
     headroom: Headroom = Headroom()
@@ -180,6 +180,16 @@ class PoolPolicy(Written):
             if s.min > self.max:
                 raise ValueError(f"a schedule's min ({s.min}) is above max ({self.max})")
         return self
+
+    @property
+    def retired(self) -> bool:
+        """``max: 0``: the pool launches nothing and its nodes leave as their sessions end."""
+        return self.max == 0
+
+    @property
+    def launches(self) -> bool:
+        """Whether the pool launches for the waiting sessions of its apps."""
+        return self.enabled and not self.retired
 
     def instance_types(self) -> tuple[str, ...]:
         return self.ec2.instance_types if self.ec2 else ("local",)

@@ -24,12 +24,13 @@ def plan_pools(
     A pool whose decision raises (a defect) gets an error decision, keeps its memory and
     acts on nothing; the other pools are decided as usual. A pool without ``apps`` counts
     the waiting sessions of the apps no other enabled pool lists: each waiting session is
-    launched for once, by the pool that names its app.
+    launched for once, by the pool that names its app. A disabled or retired (``max: 0``)
+    pool launches for none: its apps are the rest's.
     """
     out: list[tuple[str, PoolOutcome]] = []
     for name in sorted(pools):
         elsewhere = frozenset(
-            app for other, p in pools.items() if other != name and p.enabled for app in p.apps
+            app for other, p in pools.items() if other != name and p.launches for app in p.apps
         )
         try:
             outcome = decide_pool(name, pools[name], snapshot, signals, memory.get(name), elsewhere)

@@ -135,7 +135,7 @@ def take_inventory(
     swarm = snapshot.swarm
     nodes = swarm.nodes if swarm is not None else ()
     sessions = swarm.sessions if swarm is not None else ()
-    loads = _loads(sessions)
+    loads = node_loads(sessions)
     instances = tuple(i for i in snapshot.instances or () if i.pool == name)
     alive = [i for i in instances if i.alive]
     mine = [n for n in nodes if n.labels.get(L.POOL) == name]
@@ -233,7 +233,7 @@ Loads = dict[str, tuple[int, int, int]]
 state short of finished."""
 
 
-def _loads(sessions: tuple[Session, ...]) -> Loads:
+def node_loads(sessions: tuple[Session, ...]) -> Loads:
     """Counted once per pass: a scan of every session per node is quadratic."""
     out: Loads = {}
     for s in sessions:

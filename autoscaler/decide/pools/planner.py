@@ -268,9 +268,11 @@ def _scale(p: _Pass, inv: Inventory, sizing: Sizing, memory: PoolMemory | None) 
     # best fit: the fullest paused node first, since its sessions keep it alive anyway
     paused = sorted(inv.having("paused"), key=lambda m: (-m.used, m.name))
     coming = inv.count("joining", "launching") + unlisted
+    # a retired pool serves none of the waiting sessions: another pool or nobody will
+    waiting = 0 if sizing.retiring else inv.pending
     seats = _Seats(
-        at_once=p.policy.headroom.seats + inv.pending,
-        reserve_wanted=sizing.headroom + inv.pending,
+        at_once=0 if sizing.retiring else p.policy.headroom.seats + waiting,
+        reserve_wanted=sizing.headroom + waiting,
         active=sum(_free(m) for m in active),
         reserve=0,
         active_nodes=len(active),

@@ -45,6 +45,9 @@ class Sizing:
     reasons: tuple[str, ...]
     raw_nodes: int = 0
     """Nodes the seats call for before min, max and the cost cap."""
+    retiring: bool = False
+    """``max: 0``: the pool keeps no seat free and launches nothing; its nodes are paused
+    and leave as their sessions end."""
 
 
 def poisson_quantile(mean: float, p: float) -> int:
@@ -126,10 +129,19 @@ def cost_cap_text(policy: PoolPolicy, cap: int) -> str:
     )
 
 
+RETIRING = (
+    "max 0: the pool is retired: no seat kept free, nothing launched; its nodes are "
+    "paused and leave as their sessions end"
+)
+
+
 def size(
     policy: PoolPolicy, inv: Inventory, arrivals: SignalReading | None, now: datetime
 ) -> Sizing:
     used = sum(m.used for m in inv.having("active"))
+    if policy.retired:
+        # min and every schedule's min are 0 too (validated against max)
+        return Sizing(used, inv.pending, 0, 0, 0, 0, None, True, (RETIRING,), retiring=True)
     room = headroom(policy, arrivals)
     wanted_seats = used + inv.pending + room.seats
     raw = math.ceil(wanted_seats / policy.seats_per_node)

@@ -49,7 +49,8 @@ def tend_warm_pool(
     the last ``settle`` (``memory``), whose started machines may still be listed stopped."""
     if policy.provider != "ec2" or not inv.instances_known:
         return WarmPoolMove()
-    wanted = policy.ec2.warm_pool if policy.ec2 is not None else 0
+    # a retired pool (max 0) keeps none: its stopped machines are terminated
+    wanted = policy.ec2.warm_pool if policy.ec2 is not None and not policy.retired else 0
     version = in_force(policy, inv.warm_machines)
     digest = launch_config(policy, version.number)
     stale = {
