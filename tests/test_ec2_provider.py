@@ -191,6 +191,46 @@ def test_capacity_error_falls_back_to_next_type_then_subnet(aws: dict[str, Any])
     ]
 
 
+def test_a_place_without_capacity_is_tried_last_for_three_minutes(aws: dict[str, Any]) -> None:
+    client = NoCapacity(aws["ec2"], {"m6i.xlarge"})
+    now = [NOW]
+    p = Ec2Provider(client, CLUSTER, user_data, clock=lambda: now[0])
+    s1 = aws["subnets"][0]
+    p.launch("web", policy(aws), 1, "web-ice-1")
+    assert len(client.calls) == 3  # both m6i.xlarge places refused, then m5.xlarge
+    client.calls.clear()
+    now[0] = NOW + timedelta(minutes=2)
+    p.launch("web", policy(aws), 1, "web-ice-2")
+    assert client.calls == [("m5.xlarge", s1, "on-demand")]  # no round trip to refusals
+    client.calls.clear()
+    now[0] = NOW + timedelta(minutes=5)  # past the three minutes: the pool's order again
+    client.types = set()  # the shortage is over
+    ids = p.launch("web", policy(aws), 1, "web-ice-3")
+    assert client.calls == [("m6i.xlarge", s1, "on-demand")]
+    assert describe(aws["ec2"], ids)[0]["InstanceType"] == "m6i.xlarge"
+
+
+def test_places_without_capacity_are_still_tried_when_the_others_have_none(
+    aws: dict[str, Any],
+) -> None:
+    client = NoCapacity(aws["ec2"], {"m6i.xlarge"})
+    p = provider(client)
+    p.launch("web", policy(aws), 1, "web-ice-a")
+    client.calls.clear()
+    client.types = {"m5.xlarge"}  # the shortage moved: the places tried last have room again
+    ids = p.launch("web", policy(aws), 1, "web-ice-b")
+    s1, s2 = aws["subnets"]
+    assert client.calls == [
+        ("m5.xlarge", s1, "on-demand"),
+        ("m5.xlarge", s2, "on-demand"),
+        ("m6i.xlarge", s1, "on-demand"),
+    ]
+    assert describe(aws["ec2"], ids)[0]["InstanceType"] == "m6i.xlarge"
+    client.calls.clear()
+    p.launch("web", policy(aws), 1, "web-ice-c")  # it had room: no longer tried last
+    assert client.calls[0] == ("m6i.xlarge", s1, "on-demand")
+
+
 def test_no_capacity_anywhere_is_an_error_naming_each_place(aws: dict[str, Any]) -> None:
     client = NoCapacity(aws["ec2"], {"m6i.xlarge", "m5.xlarge"})
     with pytest.raises(ProviderError, match=r"no capacity for pool web: m6i\.xlarge on-demand"):

@@ -2,7 +2,8 @@
 
 - Launch: stopped warm-pool instances are started first; then new instances, trying each
   instance type in order and each subnet, moving on when EC2 has no capacity there. With
-  ``spot`` each place is asked for Spot first and on-demand second.
+  ``spot`` each place is asked for Spot first and on-demand second. A place that had no
+  capacity is tried last for a few minutes (UNAVAILABLE_FOR).
 - Every instance requires IMDSv2 (HttpTokens required, hop limit 1: containers on the node
   cannot reach the instance's credentials) and carries the tags autoscaler:pool,
   autoscaler:cluster, autoscaler:launched-at; the user-data holds no secret.
@@ -83,6 +84,12 @@ TEMPLATE_NOT_FOUND = frozenset(
     }
 )
 """One launch template named that EC2 does not know: it refuses the whole call."""
+UNAVAILABLE_FOR = timedelta(minutes=3)
+"""How long a place that had no capacity is tried last, as Karpenter caches unavailable
+offerings: a shortage of a type in a zone lasts minutes to hours, and each refused call is
+a round trip (and retry quota) before the place that has room."""
+Place = tuple[str, str, str]
+"""Instance type, subnet, market."""
 STARTED_LATELY = timedelta(minutes=2)
 """How long a warm machine a launch took is kept from retirement whatever state is listed
 (EC2's lists lag a start); as long as decide counts a launch on its way (LAUNCH_SETTLE)."""
@@ -159,6 +166,8 @@ class Ec2Provider:
         self._clock = clock
         self._spot_error: str | None = None
         self._template_error: str | None = None
+        self._no_capacity: dict[Place, datetime] = {}
+        """Places (instance type, subnet, market) EC2 last had no capacity in, and when."""
         self._root_devices: dict[str, tuple[str, int]] = {}
         """Per image: its root device's name and its snapshot's size in GB."""
 
@@ -368,42 +377,46 @@ class Ec2Provider:
         launched: list[str] = []
         errors: list[str] = []
         markets = ("spot", "on-demand") if ec2.spot and not warm else ("on-demand",)
-        for itype in ec2.instance_types:
-            for subnet in ec2.subnets:
-                for market in markets:
-                    missing = count - len(launched)
-                    if missing <= 0:
-                        return launched
-                    params = self._params(
-                        pool, policy, ec2, itype, subnet, market, missing, warm, version
-                    )
-                    client_token = _client_token(token, self._cluster, itype, subnet, market)
-                    params["ClientToken"] = client_token
-                    for spec in params["TagSpecifications"]:
-                        spec["Tags"].append({"Key": L.TAG_TOKEN, "Value": client_token})
-                    earlier = self._launched_with(client_token)
-                    if earlier:  # this very call already went through (a retry, a restart)
-                        launched += earlier
-                        continue
-                    try:
-                        answer = self._ec2.run_instances(**params)
-                    except ClientError as exc:
-                        code = _code(exc)
-                        fallback = SPOT_ERRORS if market == "spot" else CAPACITY_ERRORS
-                        if code not in fallback:
-                            raise ProviderError(
-                                f"run_instances refused ({code}): {_text(exc)}{_before(launched)}"
-                            ) from exc
-                        errors.append(f"{itype} {market} in {subnet}: {code}")
-                        log.info("no capacity: %s %s in %s (%s)", itype, market, subnet, code)
-                        continue
-                    except BotoCoreError as exc:
-                        raise ProviderError(
-                            f"{unreachable(exc, 'EC2')}{_before(launched)}"
-                        ) from exc
-                    ids = [i["InstanceId"] for i in answer.get("Instances", [])]
-                    log.info("launched %s %s %s in %s: %s", pool, itype, market, subnet, ids)
-                    launched += ids
+        for place in self._places(ec2, markets):
+            itype, subnet, market = place
+            missing = count - len(launched)
+            if missing <= 0:
+                return launched
+            params = self._params(pool, policy, ec2, itype, subnet, market, missing, warm, version)
+            client_token = _client_token(token, self._cluster, itype, subnet, market)
+            params["ClientToken"] = client_token
+            for spec in params["TagSpecifications"]:
+                spec["Tags"].append({"Key": L.TAG_TOKEN, "Value": client_token})
+            earlier = self._launched_with(client_token)
+            if earlier:  # this very call already went through (a retry, a restart)
+                launched += earlier
+                continue
+            try:
+                answer = self._ec2.run_instances(**params)
+            except ClientError as exc:
+                code = _code(exc)
+                fallback = SPOT_ERRORS if market == "spot" else CAPACITY_ERRORS
+                if code not in fallback:
+                    raise ProviderError(
+                        f"run_instances refused ({code}): {_text(exc)}{_before(launched)}"
+                    ) from exc
+                errors.append(f"{itype} {market} in {subnet}: {code}")
+                self._no_capacity[place] = self._clock()
+                log.info(
+                    "no capacity: %s %s in %s (%s): tried last for %s",
+                    itype,
+                    market,
+                    subnet,
+                    code,
+                    UNAVAILABLE_FOR,
+                )
+                continue
+            except BotoCoreError as exc:
+                raise ProviderError(f"{unreachable(exc, 'EC2')}{_before(launched)}") from exc
+            self._no_capacity.pop(place, None)
+            ids = [i["InstanceId"] for i in answer.get("Instances", [])]
+            log.info("launched %s %s %s in %s: %s", pool, itype, market, subnet, ids)
+            launched += ids
         if len(launched) < count:
             tried = "; ".join(errors) or "no instance type and subnet left"
             if launched:
@@ -411,6 +424,17 @@ class Ec2Provider:
                 return launched
             raise OutOfCapacity(f"no capacity for pool {pool}: {tried}")
         return launched
+
+    def _places(self, ec2: Ec2Pool, markets: tuple[str, ...]) -> list[Place]:
+        """Every instance type in order, in each subnet, in each market; the places that had
+        no capacity within UNAVAILABLE_FOR come last (still tried: a launch that tried
+        nothing would leave users waiting for a shortage that may be over)."""
+        now = self._clock()
+        self._no_capacity = {
+            p: at for p, at in self._no_capacity.items() if now - at < UNAVAILABLE_FOR
+        }
+        places = [(t, s, m) for t in ec2.instance_types for s in ec2.subnets for m in markets]
+        return sorted(places, key=lambda p: p in self._no_capacity)  # stable otherwise
 
     def _launched_with(self, client_token: str) -> list[str]:
         try:
