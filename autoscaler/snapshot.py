@@ -128,6 +128,9 @@ class LaunchTemplateNow(Frozen):
     latest_version: int | None = None
     error: str | None = None
     """Why the versions are not known (template not found, EC2 unreadable): never a value."""
+    gone: bool = False
+    """EC2 says no such template exists (deleted, perhaps made again under the same name):
+    a machine launched from it is not what the pool launches now."""
 
     def version(self, selector: str) -> int | None:
         """The number ``$Default`` or ``$Latest`` gives now; None when not known."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -1026,4 +1027,53 @@ def test_a_deleted_template_leaves_the_others_read(aws: dict[str, Any]) -> None:
     ec2.meta.events.register_first("before-send.ec2.DescribeLaunchTemplates", send)
     listed = {i.id: i.launch_template for i in p.list_instances()}
     assert listed[warm["web"]] is not None and listed[warm["web"]].default_version == 1
-    assert listed[warm["api"]] == LaunchTemplateNow(id=made["api"], error="not found")
+    assert listed[warm["api"]] == LaunchTemplateNow(id=made["api"], error="not found", gone=True)
+
+
+def test_a_warm_machine_of_a_template_made_again_under_its_name_is_renewed(
+    aws: dict[str, Any],
+) -> None:
+    """Deleted and made again, the template may give the same version number: the machine
+    was still launched from another template, and is replaced rather than started."""
+    from autoscaler.decide import plan
+    from autoscaler.decide.plan_types import Memory
+    from autoscaler.rules.schema import Policies
+    from autoscaler.snapshot import Snapshot, SwarmState
+
+    ec2 = aws["ec2"]
+    name = template_name(aws)
+    data = {"ImageId": aws["ami"]}
+    old = ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)
+    pol = policy(aws, ami=None, launch_template=name, warm_pool=1)
+    p = provider(ec2)
+    (warm,) = stopped_warm(aws, p, pol, "web-again")
+    ec2.delete_launch_template(LaunchTemplateId=old["LaunchTemplate"]["LaunchTemplateId"])
+    ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)  # version 1
+
+    snap = Snapshot(
+        taken_at=NOW + timedelta(minutes=5), swarm=SwarmState(), instances=p.list_instances()
+    )
+    result = plan(snap, Policies(pools={"web": pol}), Memory())
+    assert [a.kind for a in result.actions] == ["retire_warm_machine", "fill_warm_pool"]
+    assert "which no longer exists" in result.actions[0].reason
+    (launched,) = p.launch("web", pol, 1, "web-again-launch")
+    assert launched != warm  # never started
+    assert describe(ec2, [warm])[0]["State"]["Name"] == "stopped"
+
+
+def test_an_unreadable_template_is_logged_once_per_template_not_per_pass(
+    aws: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Listings read the machines' template by id, launches the pool's by name: each is one
+    line while the cause lasts, not one a pass."""
+    pol, _ = template_pool(aws, warm_pool=1)
+    p = provider(aws["ec2"])
+    stopped_warm(aws, p, pol, "web-lt-log")
+    refuse_templates(aws["ec2"], "UnauthorizedOperation")
+    caplog.set_level(logging.WARNING, logger="autoscaler.providers.ec2")
+    for i in range(3):
+        p.list_instances()
+        p.fill_warm_pool("web", pol, f"web-lt-log-{i}")
+    lines = [r.getMessage() for r in caplog.records if "unknown (EC2 refused" in r.getMessage()]
+    assert len(lines) == 2, lines
+    assert {line.split()[2].startswith("lt-") for line in lines} == {True, False}

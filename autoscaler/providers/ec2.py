@@ -165,7 +165,8 @@ class Ec2Provider:
         self._user_data = user_data
         self._clock = clock
         self._spot_error: str | None = None
-        self._template_error: str | None = None
+        self._template_errors: dict[str, str] = {}
+        """Per launch template reference: why it was last unreadable (logged on a change)."""
         self._no_capacity: dict[Place, datetime] = {}
         """Places (instance type, subnet, market) EC2 last had no capacity in, and when."""
         self._root_devices: dict[str, tuple[str, int]] = {}
@@ -242,14 +243,20 @@ class Ec2Provider:
             found |= self._describe_templates(ids, by_id=True)
         if names:
             found |= self._describe_templates(names, by_id=False)
-        why = "; ".join(sorted({f"{r}: {t.error}" for r, t in found.items() if t.error})) or None
-        if why is not None and why != self._template_error:
-            log.warning(
-                "launch template versions unknown (%s): $Default or $Latest launched as named, "
-                "and warm machines not judged on their version",
-                why,
-            )
-        self._template_error = why
+        for ref, lt in found.items():
+            # per template: listings (by the machines' ids) and launches (by the pool's
+            # reference) read different ones, and each cause is worth one line, not one a pass
+            if lt.error is not None and lt.error != self._template_errors.get(ref):
+                log.warning(
+                    "launch template %s unknown (%s): $Default or $Latest launched as named, "
+                    "and warm machines not judged on its version",
+                    ref,
+                    lt.error,
+                )
+            if lt.error is None:
+                self._template_errors.pop(ref, None)
+            else:
+                self._template_errors[ref] = lt.error
         return found
 
     def _describe_templates(self, refs: list[str], by_id: bool) -> dict[str, LaunchTemplateNow]:
@@ -267,8 +274,9 @@ class Ec2Provider:
             if code in TEMPLATE_NOT_FOUND and len(refs) > 1:
                 # EC2 does not say which one: asked one by one, the others are still read
                 return {r: self._describe_templates([r], by_id)[r] for r in refs}
-            why = "not found" if code in TEMPLATE_NOT_FOUND else f"EC2 refused ({code})"
-            return {r: _unknown_template(r, why) for r in refs}
+            if code in TEMPLATE_NOT_FOUND:
+                return {r: _unknown_template(r, "not found", gone=True) for r in refs}
+            return {r: _unknown_template(r, f"EC2 refused ({code})") for r in refs}
         except BotoCoreError as exc:
             return {r: _unknown_template(r, unreachable(exc, "EC2")) for r in refs}
         described: dict[str, LaunchTemplateNow] = {}
@@ -280,7 +288,7 @@ class Ec2Provider:
                 latest_version=t.get("LatestVersionNumber"),
             )
             described[lt.id] = described[lt.name] = lt
-        return {r: described.get(r) or _unknown_template(r, "not found") for r in refs}
+        return {r: described.get(r) or _unknown_template(r, "not found", gone=True) for r in refs}
 
     def _in_force(self, policy: PoolPolicy) -> int | None:
         """The number the pool's $Default or $Latest gives now, launched with so that the
@@ -327,7 +335,7 @@ class Ec2Provider:
         digest = launch_config(policy, version)
         listed = [
             i
-            for i in self._listed()
+            for i in self.list_instances()  # with their templates: a gone one is stale
             if i.pool == pool
             and i.state == "stopped"
             and stale_because(i, policy, digest, version) is None
@@ -630,7 +638,7 @@ class Ec2Provider:
         digest = launch_config(policy, version)
         warm = [
             i
-            for i in self._listed()
+            for i in self.list_instances()
             if i.pool == pool
             and i.in_warm_pool
             and stale_because(i, policy, digest, version) is None
@@ -678,10 +686,10 @@ def _from_template(inst: Instance) -> bool:
     return inst.in_warm_pool and EC2_TEMPLATE_ID in inst.tags
 
 
-def _unknown_template(ref: str, why: str) -> LaunchTemplateNow:
+def _unknown_template(ref: str, why: str, gone: bool = False) -> LaunchTemplateNow:
     if ref.startswith("lt-"):
-        return LaunchTemplateNow(id=ref, error=why)
-    return LaunchTemplateNow(id="", name=ref, error=why)
+        return LaunchTemplateNow(id=ref, error=why, gone=gone)
+    return LaunchTemplateNow(id="", name=ref, error=why, gone=gone)
 
 
 def _before(ids: list[str]) -> str:

@@ -87,6 +87,8 @@ def in_force(policy: PoolPolicy, machines: Iterable[Instance]) -> InForce:
         if lt is None:
             if EC2_TEMPLATE_ID in inst.tags:
                 unknown = unknown or "its machines' launch template not read"
+        elif lt.gone:
+            continue  # stale whatever the version (stale_because)
         elif lt.error is not None:
             unknown = lt.error  # its name unknown too: it may be the pool's template
         elif ec2.launch_template in (lt.id, lt.name):
@@ -109,6 +111,10 @@ def stale_because(
         return f"instance type {inst.instance_type} no longer listed"
     if inst.subnet and inst.subnet not in ec2.subnets:
         return f"subnet {inst.subnet} no longer listed"
+    lt = inst.launch_template
+    if lt is not None and lt.gone:
+        # made again under the same name, the template may even give the same number
+        return f"launched from launch template {lt.id or lt.name}, which no longer exists"
     tag = inst.tags.get(L.TAG_LAUNCH_CONFIG)
     if tag == digest:
         return None
