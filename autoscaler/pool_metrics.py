@@ -10,7 +10,8 @@ from prometheus_client import CollectorRegistry, Gauge
 from autoscaler.decide.plan_types import Plan
 
 SEAT_KINDS = ("used", "free", "headroom", "wanted")
-STRAY_KINDS = ("running", "stopped", "nodes", "sessions")
+MACHINE_KINDS = ("running", "stopped")
+NODE_KINDS = ("nodes", "sessions")
 
 Labels = tuple[str, ...]
 
@@ -103,7 +104,11 @@ class PoolMetrics:
             join_wait[(p,)] = status.join_wait_seconds
         strays: dict[Labels, float] = {}
         for stray in plan.strays:
-            for kind in STRAY_KINDS:
+            # a source that cannot be read is unknown, not zero: its kinds go unpublished
+            kinds = (MACHINE_KINDS if stray.machines_known else ()) + (
+                NODE_KINDS if stray.nodes_known else ()
+            )
+            for kind in kinds:
                 strays[(stray.pool, kind)] = getattr(stray, kind)
         for gauge, values in (
             (self.strays, strays),

@@ -207,5 +207,10 @@ def test_machines_of_a_pool_the_rules_lack_are_exported_and_go_with_them() -> No
     get = registry.get_sample_value
     want = {"running": 1, "stopped": 1, "nodes": 1, "sessions": 2}
     assert {k: get("autoscaler_pool_strays", {"pool": "old", "kind": k}) for k in want} == want
-    metrics.observe_plan(run(snapshot([node("a")]), pool()), {})
+    # the provider unreadable: its machines are unknown, not zero
+    unread = snapshot(nodes, sessions("o", 2)).model_copy(update={"instances": None})
+    metrics.observe_plan(run(unread, pool()), {})
     assert get("autoscaler_pool_strays", {"pool": "old", "kind": "running"}) is None
+    assert get("autoscaler_pool_strays", {"pool": "old", "kind": "sessions"}) == 2
+    metrics.observe_plan(run(snapshot([node("a")]), pool()), {})
+    assert get("autoscaler_pool_strays", {"pool": "old", "kind": "sessions"}) is None

@@ -57,7 +57,8 @@ def test_without_a_provider_the_nodes_are_still_reported() -> None:
     snap = snapshot([node("a"), node("o", pool_name="old")], sessions("o", 2))
     snap = Snapshot(taken_at=snap.taken_at, swarm=snap.swarm, instances=None)
     p = run(snap, pool())
-    assert p.strays == (StrayPool(pool="old", nodes=1, sessions=2),)
+    assert p.strays == (StrayPool(pool="old", nodes=1, sessions=2, machines_known=False),)
+    assert "its machines not listed (provider unreadable)" in reasons(p)
 
 
 def test_nodes_without_a_pool_label_are_no_stray() -> None:

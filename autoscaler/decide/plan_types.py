@@ -232,6 +232,10 @@ class StrayPool(Frozen):
     """Swarm nodes labelled with the pool."""
     sessions: int = 0
     """User sessions and pre-initialised containers on those nodes."""
+    machines_known: bool = True
+    """False while the provider's machines cannot be listed: running and stopped are not 0."""
+    nodes_known: bool = True
+    """False while the Swarm cannot be read: nodes and sessions are not 0."""
 
 
 class Plan(Frozen):

@@ -141,7 +141,10 @@ def size(
     used = sum(m.used for m in inv.having("active"))
     if policy.retired:
         # min and every schedule's min are 0 too (validated against max)
-        return Sizing(used, inv.pending, 0, 0, 0, 0, None, True, (RETIRING,), retiring=True)
+        why = [RETIRING]
+        if inv.pending:  # a pool without apps takes them over, if there is one
+            why.append(f"{inv.pending} session(s) of its apps waiting: not launched for")
+        return Sizing(used, inv.pending, 0, 0, 0, 0, None, True, tuple(why), retiring=True)
     room = headroom(policy, arrivals)
     wanted_seats = used + inv.pending + room.seats
     raw = math.ceil(wanted_seats / policy.seats_per_node)

@@ -47,7 +47,13 @@ def find_strays(pools: Collection[str], snapshot: Snapshot) -> tuple[StrayPool, 
     names = sorted(set(running) | set(stopped) | set(nodes))
     return tuple(
         StrayPool(
-            pool=n, running=running[n], stopped=stopped[n], nodes=nodes[n], sessions=sessions[n]
+            pool=n,
+            running=running[n],
+            stopped=stopped[n],
+            nodes=nodes[n],
+            sessions=sessions[n],
+            machines_known=snapshot.instances is not None,
+            nodes_known=swarm is not None,
         )
         for n in names
     )
@@ -55,16 +61,21 @@ def find_strays(pools: Collection[str], snapshot: Snapshot) -> tuple[StrayPool, 
 
 def describe(stray: StrayPool) -> str:
     """One line: what is left of the pool and what to do about it."""
-    parts = []
+    parts, unknown = [], []
     machines = stray.running + stray.stopped
     if machines:
         parts.append(f"{machines} machine(s) ({stray.running} running, {stray.stopped} stopped)")
     if stray.nodes:
         parts.append(f"{stray.nodes} Swarm node(s) holding {stray.sessions} session(s)")
+    if not stray.machines_known:
+        unknown.append("its machines not listed (provider unreadable)")
+    if not stray.nodes_known:
+        unknown.append("its nodes and sessions unknown (Swarm unreadable)")
     return (
-        f"pool {stray.pool} is not in the rules but {' and '.join(parts)} still carry its name: "
-        "nothing scales, pauses or terminates them; to retire them without ending a session, "
-        "put the pool back with min: 0 and max: 0 until they are gone"
+        f"pool {stray.pool} is not in the rules but {' and '.join(parts)} still carry its name"
+        f"{''.join(f'; {u}' for u in unknown)}: nothing scales, pauses or terminates them; to "
+        "retire them without ending a session, put the pool back with min: 0 and max: 0 "
+        "until they are gone"
     )
 
 
