@@ -58,9 +58,47 @@ def test_without_a_provider_the_nodes_are_still_reported() -> None:
     snap = Snapshot(taken_at=snap.taken_at, swarm=snap.swarm, instances=None)
     p = run(snap, pool())
     assert p.strays == (StrayPool(pool="old", nodes=1, sessions=2, machines_known=False),)
-    assert "its machines not listed (provider unreadable)" in reasons(p)
+    assert "machines as last listed: the provider cannot be read now" in reasons(p)
 
 
 def test_nodes_without_a_pool_label_are_no_stray() -> None:
     p = run(snapshot([node("a"), node("free", pool_name=None)]), pool())
     assert p.strays == ()
+
+
+def test_a_stray_of_machines_outlives_a_pass_that_cannot_list_them() -> None:
+    """Unread is not none: the stray is carried, marked unknown, so its alert goes on."""
+    from autoscaler.decide import plan
+    from autoscaler.decide.plan_types import Memory
+    from autoscaler.rules.schema import Policies
+
+    policies = Policies(pools={POOL: pool()})
+    machines = [machine("a"), machine("o", pool_name="old"), machine("g", pool_name="gone")]
+    first = plan(snapshot([node("a")], machines=machines), policies, Memory())
+    assert [s.pool for s in first.strays] == ["gone", "old"]
+    unread = snapshot([node("a")]).model_copy(update={"instances": None})
+    second = plan(unread, policies, first.memory)
+    assert second.strays == (
+        StrayPool(pool="gone", running=1, machines_known=False),
+        StrayPool(pool="old", running=1, machines_known=False),
+    )
+    assert "machines as last listed: the provider cannot be read now" in reasons(second)
+    third = plan(unread, policies, second.memory)  # still carried while it lasts
+    assert third.strays == second.strays
+    listed = plan(snapshot([node("a")], machines=machines[:2]), policies, third.memory)
+    assert listed.strays == (StrayPool(pool="old", running=1),)  # "gone" was terminated
+    back = plan(unread, Policies(pools={POOL: pool(), "old": pool()}), listed.memory)
+    assert back.strays == ()  # put back in the rules: no stray, remembered or not
+
+
+def test_nodes_are_carried_while_the_swarm_cannot_be_read() -> None:
+    from autoscaler.decide import plan
+    from autoscaler.decide.plan_types import Memory
+    from autoscaler.rules.schema import Policies
+
+    policies = Policies(pools={POOL: pool()})
+    nodes = [node("a"), node("o", pool_name="old")]
+    first = plan(snapshot(nodes, sessions("o", 2), [machine("a")]), policies, Memory())
+    unread = snapshot([], machines=[machine("a")]).model_copy(update={"swarm": None})
+    second = plan(unread, policies, first.memory)
+    assert second.strays == (StrayPool(pool="old", nodes=1, sessions=2, nodes_known=False),)

@@ -56,13 +56,13 @@ def plan(snapshot: Snapshot, policies: Policies, memory: Memory) -> Plan:
             pools[name] = pool.memory
         if pool.status is not None:
             statuses.append(pool.status)
-    strays = find_strays(policies.pools.keys(), snapshot)
+    strays = find_strays(policies.pools.keys(), snapshot, memory.strays)
     decisions += [stray_decision(s) for s in strays]
     return Plan(
         at=snapshot.taken_at,
         actions=tuple(actions),
         decisions=tuple(decisions),
-        memory=Memory(services=services, pools=pools),
+        memory=Memory(services=services, pools=pools, strays=strays),
         pools=tuple(statuses),
         strays=strays,
     )

@@ -187,6 +187,25 @@ class PoolMemory(Frozen):
     oldest first, each higher than every later one."""
 
 
+class StrayPool(Frozen):
+    """Machines or Swarm nodes that name a pool the rules do not have (deleted or renamed):
+    nothing launches, pauses or terminates them, and they are still paid for."""
+
+    pool: str
+    running: int = 0
+    """Machines pending or running."""
+    stopped: int = 0
+    """Machines stopped or stopping (a warm pool's)."""
+    nodes: int = 0
+    """Swarm nodes labelled with the pool."""
+    sessions: int = 0
+    """User sessions and pre-initialised containers on those nodes."""
+    machines_known: bool = True
+    """False while the provider's machines cannot be listed: running and stopped are not 0."""
+    nodes_known: bool = True
+    """False while the Swarm cannot be read: nodes and sessions are not 0."""
+
+
 class Memory(Frozen):
     """The only state decide keeps between passes: stabilisation and rate-limit history.
 
@@ -197,6 +216,8 @@ class Memory(Frozen):
 
     services: dict[str, ServiceMemory] = Field(default_factory=dict)
     pools: dict[str, PoolMemory] = Field(default_factory=dict)
+    strays: tuple[StrayPool, ...] = ()
+    """The last pass's strays: carried while the provider or the Swarm cannot be read."""
 
 
 class PoolStatus(Frozen):
@@ -217,25 +238,6 @@ class PoolStatus(Frozen):
     one that works joins in minutes, whatever the length of a scale-out."""
     provider_missing: str | None = None
     """The pool's provider when this sidecar has not configured it (nothing is launched)."""
-
-
-class StrayPool(Frozen):
-    """Machines or Swarm nodes that name a pool the rules do not have (deleted or renamed):
-    nothing launches, pauses or terminates them, and they are still paid for."""
-
-    pool: str
-    running: int = 0
-    """Machines pending or running."""
-    stopped: int = 0
-    """Machines stopped or stopping (a warm pool's)."""
-    nodes: int = 0
-    """Swarm nodes labelled with the pool."""
-    sessions: int = 0
-    """User sessions and pre-initialised containers on those nodes."""
-    machines_known: bool = True
-    """False while the provider's machines cannot be listed: running and stopped are not 0."""
-    nodes_known: bool = True
-    """False while the Swarm cannot be read: nodes and sessions are not 0."""
 
 
 class Plan(Frozen):
