@@ -64,6 +64,8 @@ LAB_JOBS = {"node-exporter": "node"}
 EXPECTED_EMPTY: dict[tuple[str, str, str], str] = {
     # -- pool cost: the demo policies' pool (autoscaler/lab/demo_rules) sets no prices.
     ("shiny-capacity", "Cost per hour", "A"): "the lab's demo pool has no prices",
+    # -- machines of pools the rules lack: the lab's pool is in its rules.
+    ("shiny-capacity", "Machines of pools not in the rules", "A"): "every lab pool is in the rules",
     # -- the sidecar's notifications: counted per delivery, and the lab configures no alert
     #    receiver for the sidecar.
     ("shiny-capacity", "Notifications", "A"): "no alert receivers configured",
