@@ -392,8 +392,7 @@ def test_pool_conditions_come_from_the_plan() -> None:
         "sessions_ended_by_scale_in": [],
         "pool_provider_missing": [],
         "spot_interruption": [],
-        "pool_not_in_rules": [],
-    }
+    }  # no plan: whether a pool lacks its rules is not known, so not said (the alert holds)
 
 
 def test_machines_of_a_pool_the_rules_lack_alert_after_ten_minutes() -> None:
@@ -414,6 +413,28 @@ def test_machines_of_a_pool_the_rules_lack_alert_after_ten_minutes() -> None:
     assert got[0]["state"] == "firing" and got[0]["labels"]["pool"] == "old"
     assert got[0]["annotations"]["summary"].startswith("2 machine(s) or node(s) of pool old")
     assert "2 running" in got[0]["annotations"]["summary_detail"]
+
+
+def test_the_stray_alert_holds_while_the_machines_cannot_be_listed() -> None:
+    """Not read is not none: a firing alert neither resolves nor starts over."""
+    from autoscaler.decide.plan_types import StrayPool
+
+    clock = Clock()
+    alerting = Alerting(clock=clock)
+    key = "AutoscalerPoolNotInRules,pool=old"
+    stray = StrayPool(pool="old", running=2)
+    for _ in range(11):
+        alerting.after_pass(PassResult("t", True, 0, plan=Plan(at=clock.now, strays=(stray,))))
+        clock.now += timedelta(minutes=1)
+    assert states(alerting)[key] == "firing"
+    unread = Plan(at=clock.now, strays_unread="the node provider's machines cannot be listed")
+    for _ in range(3):
+        alerting.after_pass(PassResult("t", True, 0, plan=unread))
+        alerting.after_pass(PassResult("t", False, 0, error="boom"))  # no plan at all
+        clock.now += timedelta(minutes=1)
+    assert states(alerting)[key] == "firing"
+    alerting.after_pass(PassResult("t", True, 0, plan=Plan(at=clock.now)))  # listed: gone
+    assert states(alerting)[key] == "resolved"
 
 
 def join_timeout_pass(pool: str, instance: str = "i-1") -> PassResult:

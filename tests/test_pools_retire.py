@@ -66,7 +66,7 @@ def test_a_retired_pool_resumes_nothing_and_launches_nothing_for_waiting_session
     nodes = [paused("p")]
     p = run(snapshot(nodes, sessions("p", 1) + pending(5)), RETIRED)
     assert not on(p, "resume_node") and not on(p, "launch_nodes")
-    assert "5 session(s) of its apps waiting: not launched for" in reasons(p)
+    assert "5 session(s) of its apps waiting: not launched for here" in reasons(p)
 
 
 def test_a_retired_pool_reports_no_shortage() -> None:

@@ -102,3 +102,17 @@ def test_nodes_are_carried_while_the_swarm_cannot_be_read() -> None:
     unread = snapshot([], machines=[machine("a")]).model_copy(update={"swarm": None})
     second = plan(unread, policies, first.memory)
     assert second.strays == (StrayPool(pool="old", nodes=1, sessions=2, nodes_known=False),)
+
+
+def test_without_any_provider_configured_only_nodes_are_reported_and_in_full() -> None:
+    from autoscaler.decide.pools.strays import unread
+
+    snap = snapshot([node("a"), node("o", pool_name="old")], sessions("o", 1))
+    snap = snap.model_copy(update={"instances": None, "providers": ()})
+    p = run(snap, pool())
+    assert p.strays == (StrayPool(pool="old", nodes=1, sessions=1),)
+    assert p.strays_unread is None and unread(snap) is None
+    assert "cannot be read" not in reasons(p)
+    # a provider configured but not answering: incomplete, and said so
+    down = snap.model_copy(update={"providers": ("ec2",)})
+    assert run(down, pool()).strays_unread == "the node provider's machines cannot be listed"

@@ -46,7 +46,8 @@ class PassFacts:
     """Why this pass's decision ledger line could not be written."""
 
 
-Condition = Callable[[PassFacts], list[Sample]]
+Condition = Callable[[PassFacts], list[Sample] | None]
+"""None: the condition could not be evaluated this pass; its alerts stay as they are."""
 
 
 @dataclass(frozen=True)
@@ -167,9 +168,12 @@ def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
         "spot_interruption": [],
         "pool_not_in_rules": [],
     }
+    if plan is None or plan.strays_unread is not None:
+        # not read is not none: the alert neither resolves nor starts over (held)
+        del out["pool_not_in_rules"]
     if plan is None:
         return out
-    for stray in plan.strays:
+    for stray in plan.strays if plan.strays_unread is None else ():
         value = stray.running + stray.stopped or stray.nodes
         info = {"summary_detail": describe(stray)}
         out["pool_not_in_rules"].append(Sample({"pool": stray.pool}, value, info))
@@ -196,6 +200,16 @@ def pool_conditions(plan: Plan | None) -> dict[str, list[Sample]]:
 def _reported(name: str) -> Condition:
     def condition(f: PassFacts) -> list[Sample]:
         return list(f.conditions.get(name, ()))
+
+    return condition
+
+
+def _reported_when_read(name: str) -> Condition:
+    """As _reported, but None (held) when the plan could not tell: the key is left out."""
+
+    def condition(f: PassFacts) -> list[Sample] | None:
+        found = f.conditions.get(name)
+        return None if found is None else list(found)
 
     return condition
 
@@ -234,7 +248,7 @@ BUILTINS: tuple[BuiltinAlert, ...] = (
         "renamed): nothing scales, pauses or terminates them, and they are paid for. Put the "
         "pool back with min: 0 and max: 0 to retire them as their sessions end "
         "(summary_detail: how many, and the sessions on them).",
-        _reported("pool_not_in_rules"),
+        _reported_when_read("pool_not_in_rules"),
         for_=timedelta(minutes=10),
     ),
     BuiltinAlert(

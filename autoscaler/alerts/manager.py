@@ -202,8 +202,8 @@ class Alerting:
                 ledger_error=result.ledger_error,
             )
             for b in BUILTINS:
-                if not b.on_tick:
-                    self._eval(b.spec(), b.condition(facts), now)
+                if not b.on_tick and (found := b.condition(facts)) is not None:
+                    self._eval(b.spec(), found, now)
             for name, rule in self._rules.items():
                 found = samples[name]
                 if found is not None:
@@ -314,8 +314,8 @@ class Alerting:
                 now=now, last_success_at=self._last_success_at, stall_after=self.stall_after
             )
             for b in BUILTINS:
-                if b.on_tick:
-                    self._eval(b.spec(), b.condition(facts), now)
+                if b.on_tick and (found := b.condition(facts)) is not None:
+                    self._eval(b.spec(), found, now)
         self._push(now)
         self.dispatcher.tick(now, wait=wait)
 

@@ -12,7 +12,7 @@ from autoscaler.decide.plan_types import (
     ServiceMemory,
 )
 from autoscaler.decide.pools import plan_pools
-from autoscaler.decide.pools.strays import find_strays, stray_decision
+from autoscaler.decide.pools.strays import find_strays, stray_decision, unread
 from autoscaler.decide.services import ServiceOutcome, decide_service, subject_of
 from autoscaler.rules.schema import Policies, ServicePolicy
 from autoscaler.snapshot import Snapshot
@@ -65,6 +65,7 @@ def plan(snapshot: Snapshot, policies: Policies, memory: Memory) -> Plan:
         memory=Memory(services=services, pools=pools, strays=strays),
         pools=tuple(statuses),
         strays=strays,
+        strays_unread=unread(snapshot),
     )
 
 

@@ -248,3 +248,5 @@ class Plan(Frozen):
     memory: Memory = Memory()
     pools: tuple[PoolStatus, ...] = ()
     strays: tuple[StrayPool, ...] = ()
+    strays_unread: str | None = None
+    """Why ``strays`` may be incomplete this pass (a source unread): their alert holds."""

@@ -246,7 +246,10 @@ class Ec2Provider:
         for ref, lt in found.items():
             # per template: listings (by the machines' ids) and launches (by the pool's
             # reference) read different ones, and each cause is worth one line, not one a pass
-            if lt.error is not None and lt.error != self._template_errors.get(ref):
+            changed = lt.error is not None and lt.error != self._template_errors.get(ref)
+            if changed and lt.gone:
+                log.info("launch template %s does not exist (machines from it are renewed)", ref)
+            elif changed:
                 log.warning(
                     "launch template %s unknown (%s): $Default or $Latest launched as named, "
                     "and warm machines not judged on its version",

@@ -142,8 +142,8 @@ def size(
     if policy.retired:
         # min and every schedule's min are 0 too (validated against max)
         why = [RETIRING]
-        if inv.pending:  # a pool without apps takes them over, if there is one
-            why.append(f"{inv.pending} session(s) of its apps waiting: not launched for")
+        if inv.pending:  # another pool may launch for them: not this one
+            why.append(f"{inv.pending} session(s) of its apps waiting: not launched for here")
         return Sizing(used, inv.pending, 0, 0, 0, 0, None, True, tuple(why), retiring=True)
     room = headroom(policy, arrivals)
     wanted_seats = used + inv.pending + room.seats

@@ -30,7 +30,10 @@ def find_strays(
     read, what they showed then is carried, marked unknown, so a stray does not vanish
     (and its alert start over) each time the provider fails to answer: unread is never
     read as none."""
-    machines = _machines(pools, snapshot.instances)
+    listed = snapshot.instances
+    if listed is None and snapshot.providers == ():
+        listed = ()  # no provider configured: no machine of ours to list, not an outage
+    machines = _machines(pools, listed)
     nodes = _nodes(pools, snapshot.swarm)
     before = {s.pool: s for s in last if s.pool not in pools}
     names = set(machines or {}) | set(nodes or {})
@@ -56,6 +59,15 @@ def find_strays(
             )
         )
     return tuple(out)
+
+
+def unread(snapshot: Snapshot) -> str | None:
+    """Why the strays of this pass may be incomplete (a source could not be read), or None."""
+    if snapshot.swarm is None:
+        return "the Swarm cannot be read"
+    if snapshot.instances is None and snapshot.providers != ():
+        return "the node provider's machines cannot be listed"
+    return None
 
 
 def _machines(
