@@ -232,6 +232,23 @@ def test_places_without_capacity_are_still_tried_when_the_others_have_none(
     assert client.calls[0] == ("m6i.xlarge", s1, "on-demand")
 
 
+def test_a_retried_launch_starts_nothing_more_when_its_places_come_in_another_order(
+    aws: dict[str, Any],
+) -> None:
+    """The call went through at the first place; by the retry, that place had a capacity
+    error for another launch and comes last: its machine is still found, none is added."""
+    first = provider(aws["ec2"]).launch("web", policy(aws), 1, "web-retry")
+    client = NoCapacity(aws["ec2"], {"m6i.xlarge"})
+    p = provider(client)
+    with pytest.raises(ProviderError):
+        p.launch("web", policy(aws, instance_types=["m6i.xlarge"]), 1, "web-other")
+    client.types = set()
+    client.calls.clear()
+    again = p.launch("web", policy(aws), 1, "web-retry")
+    assert again == first and client.calls == []
+    assert len(p.list_instances()) == 1
+
+
 def test_no_capacity_anywhere_is_an_error_naming_each_place(aws: dict[str, Any]) -> None:
     client = NoCapacity(aws["ec2"], {"m6i.xlarge", "m5.xlarge"})
     with pytest.raises(ProviderError, match=r"no capacity for pool web: m6i\.xlarge on-demand"):

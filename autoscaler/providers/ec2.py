@@ -385,23 +385,26 @@ class Ec2Provider:
     ) -> list[str]:
         """``warm``: machines for the warm pool (on-demand only: Spot cannot be stopped);
         ``version``: the launch template version to launch with (_in_force)."""
-        launched: list[str] = []
         errors: list[str] = []
         markets = ("spot", "on-demand") if ec2.spot and not warm else ("on-demand",)
-        for place in self._places(ec2, markets):
+        places = self._places(ec2, markets)
+        tokens = {p: _client_token(token, self._cluster, *p) for p in places}
+        # calls of this launch that already went through (a retry, a restart), wherever
+        # they are in this order: one lookup for every place
+        earlier = self._launched_with(list(tokens.values()))
+        launched = sorted(i for ids in earlier.values() for i in ids)
+        for place in places:
             itype, subnet, market = place
             missing = count - len(launched)
             if missing <= 0:
                 return launched
+            client_token = tokens[place]
+            if client_token in earlier:
+                continue
             params = self._params(pool, policy, ec2, itype, subnet, market, missing, warm, version)
-            client_token = _client_token(token, self._cluster, itype, subnet, market)
             params["ClientToken"] = client_token
             for spec in params["TagSpecifications"]:
                 spec["Tags"].append({"Key": L.TAG_TOKEN, "Value": client_token})
-            earlier = self._launched_with(client_token)
-            if earlier:  # this very call already went through (a retry, a restart)
-                launched += earlier
-                continue
             try:
                 answer = self._ec2.run_instances(**params)
             except ClientError as exc:
@@ -447,18 +450,24 @@ class Ec2Provider:
         places = [(t, s, m) for t in ec2.instance_types for s in ec2.subnets for m in markets]
         return sorted(places, key=lambda p: p in self._no_capacity)  # stable otherwise
 
-    def _launched_with(self, client_token: str) -> list[str]:
+    def _launched_with(self, client_tokens: list[str]) -> dict[str, list[str]]:
+        """Client token -> this cluster's machines launched with it (tokens without: absent)."""
         try:
-            answer = self._ec2.describe_instances(
+            pages = self._ec2.get_paginator("describe_instances").paginate(
                 Filters=[
-                    {"Name": f"tag:{L.TAG_TOKEN}", "Values": [client_token]},
+                    {"Name": f"tag:{L.TAG_TOKEN}", "Values": client_tokens},
                     {"Name": f"tag:{L.TAG_CLUSTER}", "Values": [self._cluster]},
                     {"Name": "instance-state-name", "Values": list(LISTED_STATES)},
                 ]
             )
+            found = [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
         except (ClientError, BotoCoreError) as exc:
             raise ProviderError(f"cannot check for an earlier launch: {_text(exc)}") from exc
-        return sorted(i["InstanceId"] for r in answer["Reservations"] for i in r["Instances"])
+        out: dict[str, list[str]] = {}
+        for inst in found:
+            used = _tags(inst.get("Tags", [])).get(L.TAG_TOKEN, "")
+            out.setdefault(used, []).append(str(inst["InstanceId"]))
+        return {t: sorted(ids) for t, ids in out.items()}
 
     def _params(
         self,
