@@ -832,22 +832,12 @@ def test_the_provider_spares_taken_machines_as_long_as_decide_counts_a_launch_on
 def test_decide_shrinks_and_renews_the_warm_pool(aws: dict[str, Any]) -> None:
     """decide -> MachineActuator -> EC2: a lowered warm_pool terminates the extra stopped
     machine; new app images replace the stale one."""
-    from autoscaler.actuate.machines import MachineActuator
-    from autoscaler.decide import plan
-    from autoscaler.decide.plan_types import PROVIDER_ACTIONS, Memory
-    from autoscaler.rules.schema import Policies
-    from autoscaler.snapshot import Snapshot, SwarmState
 
     p = provider(aws["ec2"])
     ids = stopped_warm(aws, p, policy(aws, warm_pool=2), "web-shrink")
 
     def one_pass(pol: PoolPolicy, at: datetime) -> list[str]:
-        policies = Policies(pools={"web": pol})
-        act = MachineActuator({"ec2": p}, lambda: policies)
-        snap = Snapshot(taken_at=at, swarm=SwarmState(), instances=p.list_instances())
-        done = [act.execute(a) for a in plan(snap, policies, Memory()).actions]
-        assert all(r.ok for r in done), [r.message for r in done]
-        return [f"{r.action.kind}: {r.message}" for r in done if r.action.kind in PROVIDER_ACTIONS]
+        return provider_pass(p, pol, at)
 
     (message,) = one_pass(policy(aws, warm_pool=1), NOW + timedelta(minutes=5))
     assert message.startswith("retire_warm_machine: terminated i-")
@@ -860,6 +850,23 @@ def test_decide_shrinks_and_renews_the_warm_pool(aws: dict[str, Any]) -> None:
 
 
 # ---------------------------------------------------------------- launch template versions
+
+
+def provider_pass(p: Ec2Provider, pol: PoolPolicy, at: datetime) -> list[str]:
+    """One pass of pool "web" from EC2's lists through decide to the provider's actions:
+    what each provider action did."""
+    from autoscaler.actuate.machines import MachineActuator
+    from autoscaler.decide import plan
+    from autoscaler.decide.plan_types import PROVIDER_ACTIONS, Memory
+    from autoscaler.rules.schema import Policies
+    from autoscaler.snapshot import Snapshot, SwarmState
+
+    policies = Policies(pools={"web": pol})
+    act = MachineActuator({"ec2": p}, lambda: policies)
+    snap = Snapshot(taken_at=at, swarm=SwarmState(), instances=p.list_instances())
+    done = [act.execute(a) for a in plan(snap, policies, Memory()).actions]
+    assert all(r.ok for r in done), [r.message for r in done]
+    return [f"{r.action.kind}: {r.message}" for r in done if r.action.kind in PROVIDER_ACTIONS]
 
 
 def template_pool(aws: dict[str, Any], warm_pool: int) -> tuple[PoolPolicy, str]:
@@ -898,12 +905,7 @@ def test_a_new_default_version_renews_the_warm_pool(aws: dict[str, Any]) -> None
     """decide -> MachineActuator -> EC2: with the template's default unchanged the warm
     machine is current; once a new version is its default, it is never started, retired,
     and replaced by one of the new version."""
-    from autoscaler.actuate.machines import MachineActuator
-    from autoscaler.decide import plan
-    from autoscaler.decide.plan_types import PROVIDER_ACTIONS, Memory
     from autoscaler.decide.pools.launch_config import EC2_TEMPLATE_VERSION, launch_config
-    from autoscaler.rules.schema import Policies
-    from autoscaler.snapshot import Snapshot, SwarmState
 
     pol, template_id = template_pool(aws, warm_pool=1)
     client = Recording(aws["ec2"])
@@ -915,12 +917,7 @@ def test_a_new_default_version_renews_the_warm_pool(aws: dict[str, Any]) -> None
     assert tag(inst, L.TAG_LAUNCH_CONFIG) == launch_config(pol, 1)
 
     def one_pass(at: datetime) -> list[str]:
-        policies = Policies(pools={"web": pol})
-        act = MachineActuator({"ec2": p}, lambda: policies)
-        snap = Snapshot(taken_at=at, swarm=SwarmState(), instances=p.list_instances())
-        done = [act.execute(a) for a in plan(snap, policies, Memory()).actions]
-        assert all(r.ok for r in done), [r.message for r in done]
-        return [f"{r.action.kind}: {r.message}" for r in done if r.action.kind in PROVIDER_ACTIONS]
+        return provider_pass(p, pol, at)
 
     assert one_pass(NOW + timedelta(minutes=3)) == []  # the default is still version 1
     image = new_default(aws, template_id)
