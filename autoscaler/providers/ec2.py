@@ -235,7 +235,7 @@ class Ec2Provider:
 
     def _templates(self, refs: Collection[str]) -> dict[str, LaunchTemplateNow]:
         """The launch templates named (ids or names) as EC2 describes them now, one call per
-        kind; one it could not describe says why, which is logged once per cause."""
+        kind; one it could not describe says why, logged once per template while it lasts."""
         ids = sorted(r for r in refs if r.startswith("lt-"))
         names = sorted(r for r in refs if not r.startswith("lt-"))
         found: dict[str, LaunchTemplateNow] = {}
