@@ -30,10 +30,7 @@ def find_strays(
     read, what they showed then is carried, marked unknown, so a stray does not vanish
     (and its alert start over) each time the provider fails to answer: unread is never
     read as none."""
-    listed = snapshot.instances
-    if listed is None and snapshot.providers == ():
-        listed = ()  # no provider configured: no machine of ours to list, not an outage
-    machines = _machines(pools, listed)
+    machines = _machines(pools, _listed(snapshot))
     nodes = _nodes(pools, snapshot.swarm)
     before = {s.pool: s for s in last if s.pool not in pools}
     names = set(machines or {}) | set(nodes or {})
@@ -65,9 +62,17 @@ def unread(snapshot: Snapshot) -> str | None:
     """Why the strays of this pass may be incomplete (a source could not be read), or None."""
     if snapshot.swarm is None:
         return "the Swarm cannot be read"
-    if snapshot.instances is None and snapshot.providers != ():
+    if _listed(snapshot) is None:
         return "the node provider's machines cannot be listed"
     return None
+
+
+def _listed(snapshot: Snapshot) -> Sequence[Instance] | None:
+    """The machines as listed; None when they could not be. Without any node provider
+    configured there is nothing to list, which is not an outage: none."""
+    if snapshot.instances is None and snapshot.providers == ():
+        return ()
+    return snapshot.instances
 
 
 def _machines(
